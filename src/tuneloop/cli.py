@@ -1,0 +1,172 @@
+"""The ``tuneloop`` command: one verb per stage of the loop.
+
+Heavy libraries are imported inside each command so ``tuneloop --help`` answers instantly.
+User mistakes (:class:`~tuneloop.errors.TuneloopError`) print one clear message and exit 2.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from pathlib import Path
+from typing import Optional
+
+import click
+import typer
+
+from tuneloop.errors import TuneloopError
+
+app = typer.Typer(
+    help="Fine-tune a pre-trained language model into a measurably better specialist on your data.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+data_app = typer.Typer(help="Inspect and validate data files.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+
+
+def user_errors(func):
+    """Turn TuneloopError into a one-line message and exit status 2."""
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        try:
+            return func(*args, **kwargs)
+        except TuneloopError as err:
+            typer.secho(f"error: {err}", fg="red", err=True)
+            raise typer.Exit(2) from None
+
+    return wrapper
+
+
+@data_app.command("check")
+@user_errors
+def data_check(
+    data: list[Path] = typer.Argument(..., help="Data files (CSV, JSON, JSONL, Parquet, TXT/MD)."),
+    format: str = typer.Option("chat", "--format", help="Row format: chat, prompt_completion, alpaca, sharegpt, text, label, pairs."),
+    columns: str = typer.Option("", help="Map format field to file column: prompt=question,completion=answer."),
+    prompt_template: Optional[str] = typer.Option(None, help="Build the prompt from columns, e.g. 'Subject: {subject}\\n{body}'."),
+    target_columns: str = typer.Option("", help="Build the completion as a JSON object of these comma-separated columns."),
+    model: Optional[str] = typer.Option(None, help="Tokenizer for token lengths (default: none, lengths not shown)."),
+    max_length: int = typer.Option(512, help="Rows longer than this many tokens are reported as too long."),
+):
+    """Read data files row by row and report what is usable, what is not (file:line, reason), and the split."""
+    from tuneloop.config_flags import parse_mapping
+    from tuneloop.data.pipeline import check_dataset
+
+    cfg = data_config(
+        path=[str(p) for p in data],
+        format=format,
+        columns=parse_mapping(columns),
+        prompt_template=prompt_template,
+        target_columns=[c.strip() for c in target_columns.split(",") if c.strip()] or None,
+        max_length=max_length,
+    )
+    check_dataset(cfg, model)
+
+
+def data_config(**fields):
+    from pydantic import ValidationError
+
+    from tuneloop.config import DataConfig, format_validation_error
+    from tuneloop.errors import ConfigError
+
+    try:
+        return DataConfig(**fields)
+    except ValidationError as err:
+        raise ConfigError(format_validation_error(err, "flags")) from None
+
+
+def train_command() -> click.Command:
+    """``tuneloop train``: built from the config schema so every field is a flag."""
+    from tuneloop.config import RunConfig
+    from tuneloop.config_flags import click_options, config_flags, overrides_from_params
+
+    flags = config_flags(RunConfig)
+
+    @user_errors
+    def run(config_file, resume, **params):
+        from tuneloop.config import load_config
+        from tuneloop.train.run import train
+
+        config = load_config(config_file, overrides_from_params(flags, params))
+        out = train(config, resume=resume)
+        typer.echo(f"run saved to {out}")
+
+    params = [
+        click.Argument(["config_file"], required=False, type=click.Path(dir_okay=False)),
+        click.Option(["--resume"], is_flag=True, help="Continue the run in --out from its last checkpoint."),
+        *click_options(flags),
+    ]
+    return click.Command(
+        "train",
+        callback=run,
+        params=params,
+        help="Fine-tune a model. CONFIG_FILE (YAML) is optional; every config field is also a flag and flags win.",
+    )
+
+
+@app.command("eval")
+@user_errors
+def eval_command(
+    run: Path = typer.Argument(..., help="Run folder written by `tuneloop train`."),
+    max_examples: Optional[int] = typer.Option(None, help="Evaluate on at most this many test rows."),
+):
+    """Evaluate base vs tuned on the run's held-out test split; writes metrics.json and the report."""
+    from tuneloop.evaluate.heldout import evaluate_run
+    from tuneloop.evaluate.summary import print_metrics
+
+    metrics = evaluate_run(run, max_examples)
+    print_metrics(metrics, run)
+
+
+@app.command("generate")
+@user_errors
+def generate_command(
+    run: Path = typer.Argument(..., help="Run folder with a trained adapter."),
+    prompt: list[str] = typer.Option(..., "--prompt", "-p", help="User message; repeat for several."),
+    max_new_tokens: int = typer.Option(128, help="Most tokens to generate."),
+    base: bool = typer.Option(False, "--base", help="Answer with the base model (adapter disabled)."),
+):
+    """Answer one or more prompts with the tuned model (the run's system prompt applied)."""
+    from tuneloop.chat import answer_prompts
+
+    for text in answer_prompts(run, prompt, max_new_tokens, use_base=base):
+        typer.echo(text)
+
+
+@app.command("chat")
+@user_errors
+def chat_command(
+    run: Path = typer.Argument(..., help="Run folder with a trained adapter."),
+    max_new_tokens: int = typer.Option(256, help="Most tokens per answer."),
+):
+    """Chat with the tuned model in the terminal (empty line or Ctrl-D quits)."""
+    from tuneloop.chat import chat_loop
+
+    chat_loop(run, max_new_tokens)
+
+
+@app.command("demo")
+@user_errors
+def demo_command(
+    out: Path = typer.Option(Path("runs/demo"), help="Run folder for the demo."),
+    rows: int = typer.Option(600, help="Support tickets to generate."),
+    seed: int = typer.Option(0, help="Seed of the data generator, split and training."),
+    fresh: bool = typer.Option(True, "--fresh/--keep", help="Replace an existing demo run folder."),
+):
+    """The main job on the built-in offline model: support-ticket triage, base vs LoRA-tuned."""
+    from tuneloop.demo.run import run_demo
+
+    run_demo(out, rows, seed, fresh)
+
+
+def main() -> None:
+    command = typer.main.get_command(app)
+    command.add_command(train_command())
+    sys.exit(command.main(prog_name="tuneloop", standalone_mode=True))
+
+
+if __name__ == "__main__":
+    main()

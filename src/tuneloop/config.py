@@ -1,0 +1,150 @@
+"""Typed configuration of a run: one pydantic model per section, ``extra="forbid"`` everywhere.
+
+A YAML file, CLI flags, or both fill a :class:`RunConfig`; the resolved copy is written into
+every run folder as ``config.yaml`` so a run can be reproduced and re-evaluated from its folder.
+Field descriptions double as ``--help`` text.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from tuneloop.errors import ConfigError
+
+FORMATS = ("chat", "prompt_completion", "alpaca", "sharegpt", "text", "label", "pairs")
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ModelConfig(_Section):
+    name: str = Field(
+        "smollm2-135m-instruct",
+        description="Hub id, local folder, .gguf file, or built-in name (smollm2-135m-instruct, minilm-l6).",
+    )
+    allow_pickle: bool = Field(False, description="Allow loading pickle weights (.bin/.pt); unsafe for untrusted files.")
+    trust_remote_code: bool = Field(False, description="Run model code shipped with a hub/local model.")
+
+
+class DataConfig(_Section):
+    path: list[str] = Field(default_factory=list, description="Data files (CSV, JSON, JSONL, Parquet, TXT/MD).")
+    format: Literal[FORMATS] = Field("chat", description="Row format: " + ", ".join(FORMATS) + ".")
+    columns: dict[str, str] = Field(
+        default_factory=dict,
+        description="Map format field -> column in the file, e.g. {prompt: question, completion: answer}.",
+    )
+    prompt_template: str | None = Field(
+        None, description="Build the prompt from columns with str.format, e.g. 'Subject: {subject}\\n{body}'."
+    )
+    target_columns: list[str] | None = Field(
+        None, description="Build the completion as a JSON object of these columns (structured extraction)."
+    )
+    system_prompt: str | None = Field(None, description="System message put before every chat example and prompt.")
+    val_fraction: float = Field(0.1, ge=0.0, lt=1.0, description="Share of rows held out for validation.")
+    test_fraction: float = Field(0.2, ge=0.0, lt=1.0, description="Share of rows held out for the final test.")
+    stratify: bool = Field(True, description="Stratify the split by label when the format has labels.")
+    seed: int = Field(0, description="Seed of the split.")
+    max_length: int = Field(512, gt=8, description="Examples longer than this many tokens are dropped and reported.")
+
+    @field_validator("path", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: Any) -> Any:
+        return [value] if isinstance(value, (str, Path)) else value
+
+
+class MethodConfig(_Section):
+    name: str = Field("lora", description="Fine-tuning method.")
+    r: int = Field(16, gt=0, description="LoRA rank.")
+    alpha: float = Field(32.0, gt=0, description="LoRA alpha (scaling = alpha / r).")
+    dropout: float = Field(0.0, ge=0.0, lt=1.0, description="LoRA dropout.")
+    target_modules: list[str] | str = Field("all-linear", description="Modules to adapt: names or 'all-linear'.")
+
+
+class TrainConfig(_Section):
+    epochs: float = Field(2.0, gt=0, description="Passes over the training split.")
+    max_steps: int = Field(-1, description="Stop after this many optimiser steps (-1: use epochs).")
+    learning_rate: float = Field(1e-3, gt=0, description="Peak learning rate.")
+    warmup_ratio: float = Field(0.05, ge=0, lt=1, description="Share of steps with linear warm-up.")
+    weight_decay: float = Field(0.0, ge=0)
+    tokens_per_batch: int = Field(2048, gt=0, description="Real tokens packed into one optimiser step.")
+    pack_length: int = Field(512, gt=0, description="Length of one packed row (examples never cross a row).")
+    save_steps: int = Field(0, ge=0, description="Checkpoint every N steps (0: only the final model).")
+    eval_steps: int = Field(0, ge=0, description="Validation loss every N steps (0: once per epoch).")
+    early_stopping_patience: int = Field(3, ge=0, description="Stop after N evaluations without improvement (0: off).")
+    early_stopping_min_delta: float = Field(0.0, ge=0)
+    seed: int = Field(0, description="Seed of model init, data order and dropout.")
+    threads: int = Field(0, ge=0, description="CPU threads (0: all cores).")
+
+
+class EvalConfig(_Section):
+    max_new_tokens: int = Field(64, gt=0, description="Tokens generated per test example.")
+    batch_size: int = Field(16, gt=0, description="Test examples generated at once.")
+    max_examples: int = Field(0, ge=0, description="Evaluate on at most this many test rows (0: all).")
+    primary: str = Field("auto", description="Headline metric: auto, exact_match, token_f1, rouge_l, json_field_accuracy.")
+    metric_hook: str | None = Field(None, description="Custom metric 'module:function(predictions, references) -> dict'.")
+
+
+class RunConfig(_Section):
+    project: str = Field("default", description="Project name (groups runs).")
+    out: str | None = Field(None, description="Run folder (default runs/<project>/<timestamp>).")
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    data: DataConfig = Field(default_factory=DataConfig)
+    method: MethodConfig = Field(default_factory=MethodConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    eval: EvalConfig = Field(default_factory=EvalConfig)
+
+
+def format_validation_error(err: ValidationError, origin: str) -> str:
+    lines = [f"invalid configuration in {origin}:"]
+    for item in err.errors():
+        path = ".".join(str(p) for p in item["loc"]) or "(top level)"
+        if item["type"] == "extra_forbidden":
+            lines.append(f"  {path}: unknown key")
+        else:
+            lines.append(f"  {path}: {item['msg']}")
+    return "\n".join(lines)
+
+
+def build_config(raw: dict, origin: str = "config") -> RunConfig:
+    try:
+        return RunConfig.model_validate(raw)
+    except ValidationError as err:
+        raise ConfigError(format_validation_error(err, origin)) from None
+
+
+def load_config(path: str | Path | None, overrides: dict[str, Any] | None = None) -> RunConfig:
+    """Read a YAML config (optional) and apply dotted overrides such as ``{"train.epochs": 1}``."""
+    import yaml
+
+    raw: dict = {}
+    origin = "flags"
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file not found: {path}")
+        try:
+            raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as err:
+            raise ConfigError(f"{path}: not valid YAML: {err}") from None
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{path}: the top level must be a mapping of sections")
+        origin = str(path)
+    for dotted, value in (overrides or {}).items():
+        if value is None:
+            continue
+        node = raw
+        *parents, leaf = dotted.split(".")
+        for key in parents:
+            node = node.setdefault(key, {})
+        node[leaf] = value
+    return build_config(raw, origin)
+
+
+def dump_config(config: RunConfig) -> str:
+    import yaml
+
+    return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False, allow_unicode=True)

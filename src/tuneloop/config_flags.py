@@ -1,0 +1,119 @@
+"""Every field of :class:`~tuneloop.config.RunConfig` as a command-line flag.
+
+Flags are generated from the schema, so a new config field is a new flag with its description
+as help. A field's flag is ``--<field>`` when the name is unique across sections, otherwise
+``--<section>-<field>``; a few aliases read naturally (``--model``, ``--data``, ``--method``,
+``--lr``). Values given on the command line override the YAML file.
+"""
+
+from __future__ import annotations
+
+import typing
+from dataclasses import dataclass
+from collections import Counter
+
+from pydantic import BaseModel
+
+ALIASES = {"model.name": "model", "data.path": "data", "method.name": "method", "train.learning_rate": "lr"}
+
+
+@dataclass(frozen=True)
+class ConfigFlag:
+    dotted: str  # "train.epochs"
+    flag: str  # "epochs"
+    annotation: typing.Any
+    help: str
+
+
+def config_flags(config_class) -> list[ConfigFlag]:
+    leaves = list(_leaf_fields(config_class))
+    counts = Counter(name.rsplit(".", 1)[-1] for name, _ in leaves)
+    flags = []
+    for dotted, field in leaves:
+        leaf = dotted.rsplit(".", 1)[-1]
+        flag = ALIASES.get(dotted) or (leaf if counts[leaf] == 1 else dotted.replace(".", "-"))
+        default = "" if field.default is None or callable(field.default_factory) else f" [default: {field.default}]"
+        flags.append(ConfigFlag(dotted, flag.replace("_", "-"), field.annotation, (field.description or "") + default))
+    return flags
+
+
+def _leaf_fields(config_class, prefix: str = ""):
+    for name, field in config_class.model_fields.items():
+        if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel):
+            yield from _leaf_fields(field.annotation, f"{prefix}{name}.")
+        else:
+            yield f"{prefix}{name}", field
+
+
+def click_options(flags: list[ConfigFlag]):
+    import click
+
+    options = []
+    for flag in flags:
+        kind = _base_type(flag.annotation)
+        param = flag.dotted.replace(".", "__")
+        if kind is bool:
+            options.append(click.Option([f"--{flag.flag}/--no-{flag.flag}", param], default=None, help=flag.help))
+        elif kind is list and flag.dotted == "data.path":
+            options.append(click.Option([f"--{flag.flag}", param], multiple=True, help=flag.help + " Repeat for several files."))
+        else:
+            click_type = {int: click.INT, float: click.FLOAT}.get(kind, click.STRING)
+            options.append(click.Option([f"--{flag.flag}", param], type=click_type, default=None, help=_help_for(kind, flag.help)))
+    return options
+
+
+def _help_for(kind, text: str) -> str:
+    if kind is dict:
+        return text + " Given as key=value,key=value."
+    if kind is list:
+        return text + " Given comma-separated."
+    return text
+
+
+def _base_type(annotation):
+    """bool/int/float/str/list/dict for the annotations the config uses."""
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+        args = [a for a in typing.get_args(annotation) if a is not type(None)]
+        return _base_type(args[0])
+    if origin is typing.Literal:
+        return str
+    if origin in (list, dict):
+        return origin
+    return annotation if annotation in (bool, int, float, str) else str
+
+
+def overrides_from_params(flags: list[ConfigFlag], params: dict) -> dict:
+    """Click parameter values -> dotted overrides for :func:`tuneloop.config.load_config`."""
+    overrides = {}
+    for flag in flags:
+        value = params.get(flag.dotted.replace(".", "__"))
+        if value is None or value == ():
+            continue
+        overrides[flag.dotted] = _parse_value(_base_type(flag.annotation), value, flag.dotted)
+    return overrides
+
+
+def _parse_value(kind, value, dotted: str):
+    if dotted == "method.target_modules":
+        return [part.strip() for part in value.split(",")] if "," in value else value
+    if kind is list and isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    if kind is list:
+        return list(value)
+    if kind is dict:
+        return parse_mapping(value, dotted)
+    return value
+
+
+def parse_mapping(text: str, what: str = "columns") -> dict[str, str]:
+    """'prompt=question,completion=answer' -> {'prompt': 'question', 'completion': 'answer'}."""
+    from tuneloop.errors import ConfigError
+
+    mapping = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        if "=" not in part:
+            raise ConfigError(f"{what}: expected key=value pairs separated by commas, got {part!r}")
+        key, value = part.split("=", 1)
+        mapping[key.strip()] = value.strip()
+    return mapping

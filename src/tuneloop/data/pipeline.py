@@ -1,0 +1,93 @@
+"""From a DataConfig to tokenised train/validation/test splits, with the manifest of it all.
+
+load (row by row, bad rows reported) -> drop rows over max_length tokens -> seeded split with a
+leakage check -> tokenise. The manifest (``data.json``) records sources with hashes, counts,
+dropped rows by reason, split sizes and the dataset's content hash.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from tuneloop.atomic import write_text_atomic
+from tuneloop.config import DataConfig
+from tuneloop.data.schema import Example
+
+
+@dataclass
+class PreparedData:
+    report: object  # tuneloop.data.validate.DataReport
+    splits: object  # tuneloop.data.split.Splits
+    manifest: dict
+    train_tokens: list
+    val_tokens: list
+
+
+def prepare_dataset(cfg: DataConfig, tokenizer) -> PreparedData:
+    """Validated, split and tokenised data for SFT; raises DataError when nothing is usable."""
+    from tuneloop.data.split import check_no_leakage, split_manifest, split_train_val_test
+    from tuneloop.data.validate import drop_too_long, load_examples
+    from tuneloop.train.sft_data import tokenize_chat
+
+    if not cfg.path:
+        from tuneloop.errors import ConfigError
+
+        raise ConfigError("data.path: no data file given (--data FILE)")
+    tokens = {}
+
+    def count_tokens(example: Example) -> int:
+        tokens[id(example)] = tokenize_chat(tokenizer, example)
+        return len(tokens[id(example)])
+
+    report = drop_too_long(load_examples(cfg), count_tokens, cfg.max_length)
+    splits = split_train_val_test(report.examples, cfg.val_fraction, cfg.test_fraction, cfg.seed, cfg.stratify)
+    check_no_leakage(splits)
+    manifest = split_manifest(cfg, report, splits)
+    return PreparedData(
+        report, splits, manifest, [tokens[id(e)] for e in splits.train], [tokens[id(e)] for e in splits.val]
+    )
+
+
+def check_dataset(cfg: DataConfig, model: str | None = None) -> dict:
+    """``tuneloop data check``: validate, split, and print the report; returns the summary."""
+    from tuneloop.data.report import print_data_summary, summarise_data
+    from tuneloop.data.split import split_train_val_test
+    from tuneloop.data.validate import load_examples
+    from tuneloop.progress import console
+
+    report = load_examples(cfg)
+    count_tokens = _token_counter(model, cfg) if model else None
+    splits = split_train_val_test(report.examples, cfg.val_fraction, cfg.test_fraction, cfg.seed, cfg.stratify)
+    summary = summarise_data(report, splits, count_tokens)
+    print_data_summary(summary, console())
+    return summary
+
+
+def _token_counter(model: str, cfg: DataConfig):
+    from tuneloop.models.load import load_tokenizer
+    from tuneloop.train.sft_data import ensure_chat_template, tokenize_chat
+
+    tokenizer = load_tokenizer(model)
+    ensure_chat_template(tokenizer)
+    if cfg.format in ("text", "label", "pairs"):
+        return lambda example: len(tokenizer(example.input_text + example.target_text)["input_ids"])
+    return lambda example: len(tokenize_chat(tokenizer, example))
+
+
+def save_splits(folder: Path, splits) -> None:
+    """Write each split as JSONL so evaluation later uses exactly these rows."""
+    for name in ("train", "val", "test"):
+        rows = [json.dumps(dataclasses.asdict(example), ensure_ascii=False) for example in getattr(splits, name)]
+        write_text_atomic(Path(folder) / f"{name}.jsonl", "".join(row + "\n" for row in rows))
+
+
+def load_split(path: Path) -> list[Example]:
+    examples = []
+    for line in Path(path).read_text(encoding="utf-8").splitlines():
+        fields = json.loads(line)
+        fields["messages"] = tuple(fields.get("messages") or ())
+        examples.append(Example(**fields))
+    return examples

@@ -1,0 +1,64 @@
+"""The normalised example every data format is turned into."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass, field
+
+ROLES = ("system", "user", "assistant")
+
+
+@dataclass(frozen=True)
+class Example:
+    """One usable row, normalised from any input format.
+
+    ``source`` and ``line`` point back at where the row came from (1-based line number in the
+    file for CSV/JSONL/text, 1-based record index for JSON arrays and Parquet), so every report
+    can name it.
+
+    Which fields are set depends on the format family:
+      - chat-like (chat, prompt_completion, alpaca, sharegpt): ``messages``, a tuple of
+        ``{"role": ..., "content": ...}`` dicts ending with an assistant turn;
+      - text: ``text``;
+      - label: ``text`` and ``label``;
+      - pairs: ``prompt``, ``chosen``, ``rejected``.
+    """
+
+    source: str
+    line: int
+    messages: tuple[dict, ...] = ()
+    text: str = ""
+    label: str | None = None
+    prompt: str = ""
+    chosen: str = ""
+    rejected: str = ""
+    meta: dict = field(default_factory=dict, compare=False, hash=False)
+
+    @property
+    def input_text(self) -> str:
+        """The text a model sees as input (used for leakage checks and drift)."""
+        if self.messages:
+            return "\n".join(m["content"] for m in self.messages if m["role"] != "assistant")
+        return self.prompt or self.text
+
+    @property
+    def target_text(self) -> str:
+        """What the model should produce: last assistant turn, label, or chosen answer."""
+        if self.messages:
+            return self.messages[-1]["content"]
+        if self.label is not None:
+            return self.label
+        return self.chosen
+
+    def leakage_key(self) -> str:
+        """Normalised input text: two examples with the same key must share a split."""
+        return normalise_text(self.input_text)
+
+
+def normalise_text(text: str) -> str:
+    """Case-folded, accent-stripped, punctuation-free, single-spaced text."""
+    text = unicodedata.normalize("NFKD", text)
+    text = "".join(c for c in text if not unicodedata.combining(c))
+    text = re.sub(r"[^\w\s]", " ", text.casefold())
+    return " ".join(text.split())

@@ -1,0 +1,85 @@
+"""``tuneloop demo``: the whole loop on generated support tickets and the built-in SmolLM2.
+
+generate a company CSV -> data check -> split -> LoRA fine-tune -> base vs tuned on the
+held-out test split -> report. Everything is seeded; the figures printed are measured.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+
+from tuneloop.config import RunConfig
+from tuneloop.errors import TuneloopError
+
+DEMO_MODEL = "smollm2-135m-instruct"
+
+
+def demo_config(data_path: Path, out: Path, seed: int) -> RunConfig:
+    from tuneloop.demo.tickets import PROMPT_TEMPLATE, SYSTEM_PROMPT, TARGET_COLUMNS
+
+    return RunConfig.model_validate(
+        {
+            "project": "support-triage",
+            "out": str(out),
+            "model": {"name": DEMO_MODEL},
+            "data": {
+                "path": [str(data_path)],
+                "format": "prompt_completion",
+                "prompt_template": PROMPT_TEMPLATE,
+                "target_columns": TARGET_COLUMNS,
+                "system_prompt": SYSTEM_PROMPT,
+                "val_fraction": 0.08,
+                "test_fraction": 0.2,
+                "seed": seed,
+                "max_length": 384,
+            },
+            "method": {"name": "lora", "r": 16, "alpha": 32, "target_modules": "all-linear"},
+            "train": {
+                "epochs": 1.0,
+                "learning_rate": 1e-3,
+                "tokens_per_batch": 2048,
+                "pack_length": 512,
+                "eval_steps": 10,
+                "early_stopping_patience": 3,
+                "seed": seed,
+            },
+            "eval": {"max_new_tokens": 48, "batch_size": 32, "primary": "json_field_accuracy"},
+        }
+    )
+
+
+def run_demo(out: Path, rows: int = 600, seed: int = 0, fresh: bool = True) -> dict:
+    from tuneloop.data.pipeline import check_dataset
+    from tuneloop.demo.tickets import write_tickets_csv
+    from tuneloop.evaluate.heldout import evaluate_run
+    from tuneloop.evaluate.summary import print_metrics
+    from tuneloop.progress import console
+    from tuneloop.train.run import train
+
+    started = time.perf_counter()
+    out = Path(out)
+    clear_previous_demo(out, fresh)
+    data_path = write_tickets_csv(out.parent / f"{out.name}-data" / "support_tickets.csv", n=rows, seed=seed)
+    console().rule(f"1/4 data: {data_path}")
+    config = demo_config(Path(data_path), out, seed)
+    check_dataset(config.data, DEMO_MODEL)
+    console().rule("2/4 LoRA fine-tuning of " + DEMO_MODEL)
+    train(config)
+    console().rule("3/4 base vs tuned on the held-out test split")
+    metrics = evaluate_run(out)
+    console().rule("4/4 result")
+    print_metrics(metrics, out)
+    console().print(f"demo finished in {time.perf_counter() - started:.0f} s")
+    return metrics
+
+
+def clear_previous_demo(out: Path, fresh: bool) -> None:
+    if not out.exists() or not any(out.iterdir()):
+        return
+    if not (out / "config.yaml").exists():
+        raise TuneloopError(f"{out} exists and is not a tuneloop run; choose another --out")
+    if not fresh:
+        raise TuneloopError(f"{out} already holds a run; drop --keep to replace it")
+    shutil.rmtree(out)

@@ -1,0 +1,92 @@
+"""Base vs tuned on the held-out test split: the numbers a run is judged by.
+
+Both models are evaluated in one process on the same test rows: the tuned one is the base with
+the run's adapter attached, and the base is the same object with the adapter disabled.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from tuneloop.atomic import write_json_atomic
+from tuneloop.errors import TuneloopError
+
+
+def evaluate_run(run_dir: str | Path, max_examples: int | None = None) -> dict:
+    """Evaluate a finished run; writes ``metrics.json`` and the report, returns the metrics."""
+    from tuneloop.config import load_config
+    from tuneloop.data.pipeline import load_split
+    from tuneloop.evaluate.report import write_report
+    from tuneloop.models.adapters import load_tuned_model
+
+    run_dir = Path(run_dir)
+    require_finished_run(run_dir)
+    config = load_config(run_dir / "config.yaml")
+    test = load_split(run_dir / "splits" / "test.jsonl")
+    limit = max_examples if max_examples is not None else config.eval.max_examples
+    test = test[:limit] if limit else test
+    if not test:
+        raise TuneloopError(f"{run_dir}: the test split is empty; set data.test_fraction > 0")
+    model, tokenizer = load_tuned_model(run_dir)
+    with model.disable_adapter():
+        base = score_model(model, tokenizer, test, config, "base model")
+    tuned = score_model(model, tokenizer, test, config, "tuned model")
+    metrics = assemble_metrics(base, tuned, test, config)
+    write_json_atomic(run_dir / "metrics.json", metrics)
+    samples = sample_rows(test, base["predictions"], tuned["predictions"])
+    write_report(run_dir, metrics, read_log(run_dir / "log.jsonl"), samples)
+    return metrics
+
+
+def require_finished_run(run_dir: Path) -> None:
+    if not (run_dir / "config.yaml").exists():
+        raise TuneloopError(f"{run_dir} is not a tuneloop run folder (no config.yaml)")
+    if not (run_dir / "adapter").is_dir():
+        raise TuneloopError(f"{run_dir} has no adapter/: training did not finish; re-run it with --resume")
+
+
+def score_model(model, tokenizer, test, config, label: str) -> dict:
+    """Predictions, text metrics and held-out loss of one model on the test rows."""
+    from tuneloop.evaluate.generate import generate_texts
+    from tuneloop.evaluate.loss import heldout_loss
+    from tuneloop.evaluate.metrics import compute_text_metrics, load_metric_hook
+    from tuneloop.progress import status
+    from tuneloop.train.sft_data import render_prompt, tokenize_chat
+
+    prompts = [render_prompt(tokenizer, ex.messages[:-1]) for ex in test]
+    references = [ex.target_text for ex in test]
+    with status(f"Evaluating the {label} on {len(test)} test rows"):
+        predictions = generate_texts(model, tokenizer, prompts, config.eval.max_new_tokens, config.eval.batch_size)
+        loss = heldout_loss(model, tokenizer, [tokenize_chat(tokenizer, ex) for ex in test])
+    scores = compute_text_metrics(predictions, references)
+    if config.eval.metric_hook:
+        scores.update(load_metric_hook(config.eval.metric_hook)(predictions, references))
+    return {"scores": {**scores, **loss}, "predictions": predictions}
+
+
+def assemble_metrics(base: dict, tuned: dict, test, config) -> dict:
+    from tuneloop.evaluate.metrics import choose_primary
+
+    primary = choose_primary(tuned["scores"], config.eval.primary)
+    return {
+        "primary": primary,
+        "base": base["scores"],
+        "tuned": tuned["scores"],
+        "test_examples": len(test),
+        "model": config.model.name,
+        "method": config.method.name,
+    }
+
+
+def sample_rows(test, base_predictions, tuned_predictions, count: int = 8) -> list[dict]:
+    return [
+        {"prompt": ex.input_text, "reference": ex.target_text, "base": b, "tuned": t}
+        for ex, b, t in list(zip(test, base_predictions, tuned_predictions))[:count]
+    ]
+
+
+def read_log(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]

@@ -1,0 +1,26 @@
+"""Token-weighted loss of a model on chat examples (assistant tokens only)."""
+
+from __future__ import annotations
+
+import math
+
+
+def heldout_loss(model, tokenizer, tokenized, pack_length: int = 1024, rows_per_batch: int = 4) -> dict:
+    """Mean cross-entropy per target token and its perplexity, over packed rows."""
+    import torch
+
+    from tuneloop.train.loss import summed_label_loss
+    from tuneloop.train.sft_data import collate_packed, pack_examples
+
+    longest = max((len(t) for t in tokenized), default=1)
+    rows = pack_examples(tokenized, max(pack_length, longest), seed=0)
+    total, count = 0.0, 0
+    model.eval()
+    with torch.no_grad():
+        for start in range(0, len(rows), rows_per_batch):
+            batch = collate_packed(rows[start : start + rows_per_batch], tokenizer.pad_token_id)
+            loss_sum, n = summed_label_loss(model, batch["input_ids"], batch["position_ids"], batch["labels"])
+            total += float(loss_sum)
+            count += n
+    loss = total / max(count, 1)
+    return {"loss": loss, "perplexity": math.exp(min(loss, 50.0))}

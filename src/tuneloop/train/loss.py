@@ -1,0 +1,34 @@
+"""Causal-LM loss computed only where a label exists.
+
+The LM head is the largest matmul of a small model (SmolLM2: 576 x 49,152) and its logits the
+largest activation; prompt tokens carry no loss, so their logits are never computed. transformers
+accepts a boolean ``logits_to_keep`` mask and returns logits for the kept positions only,
+flattened to ``[kept, vocab]``; the call still goes through the (possibly DDP-wrapped) model's
+own forward, so gradient synchronisation is untouched.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+IGNORE = -100
+
+
+def label_positions(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mask of positions whose *next* token has a label, and those next tokens.
+
+    labels: ``[batch, seq]`` -> (keep ``[batch, seq]`` bool, targets ``[kept]`` long)
+    """
+    next_labels = torch.full_like(labels, IGNORE)
+    next_labels[:, :-1] = labels[:, 1:]
+    keep = next_labels != IGNORE
+    return keep, next_labels[keep]
+
+
+def summed_label_loss(model, input_ids: torch.Tensor, position_ids: torch.Tensor, labels: torch.Tensor):
+    """Sum of token cross-entropies over labelled positions, and how many there were."""
+    keep, targets = label_positions(labels)
+    outputs = model(input_ids=input_ids, position_ids=position_ids, logits_to_keep=keep, use_cache=False)
+    logits = outputs.logits.float()
+    return F.cross_entropy(logits, targets, reduction="sum"), targets.numel()

@@ -1,0 +1,202 @@
+"""The training recipe, top to bottom: prepare data -> load model -> apply method -> train -> save.
+
+Everything the user could get wrong (config, data, model path) is checked before the run
+folder is created, so bad input never leaves a half-written run behind. A run that dies
+mid-training leaves ``checkpoints/`` and no ``adapter/``; ``--resume`` continues it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from pathlib import Path
+
+from tuneloop.atomic import staged_dir, write_json_atomic, write_text_atomic
+from tuneloop.config import RunConfig, dump_config
+from tuneloop.data.pipeline import PreparedData, prepare_dataset, save_splits
+from tuneloop.errors import ConfigError, TuneloopError
+from tuneloop.progress import console
+
+
+def default_out_dir(config: RunConfig) -> Path:
+    return Path("runs") / config.project / time.strftime("%Y%m%d-%H%M%S")
+
+
+def train(config: RunConfig, resume: bool = False) -> Path:
+    """Fine-tune ``config.model`` on ``config.data``; returns the run folder.
+
+    >>> out = train(load_config("configs/support_triage.yaml"))  # doctest: +SKIP
+    """
+    from tuneloop.models.load import load_causal_lm, load_tokenizer
+    from tuneloop.train.sft_data import ensure_chat_template
+
+    set_threads(config.train.threads)
+    out = Path(config.out) if config.out else default_out_dir(config)
+    check_out_dir(out, resume)
+    tokenizer = load_tokenizer(config.model.name, config.model.allow_pickle, config.model.trust_remote_code)
+    ensure_chat_template(tokenizer)
+    data = prepare_dataset(config.data, tokenizer)
+    if resume:
+        check_same_data(out, data)
+    write_run_header(out, config, data)
+    model, _ = load_causal_lm(config.model.name, config.model.allow_pickle, config.model.trust_remote_code)
+    model = apply_method_with_seed(model, config)
+    trainer = build_trainer(model, tokenizer, data, config, out)
+    started = time.perf_counter()
+    trainer.train(resume_from_checkpoint=last_checkpoint(out) if resume else None)
+    save_adapter(trainer.model, tokenizer, out)
+    write_train_summary(out, trainer, time.perf_counter() - started)
+    return out
+
+
+def set_threads(threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(threads or os.cpu_count() or 1)
+
+
+def check_out_dir(out: Path, resume: bool) -> None:
+    if resume and not (out / "config.yaml").exists():
+        raise TuneloopError(f"--resume: {out} holds no run to resume (no config.yaml)")
+    if not resume and out.exists() and any(out.iterdir()):
+        raise TuneloopError(f"run folder {out} already exists; pass --resume to continue it or choose another --out")
+
+
+def check_same_data(out: Path, data: PreparedData) -> None:
+    recorded = json.loads((out / "data.json").read_text())["dataset_hash"]
+    if recorded != data.manifest["dataset_hash"]:
+        raise TuneloopError(f"--resume: the data changed since {out} was started (dataset hash differs)")
+
+
+def write_run_header(out: Path, config: RunConfig, data: PreparedData) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    resolved = config.model_copy(update={"out": str(out)})
+    write_text_atomic(out / "config.yaml", dump_config(resolved))
+    write_json_atomic(out / "data.json", data.manifest)
+    save_splits(out / "splits", data.splits)
+
+
+def apply_method_with_seed(model, config: RunConfig):
+    from transformers import set_seed
+
+    from tuneloop.methods import apply_method
+
+    set_seed(config.train.seed)
+    model = apply_method(model, config.method)
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in model.parameters())
+    console().print(f"method {config.method.name}: {trainable:,} trainable of {total:,} parameters ({100 * trainable / total:.2f}%)")
+    return model
+
+
+def build_trainer(model, tokenizer, data: PreparedData, config: RunConfig, out: Path):
+    from transformers import EarlyStoppingCallback
+    from transformers.integrations import TensorBoardCallback
+    from torch.utils.tensorboard import SummaryWriter
+
+    from tuneloop.train.callbacks import JsonlLogCallback, RichProgressCallback
+    from tuneloop.train.sft_data import collate_packed, pack_examples
+    from tuneloop.train.trainer import PackedSFTTrainer
+
+    t = config.train
+    train_rows = pack_examples(data.train_tokens, t.pack_length, t.seed)
+    val_rows = pack_examples(data.val_tokens, t.pack_length, t.seed)
+    rows_per_step = max(1, t.tokens_per_batch // t.pack_length)
+    args = training_arguments(config, out, rows_per_step, len(train_rows), has_validation=bool(val_rows))
+    callbacks = [JsonlLogCallback(out / "log.jsonl"), RichProgressCallback(), TensorBoardCallback(SummaryWriter(str(out / "tensorboard")))]
+    if val_rows and t.early_stopping_patience:
+        callbacks.append(EarlyStoppingCallback(t.early_stopping_patience, t.early_stopping_min_delta))
+    trainer = PackedSFTTrainer(
+        model=model,
+        args=args,
+        train_dataset=train_rows,
+        eval_dataset=val_rows or None,
+        data_collator=lambda rows: collate_packed(rows, tokenizer.pad_token_id),
+        callbacks=callbacks,
+    )
+    trainer.remove_callback(_progress_callback_class())
+    return trainer
+
+
+def _progress_callback_class():
+    from transformers.trainer_callback import ProgressCallback
+
+    return ProgressCallback
+
+
+def training_arguments(config: RunConfig, out: Path, rows_per_step: int, train_rows: int, has_validation: bool):
+    from transformers import TrainingArguments
+
+    t = config.train
+    steps_per_epoch = max(1, math.ceil(train_rows / rows_per_step))
+    eval_every = t.eval_steps or steps_per_epoch
+    save_every = t.save_steps or eval_every
+    if has_validation and save_every % eval_every:
+        raise ConfigError(
+            f"train.save_steps ({save_every}) must be a multiple of train.eval_steps ({eval_every}) "
+            "so the best validation checkpoint is on disk"
+        )
+    return TrainingArguments(
+        output_dir=str(out / "checkpoints"),
+        per_device_train_batch_size=rows_per_step,
+        per_device_eval_batch_size=rows_per_step,
+        num_train_epochs=t.epochs,
+        max_steps=t.max_steps,
+        learning_rate=t.learning_rate,
+        warmup_steps=t.warmup_ratio,
+        weight_decay=t.weight_decay,
+        lr_scheduler_type="cosine",
+        logging_steps=1,
+        eval_strategy="steps" if has_validation else "no",
+        eval_steps=eval_every,
+        save_strategy="steps",
+        save_steps=save_every,
+        save_total_limit=2,
+        load_best_model_at_end=has_validation,
+        metric_for_best_model="eval_loss",
+        greater_is_better=False,
+        seed=t.seed,
+        report_to="none",
+        disable_tqdm=True,
+        remove_unused_columns=False,
+        use_cpu=not _cuda_available(),
+        dataloader_num_workers=0,
+    )
+
+
+def _cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def last_checkpoint(out: Path) -> str | None:
+    from transformers.trainer_utils import get_last_checkpoint
+
+    folder = out / "checkpoints"
+    return get_last_checkpoint(str(folder)) if folder.is_dir() else None
+
+
+def save_adapter(model, tokenizer, out: Path) -> None:
+    with staged_dir(out / "adapter") as tmp:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+
+
+def write_train_summary(out: Path, trainer, seconds: float) -> None:
+    state = trainer.state
+    write_json_atomic(
+        out / "train.json",
+        {
+            "steps": state.global_step,
+            "epochs": state.epoch,
+            "best_eval_loss": state.best_metric,
+            "best_checkpoint": state.best_model_checkpoint,
+            "real_tokens": trainer.real_tokens_seen,
+            "seconds": round(seconds, 2),
+            "tokens_per_s": round(trainer.real_tokens_seen / max(seconds, 1e-9), 2),
+            "trainable_parameters": sum(p.numel() for p in trainer.model.parameters() if p.requires_grad),
+        },
+    )

@@ -1,0 +1,63 @@
+"""transformers.Trainer with packed batches and label-only loss.
+
+Only ``compute_loss`` and ``evaluate`` change: everything else (optimiser, schedule,
+checkpoints, resume, callbacks, accelerate's DDP/FSDP/DeepSpeed) stays transformers' own.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import torch
+from transformers import Trainer
+
+from tuneloop.train.loss import summed_label_loss
+
+
+class PackedSFTTrainer(Trainer):
+    """Trainer for packed rows from :func:`tuneloop.train.sft_data.collate_packed`."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.real_tokens_seen = 0
+        self.train_started = time.perf_counter()
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        real_tokens = int(inputs.pop("real_tokens"))
+        loss_sum, count = summed_label_loss(model, inputs["input_ids"], inputs["position_ids"], inputs["labels"])
+        if model.training:
+            self.real_tokens_seen += real_tokens
+        # Normalise by the label tokens of the whole optimiser step (all accumulation micro-batches)
+        # so each token weighs the same whatever row it was packed into.
+        denominator = num_items_in_batch if num_items_in_batch is not None else max(count, 1)
+        loss = loss_sum / denominator
+        return (loss, None) if return_outputs else loss
+
+    def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix="eval"):
+        """Token-weighted validation loss (a mean of batch means would weigh tokens unequally)."""
+        dataloader = self.get_eval_dataloader(eval_dataset)
+        model = self.model
+        was_training = model.training
+        model.eval()
+        total, count = 0.0, 0
+        with torch.no_grad():
+            for batch in dataloader:
+                batch = self._prepare_inputs(batch)
+                loss_sum, n = summed_label_loss(model, batch["input_ids"], batch["position_ids"], batch["labels"])
+                total += float(loss_sum)
+                count += n
+        totals = self.accelerator.reduce(torch.tensor([total, float(count)]), reduction="sum")
+        loss = float(totals[0] / max(float(totals[1]), 1.0))
+        metrics = {f"{metric_key_prefix}_loss": loss, f"{metric_key_prefix}_perplexity": math.exp(min(loss, 50.0))}
+        self.log(metrics)
+        self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
+        model.train(was_training)
+        return metrics
+
+    def log(self, logs, start_time=None):
+        if "loss" in logs:
+            elapsed = max(time.perf_counter() - self.train_started, 1e-9)
+            logs["real_tokens"] = self.real_tokens_seen
+            logs["tokens_per_s"] = round(self.real_tokens_seen / elapsed, 2)
+        super().log(logs, start_time)
