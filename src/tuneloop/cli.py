@@ -75,7 +75,7 @@ def data_config(**fields):
     try:
         return DataConfig(**fields)
     except ValidationError as err:
-        raise ConfigError(format_validation_error(err, "flags")) from None
+        raise ConfigError(format_validation_error(err, "flags", prefix="data.")) from None
 
 
 def train_command() -> click.Command:

@@ -98,14 +98,16 @@ class RunConfig(_Section):
     eval: EvalConfig = Field(default_factory=EvalConfig)
 
 
-def format_validation_error(err: ValidationError, origin: str) -> str:
+def format_validation_error(err: ValidationError, origin: str, prefix: str = "") -> str:
     lines = [f"invalid configuration in {origin}:"]
     for item in err.errors():
-        path = ".".join(str(p) for p in item["loc"]) or "(top level)"
+        path = prefix + ".".join(str(p) for p in item["loc"]) or "(top level)"
         if item["type"] == "extra_forbidden":
             lines.append(f"  {path}: unknown key")
         else:
-            lines.append(f"  {path}: {item['msg']}")
+            given = item.get("input")
+            shown = f" (got {given!r})" if isinstance(given, (str, int, float, bool)) else ""
+            lines.append(f"  {path}: {item['msg']}{shown}")
     return "\n".join(lines)
 
 

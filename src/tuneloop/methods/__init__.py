@@ -9,10 +9,12 @@ from __future__ import annotations
 from typing import Callable
 
 from tuneloop.errors import ConfigError
-from tuneloop.methods.lora import build_lora
+from tuneloop.methods.lora import build_dora, build_lora, build_rslora
 
 METHODS: dict[str, Callable] = {
     "lora": build_lora,
+    "dora": build_dora,
+    "rslora": build_rslora,
 }
 
 

@@ -143,4 +143,9 @@ def _from_pretrained(auto_class, source: ModelSource, trust_remote_code: bool, *
             **kwargs,
         )
     except (OSError, ValueError) as err:
+        if not Path(source.location).exists():
+            raise ModelError(
+                f"model {source.location!r} is not a local file or folder, and loading it as a hub id failed: "
+                f"{str(err).splitlines()[0]}"
+            ) from None
         raise ModelError(f"could not load model {source.location!r}: {err}") from None

@@ -116,14 +116,16 @@ def build_trainer(model, tokenizer, data: PreparedData, config: RunConfig, out: 
         data_collator=lambda rows: collate_packed(rows, tokenizer.pad_token_id),
         callbacks=callbacks,
     )
-    trainer.remove_callback(_progress_callback_class())
+    remove_default_printers(trainer)
     return trainer
 
 
-def _progress_callback_class():
-    from transformers.trainer_callback import ProgressCallback
+def remove_default_printers(trainer) -> None:
+    """Our progress bar and JSONL log replace transformers' tqdm bar and dict printer."""
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
-    return ProgressCallback
+    trainer.remove_callback(ProgressCallback)
+    trainer.remove_callback(PrinterCallback)
 
 
 def training_arguments(config: RunConfig, out: Path, rows_per_step: int, train_rows: int, has_validation: bool):

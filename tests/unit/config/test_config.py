@@ -1,0 +1,52 @@
+import pytest
+
+from tuneloop.config import RunConfig, load_config
+from tuneloop.config_flags import config_flags, overrides_from_params, parse_mapping
+from tuneloop.errors import ConfigError
+
+
+def test_unknown_key_reports_its_path(tmp_path):
+    path = tmp_path / "run.yaml"
+    path.write_text("train:\n  epochs: 1\n  learnin_rate: 0.1\n")
+    with pytest.raises(ConfigError, match=r"train\.learnin_rate: unknown key"):
+        load_config(path)
+
+
+def test_bad_value_reports_its_path(tmp_path):
+    path = tmp_path / "run.yaml"
+    path.write_text("data:\n  val_fraction: 2\n")
+    with pytest.raises(ConfigError, match=r"data\.val_fraction"):
+        load_config(path)
+
+
+def test_flags_override_yaml(tmp_path):
+    path = tmp_path / "run.yaml"
+    path.write_text("train:\n  epochs: 3\nmethod:\n  r: 4\n")
+    config = load_config(path, {"train.epochs": 1.5, "data.path": ["a.csv"]})
+    assert config.train.epochs == 1.5 and config.method.r == 4 and config.data.path == ["a.csv"]
+
+
+def test_every_config_field_has_a_distinct_flag():
+    flags = config_flags(RunConfig)
+    names = [f.flag for f in flags]
+    assert len(names) == len(set(names))
+    assert {"model", "data", "format", "method", "epochs", "max-steps", "save-steps", "lr", "out"} <= set(names)
+    assert {"data-seed", "train-seed"} <= set(names)
+
+
+def test_flag_values_are_parsed_to_config_types():
+    flags = config_flags(RunConfig)
+    params = {"data__columns": "prompt=q,completion=a", "data__target_columns": "x, y", "method__target_modules": "q_proj,v_proj", "data__path": ("a.csv",)}
+    overrides = overrides_from_params(flags, params)
+    assert overrides == {
+        "data.path": ["a.csv"],
+        "data.columns": {"prompt": "q", "completion": "a"},
+        "data.target_columns": ["x", "y"],
+        "method.target_modules": ["q_proj", "v_proj"],
+    }
+    assert overrides_from_params(flags, {"method__target_modules": "all-linear"}) == {"method.target_modules": "all-linear"}
+
+
+def test_malformed_mapping_is_refused():
+    with pytest.raises(ConfigError, match="key=value"):
+        parse_mapping("prompt")
