@@ -43,6 +43,8 @@ def read_rows(path: str | Path) -> Iterator[RawRow | BadRow]:
 def _read_csv(path: Path) -> Iterator[RawRow | BadRow]:
     with path.open(newline="", encoding="utf-8-sig") as handle:
         reader = csv.DictReader(handle)
+        if reader.fieldnames is None:  # reads the header
+            return
         line = reader.line_num + 1  # the line the next record starts on
         for record in reader:
             if None in record:
