@@ -6,17 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
-
-from tuneloop.cli import app, train_command
-
-
-def run_cli(*args: str):
-    import typer
-
-    command = typer.main.get_command(app)
-    command.add_command(train_command())
-    return CliRunner().invoke(command, list(args), catch_exceptions=False)
+from helpers import run_cli
 
 
 def assert_user_error(result, *fragments: str):

@@ -12,26 +12,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from tuneloop.config import load_config
+from helpers import tiny_config
 from tuneloop.train.run import train
-
-
-def tiny_config(model_dir: Path, data: Path, out: Path, **train_overrides):
-    overrides = {
-        "model.name": str(model_dir),
-        "data.path": [str(data)],
-        "data.format": "chat",
-        "data.val_fraction": 0.2,
-        "data.test_fraction": 0.2,
-        "method.r": 4,
-        "train.learning_rate": 5e-3,
-        "train.tokens_per_batch": 256,
-        "train.pack_length": 128,
-        "train.early_stopping_patience": 0,
-        "out": str(out),
-    }
-    overrides.update({f"train.{k}": v for k, v in train_overrides.items()})
-    return load_config(None, overrides)
 
 
 def last_eval_loss(run: Path) -> float:
@@ -97,10 +79,10 @@ def test_sigkill_after_checkpoint_then_resume_matches_uninterrupted(tiny_model_d
     helper = tmp_path / "tests_helper_config.py"
     helper.write_text(
         "from pathlib import Path\n"
-        "from test_train_tiny import tiny_config\n"
+        "from helpers import tiny_config\n"
         f"def config():\n    return tiny_config(Path({str(tiny_model_dir)!r}), Path({str(toy_chat_file)!r}), Path({str(killed)!r}), **{settings!r})\n"
     )
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(Path(__file__).parent)])}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(Path(__file__).parents[1])])}
     result = subprocess.run([sys.executable, "-c", KILL_SCRIPT], env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == -9, result.stderr[-2000:]
     assert (killed / "checkpoints" / "checkpoint-4").is_dir() and not (killed / "adapter").exists()

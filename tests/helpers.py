@@ -1,0 +1,60 @@
+"""Helpers shared by tests (importable because pytest puts tests/ on sys.path)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+
+def write_jsonl(path: Path, rows: list) -> Path:
+    path.write_text("".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+def toy_chat_rows(n: int = 40) -> list[dict]:
+    """A learnable toy task: answer the colour of a named fruit."""
+    fruits = {"apple": "red", "banana": "yellow", "lime": "green", "plum": "purple", "orange": "orange"}
+    rows = []
+    for i in range(n):
+        fruit = list(fruits)[i % len(fruits)]
+        rows.append(
+            {
+                "messages": [
+                    {"role": "user", "content": f"Ticket {i}: what colour is the {fruit}?"},
+                    {"role": "assistant", "content": fruits[fruit]},
+                ]
+            }
+        )
+    return rows
+
+
+def tiny_config(model_dir: Path, data: Path, out: Path, **train_overrides):
+    from tuneloop.config import load_config
+
+    overrides = {
+        "model.name": str(model_dir),
+        "data.path": [str(data)],
+        "data.format": "chat",
+        "data.val_fraction": 0.2,
+        "data.test_fraction": 0.2,
+        "method.r": 4,
+        "train.learning_rate": 5e-3,
+        "train.tokens_per_batch": 256,
+        "train.pack_length": 128,
+        "train.early_stopping_patience": 0,
+        "out": str(out),
+    }
+    overrides.update({f"train.{k}": v for k, v in train_overrides.items()})
+    return load_config(None, overrides)
+
+
+def run_cli(*args: str):
+    """Invoke the full ``tuneloop`` command in-process; returns click's Result."""
+    import typer
+    from click.testing import CliRunner
+
+    from tuneloop.cli import app, train_command
+
+    command = typer.main.get_command(app)
+    command.add_command(train_command())
+    return CliRunner().invoke(command, list(args), catch_exceptions=False)
