@@ -162,7 +162,19 @@ def demo_command(
     run_demo(out, rows, seed, fresh)
 
 
+def quiet_libraries() -> None:
+    """Our own progress output replaces the libraries' bars and deprecation chatter."""
+    import os
+    import warnings
+
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    warnings.filterwarnings("ignore", category=FutureWarning)
+
+
 def main() -> None:
+    quiet_libraries()
     command = typer.main.get_command(app)
     command.add_command(train_command())
     sys.exit(command.main(prog_name="tuneloop", standalone_mode=True))

@@ -62,6 +62,12 @@ class MethodConfig(_Section):
     alpha: float = Field(32.0, gt=0, description="LoRA alpha (scaling = alpha / r).")
     dropout: float = Field(0.0, ge=0.0, lt=1.0, description="LoRA dropout.")
     target_modules: list[str] | str = Field("all-linear", description="Modules to adapt: names or 'all-linear'.")
+    num_virtual_tokens: int = Field(16, gt=0, description="Prefix / prompt / p-tuning: learned virtual tokens.")
+    trainable_layers: int = Field(2, ge=0, description="freeze: train only the last N transformer blocks (plus the head).")
+    trainable_modules: list[str] = Field(
+        default_factory=list, description="freeze: also train parameters whose names contain any of these."
+    )
+    bottleneck: int = Field(64, gt=0, description="adapter: bottleneck width of each down/up projection.")
 
 
 class TrainConfig(_Section):

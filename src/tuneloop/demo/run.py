@@ -17,6 +17,7 @@ DEMO_MODEL = "smollm2-135m-instruct"
 
 
 def demo_config(data_path: Path, out: Path, seed: int) -> RunConfig:
+    """The demo's settings; ``configs/support_triage.yaml`` holds the same (a test keeps them equal)."""
     from tuneloop.demo.tickets import PROMPT_TEMPLATE, SYSTEM_PROMPT, TARGET_COLUMNS
 
     return RunConfig.model_validate(
@@ -37,15 +38,15 @@ def demo_config(data_path: Path, out: Path, seed: int) -> RunConfig:
             },
             "method": {"name": "lora", "r": 16, "alpha": 32, "target_modules": "all-linear"},
             "train": {
-                "epochs": 1.0,
+                "max_steps": 54,
                 "learning_rate": 1e-3,
-                "tokens_per_batch": 2048,
+                "tokens_per_batch": 1024,
                 "pack_length": 512,
-                "eval_steps": 10,
+                "eval_steps": 18,
                 "early_stopping_patience": 3,
                 "seed": seed,
             },
-            "eval": {"max_new_tokens": 48, "batch_size": 32, "primary": "json_field_accuracy"},
+            "eval": {"max_new_tokens": 40, "batch_size": 32, "primary": "json_field_accuracy"},
         }
     )
 

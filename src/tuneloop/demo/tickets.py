@@ -59,11 +59,10 @@ COLUMNS = [
     "subject", "body", "category", "priority", "product", "needs_human",
 ]  # fmt: skip
 
-# ~63 SmolLM2 tokens: it precedes every training example, so every word costs training time.
-SYSTEM_PROMPT = (
-    "Triage the ticket as JSON: category (billing|bug|account|feature_request|how_to|outage), "
-    "priority (low|medium|high|urgent), product (" + "|".join(PRODUCTS) + "), needs_human (true|false)."
-)
+# It precedes every training and test example, so every word costs training time on a CPU: the
+# fine-tuned model learns the label values from the data (listing them, 63 tokens instead of 16,
+# left the base model's score at 0 as well: it never answered in JSON).
+SYSTEM_PROMPT = "Triage the support ticket. Reply with JSON: category, priority, product, needs_human."
 PROMPT_TEMPLATE = "Subject: {subject}\n\n{body}"
 TARGET_COLUMNS = ["category", "priority", "product", "needs_human"]
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tuneloop.atomic import write_json_atomic
+from tuneloop.atomic import write_json_atomic, write_text_atomic
 from tuneloop.errors import TuneloopError
 
 
@@ -31,12 +31,21 @@ def evaluate_run(run_dir: str | Path, max_examples: int | None = None) -> dict:
     model, tokenizer = load_tuned_model(run_dir)
     with model.disable_adapter():
         base = score_model(model, tokenizer, test, config, "base model")
-    tuned = score_model(model, tokenizer, test, config, "tuned model")
+    tuned = score_model(merged_for_inference(model), tokenizer, test, config, "tuned model")
     metrics = assemble_metrics(base, tuned, test, config)
+    rows = prediction_rows(test, base["predictions"], tuned["predictions"])
+    write_text_atomic(run_dir / "predictions.jsonl", "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
     write_json_atomic(run_dir / "metrics.json", metrics)
-    samples = sample_rows(test, base["predictions"], tuned["predictions"])
-    write_report(run_dir, metrics, read_log(run_dir / "log.jsonl"), samples)
+    write_report(run_dir, metrics, read_log(run_dir / "log.jsonl"), rows[:8])
     return metrics
+
+
+def merged_for_inference(model):
+    """Fold a LoRA-style adapter into the weights: same outputs, no adapter overhead per token."""
+    try:
+        return model.merge_and_unload()
+    except (AttributeError, ValueError, NotImplementedError):  # prompt-learning methods cannot merge
+        return model
 
 
 def require_finished_run(run_dir: Path) -> None:
@@ -79,10 +88,10 @@ def assemble_metrics(base: dict, tuned: dict, test, config) -> dict:
     }
 
 
-def sample_rows(test, base_predictions, tuned_predictions, count: int = 8) -> list[dict]:
+def prediction_rows(test, base_predictions, tuned_predictions) -> list[dict]:
     return [
-        {"prompt": ex.input_text, "reference": ex.target_text, "base": b, "tuned": t}
-        for ex, b, t in list(zip(test, base_predictions, tuned_predictions))[:count]
+        {"source": f"{ex.source}:{ex.line}", "prompt": ex.input_text, "reference": ex.target_text, "base": b, "tuned": t}
+        for ex, b, t in zip(test, base_predictions, tuned_predictions)
     ]
 
 

@@ -1,0 +1,146 @@
+"""Bottleneck adapters (Houlsby et al., 2019), our own: the ``adapters`` package pins transformers 4.
+
+In every transformer block the attention output projection and the feed-forward output projection
+are wrapped so that, for hidden width ``d`` and bottleneck width ``b``::
+
+    y   = base(x)                 # [batch, seq, d]   the frozen projection
+    h   = gelu(down(y))           # [batch, seq, b]   down: d -> b  (d*b weights + b biases)
+    out = y + up(h)               # [batch, seq, d]   up:   b -> d  (b*d weights + d biases)
+
+``up`` starts at zero, so a freshly wrapped model computes exactly what the base model did.
+Trainable parameters per wrapped module: ``2*d*b + b + d``; everything else is frozen.
+Saved as ``adapter_config.json`` (method, ``bottleneck``, wrapped module names) plus
+``adapter_model.safetensors`` (only the trainable down/up weights, plus the head for SEQ_CLS).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from tuneloop.errors import ConfigError, ModelError
+from tuneloop.methods.formulas import linear_shape, module_matches
+from tuneloop.methods.freeze import find_block_list
+from tuneloop.methods.lora import linear_module_names
+
+CONFIG_FILE = "adapter_config.json"
+WEIGHTS_FILE = "adapter_model.safetensors"
+CLASSIFICATION_HEADS = ("classifier", "score")
+# (attention output, feed-forward output) relative to one block, per architecture family.
+BLOCK_OUTPUT_PROJECTIONS = (
+    ("self_attn.o_proj", "mlp.down_proj"),  # Llama, Mistral, Qwen, SmolLM
+    ("attention.output.dense", "output.dense"),  # BERT, RoBERTa, MiniLM
+    ("attn.c_proj", "mlp.c_proj"),  # GPT-2
+)
+
+
+class BottleneckAdapter(torch.nn.Module):
+    """``base(x) + up(gelu(down(base(x))))`` around a frozen linear layer."""
+
+    def __init__(self, base: torch.nn.Module, bottleneck: int):
+        super().__init__()
+        _, width = linear_shape(base)
+        weight = base.weight
+        self.base = base
+        self.down = torch.nn.Linear(width, bottleneck, device=weight.device, dtype=weight.dtype)
+        self.act = torch.nn.GELU()
+        self.up = torch.nn.Linear(bottleneck, width, device=weight.device, dtype=weight.dtype)
+        torch.nn.init.zeros_(self.up.weight)
+        torch.nn.init.zeros_(self.up.bias)
+
+    def forward(self, x, *args, **kwargs):
+        y = self.base(x, *args, **kwargs)
+        return y + self.up(self.act(self.down(y)))
+
+
+def build_adapter(model, cfg, task_type: str = "CAUSAL_LM"):
+    model = add_bottlenecks(model, bottleneck_targets(model, cfg.target_modules), cfg.bottleneck)
+    if task_type == "SEQ_CLS":  # a fresh classification head must learn too (peft does the same)
+        for name, parameter in model.named_parameters():
+            parameter.requires_grad_(parameter.requires_grad or name.split(".")[0] in CLASSIFICATION_HEADS)
+    return model
+
+
+def bottleneck_targets(model, target_modules) -> list[str]:
+    """Names of the linear layers to wrap: an explicit list/regex, or each block's output projections."""
+    if target_modules == "all-linear":
+        names = default_targets(model)
+    else:
+        names = [n for n, m in model.named_modules() if linear_shape(m) and module_matches(n, target_modules)]
+    if not names:
+        wanted = "attention/feed-forward output projections" if target_modules == "all-linear" else repr(target_modules)
+        raise ConfigError(
+            f"method.target_modules: adapter found no {wanted} in {type(model).__name__}; "
+            f"linear modules that exist: {', '.join(linear_module_names(model))}"
+        )
+    return names
+
+
+def default_targets(model) -> list[str]:
+    blocks_name, blocks = find_block_list(model)
+    in_block = {name for name, _ in blocks[0].named_modules()}
+    for projections in BLOCK_OUTPUT_PROJECTIONS:
+        if all(name in in_block for name in projections):
+            return [f"{blocks_name}.{index}.{name}" for index in range(len(blocks)) for name in projections]
+    return []
+
+
+def add_bottlenecks(model, targets: list[str], bottleneck: int):
+    """Freeze the model, then wrap each target module (the new adapters are the only trainable part)."""
+    for parameter in model.parameters():
+        parameter.requires_grad_(False)
+    for name in targets:
+        parent_name, _, child = name.rpartition(".")
+        parent = model.get_submodule(parent_name)
+        setattr(parent, child, BottleneckAdapter(getattr(parent, child), bottleneck))
+    return model
+
+
+def adapter_state_dict(model) -> dict[str, torch.Tensor]:
+    """What training changed: the down/up weights (and a classification head, if trained)."""
+    return {name: parameter for name, parameter in model.named_parameters() if parameter.requires_grad}
+
+
+def save_bottleneck(model, folder) -> Path:
+    from safetensors.torch import save_file
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    wrapped = {name: m for name, m in model.named_modules() if isinstance(m, BottleneckAdapter)}
+    bottleneck = next(iter(wrapped.values())).down.out_features
+    config = {"tuneloop_method": "adapter", "bottleneck": bottleneck, "targets": list(wrapped)}
+    (folder / CONFIG_FILE).write_text(json.dumps(config, indent=2), encoding="utf-8")
+    save_file({k: v.detach().contiguous().cpu() for k, v in adapter_state_dict(model).items()}, folder / WEIGHTS_FILE)
+    return folder
+
+
+def load_bottleneck(base_model, folder):
+    """Re-wrap the saved modules of ``base_model`` and load the adapter weights into them."""
+    from safetensors.torch import load_file
+
+    folder = Path(folder)
+    config_path = folder / CONFIG_FILE
+    if not config_path.is_file():
+        raise ModelError(f"{folder}: no {CONFIG_FILE}; not a saved bottleneck adapter")
+    config = json.loads(config_path.read_text(encoding="utf-8"))
+    if config.get("tuneloop_method") != "adapter":
+        raise ModelError(f"{config_path}: not a bottleneck adapter (tuneloop_method={config.get('tuneloop_method')!r})")
+    model = add_bottlenecks(base_model, config["targets"], config["bottleneck"])
+    weights = load_file(folder / WEIGHTS_FILE)
+    missing = set(adapter_state_dict(model)) - set(weights)
+    _, unexpected = model.load_state_dict(weights, strict=False)
+    if missing or unexpected:
+        raise ModelError(
+            f"{folder / WEIGHTS_FILE}: does not fit the model "
+            f"(missing {sorted(missing)[:3]}, unexpected {unexpected[:3]})"
+        )
+    return model
+
+
+def expected_bottleneck_params(model, cfg) -> int:
+    """``2*d*b + b + d`` per wrapped module (down: d*b + b, up: b*d + d)."""
+    b = cfg.bottleneck
+    widths = [linear_shape(model.get_submodule(name))[1] for name in bottleneck_targets(model, cfg.target_modules)]
+    return sum(2 * d * b + b + d for d in widths)

@@ -1,0 +1,61 @@
+"""Prompt-learning methods through peft: learned virtual tokens, the base model untouched.
+
+* ``prompt``  - ``num_virtual_tokens x hidden`` embeddings prepended to the input (random init).
+* ``ptuning`` - the same embeddings produced by a small MLP encoder (P-tuning).
+* ``prefix``  - learned keys and values prepended in every attention layer (prefix tuning); it
+  needs a model whose forward accepts ``past_key_values``.
+"""
+
+from __future__ import annotations
+
+from tuneloop.errors import ConfigError
+
+
+def build_prefix(model, cfg, task_type: str = "CAUSAL_LM"):
+    from peft import PrefixTuningConfig, get_peft_model
+
+    peft_config = PrefixTuningConfig(num_virtual_tokens=cfg.num_virtual_tokens, task_type=task_type)
+    peft_model = get_peft_model(model, peft_config)
+    check_prefixes_fit(peft_model)
+    return peft_model
+
+
+def build_prompt(model, cfg, task_type: str = "CAUSAL_LM"):
+    from peft import PromptTuningConfig, PromptTuningInit, get_peft_model
+
+    peft_config = PromptTuningConfig(
+        num_virtual_tokens=cfg.num_virtual_tokens, prompt_tuning_init=PromptTuningInit.RANDOM, task_type=task_type
+    )
+    return get_peft_model(model, peft_config)
+
+
+def build_ptuning(model, cfg, task_type: str = "CAUSAL_LM"):
+    from peft import PromptEncoderConfig, get_peft_model
+
+    peft_config = PromptEncoderConfig(num_virtual_tokens=cfg.num_virtual_tokens, task_type=task_type)
+    return get_peft_model(model, peft_config)
+
+
+def check_prefixes_fit(peft_model) -> None:
+    """Run one token through the model: peft wraps any model but fails at the first forward of one
+    that cannot take prefixes (its forward has no ``past_key_values``, e.g. BERT in transformers 5)."""
+    import torch
+
+    probe = torch.zeros((1, 1), dtype=torch.long, device=next(peft_model.parameters()).device)
+    try:
+        with torch.no_grad():
+            peft_model(input_ids=probe)
+    except ValueError as err:
+        if "past key values" not in str(err):
+            raise
+        architecture = type(peft_model.get_base_model()).__name__
+        raise ConfigError(
+            f"method.name: prefix tuning does not apply to {architecture}: it cannot take the learned "
+            "keys/values that prefix tuning prepends to every attention layer (no past_key_values); "
+            "use method.name 'prompt' or 'ptuning' (learned input tokens) instead"
+        ) from None
+
+
+def expected_prompt_params(model, cfg) -> int:
+    """Prompt tuning on a decoder: one ``hidden``-wide embedding per virtual token."""
+    return cfg.num_virtual_tokens * model.get_input_embeddings().embedding_dim

@@ -1,0 +1,205 @@
+"""The contract every fine-tuning method in ``METHODS`` keeps, checked on the tiny Llama.
+
+A method trains (loss falls on a fixed toy batch), touches only its own parameters (frozen ones
+stay bit-identical), trains as many parameters as its formula says, and survives save -> load.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+import torch
+
+from tuneloop.config import MethodConfig
+from tuneloop.errors import ConfigError
+from tuneloop.methods import METHODS, apply_method
+
+STEPS = 6
+# Prompt-style methods move few, far-from-the-output parameters: they need bigger steps.
+LEARNING_RATES = {"full": 1e-3, "freeze": 2e-3, "ia3": 1e-1, "prompt": 1e-1, "prefix": 3e-2, "ptuning": 1e-2}
+PEFT_METHODS = {"lora", "dora", "rslora", "ia3", "prefix", "prompt", "ptuning"}
+
+
+def method_config(name: str, **overrides) -> MethodConfig:
+    settings = dict(name=name, r=4, alpha=8.0, num_virtual_tokens=4, trainable_layers=1, bottleneck=8)
+    return MethodConfig(**{**settings, **overrides})
+
+
+def load_tiny(model_dir):
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(0)  # adapter initialisations
+    return AutoModelForCausalLM.from_pretrained(model_dir)
+
+
+def toy_batch() -> torch.Tensor:
+    """Four fixed 16-token sequences with a simple arithmetic pattern to memorise."""
+    return torch.tensor([[10 + (7 * row + 3 * col) % 50 for col in range(16)] for row in range(4)])
+
+
+def expected_trainable(name: str, base, cfg) -> int | None:
+    """The method's formula on the unwrapped model, or None where it has no simple one."""
+    from tuneloop.methods.bottleneck import expected_bottleneck_params
+    from tuneloop.methods.formulas import expected_lora_params
+    from tuneloop.methods.full import expected_full_params
+    from tuneloop.methods.ia3 import expected_ia3_params
+    from tuneloop.methods.prompt_learning import expected_prompt_params
+
+    formulas = {
+        "lora": lambda: expected_lora_params(base, cfg),
+        "rslora": lambda: expected_lora_params(base, cfg),
+        "dora": lambda: expected_lora_params(base, cfg, dora=True),
+        "ia3": lambda: expected_ia3_params(base, cfg),
+        "prompt": lambda: expected_prompt_params(base, cfg),
+        "adapter": lambda: expected_bottleneck_params(base, cfg),
+        "full": lambda: expected_full_params(base),
+    }
+    return formulas[name]() if name in formulas else None
+
+
+def batch_loss(model, batch: torch.Tensor) -> torch.Tensor:
+    return model(input_ids=batch, labels=batch).loss
+
+
+def train(model, batch: torch.Tensor, learning_rate: float) -> tuple[float, float]:
+    """A few AdamW steps (no weight decay, so untouched parameters stay put); loss before and after."""
+    model.train()
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trainable, lr=learning_rate, weight_decay=0.0)
+    with torch.no_grad():
+        first = batch_loss(model, batch).item()
+    for _ in range(STEPS):
+        optimizer.zero_grad()
+        batch_loss(model, batch).backward()
+        optimizer.step()
+    with torch.no_grad():
+        return first, batch_loss(model, batch).item()
+
+
+def save_and_reload(name: str, model, model_dir, folder):
+    if name in PEFT_METHODS:
+        from peft import PeftModel
+
+        model.save_pretrained(folder)
+        return PeftModel.from_pretrained(load_tiny(model_dir), folder)
+    if name == "adapter":
+        from tuneloop.methods.bottleneck import load_bottleneck, save_bottleneck
+
+        return load_bottleneck(load_tiny(model_dir), save_bottleneck(model, folder))
+    from transformers import AutoModelForCausalLM
+
+    model.save_pretrained(folder)
+    return AutoModelForCausalLM.from_pretrained(folder)
+
+
+@torch.no_grad()
+def logits(model, batch: torch.Tensor) -> torch.Tensor:
+    return model.eval()(input_ids=batch).logits
+
+
+@pytest.mark.parametrize("name", sorted(METHODS))
+def test_method_contract(name, tiny_model_dir, tmp_path):
+    cfg, base, batch = method_config(name), load_tiny(tiny_model_dir), toy_batch()
+    expected = expected_trainable(name, base, cfg)  # before wrapping: some methods wrap in place
+    model = apply_method(base, cfg)
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert trainable and (name == "full" or len(trainable) < len(before)), "a method trains something, not all"
+    if expected is not None:
+        assert sum(p.numel() for p in model.parameters() if p.requires_grad) == expected
+
+    first, last = train(model, batch, LEARNING_RATES.get(name, 1e-2))
+    assert last < first, f"{name}: loss {first:.4f} -> {last:.4f}"
+    changed = {n for n, p in model.named_parameters() if not torch.equal(p, before[n])}
+    assert changed - trainable == set(), "frozen parameters moved"
+    assert trainable - changed == set(), "trainable parameters did not move"
+
+    reloaded = save_and_reload(name, model, tiny_model_dir, tmp_path / "saved")
+    assert torch.equal(logits(model, batch), logits(reloaded, batch))
+
+
+def test_freeze_trains_last_block_and_final_norm_not_tied_embeddings(tiny_model_dir):
+    model = apply_method(load_tiny(tiny_model_dir), method_config("freeze"))
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert "model.norm.weight" in trainable and "model.embed_tokens.weight" not in trainable
+    assert all(n.startswith("model.layers.1.") for n in trainable - {"model.norm.weight"})
+    assert not model.get_output_embeddings().weight.requires_grad  # tied to the embeddings
+
+
+def test_adapter_at_step_zero_is_the_base_model(tiny_model_dir):
+    batch = toy_batch()
+    base_logits = logits(load_tiny(tiny_model_dir), batch)
+    adapted = apply_method(load_tiny(tiny_model_dir), method_config("adapter"))
+    assert torch.equal(logits(adapted, batch), base_logits)
+
+
+@pytest.mark.parametrize("name", ["ia3", "adapter"])
+def test_explicit_target_list_is_used(name, tiny_model_dir):
+    from tuneloop.methods.bottleneck import expected_bottleneck_params
+    from tuneloop.methods.ia3 import expected_ia3_params
+
+    cfg = method_config(name, target_modules=["v_proj", "down_proj"])
+    base = load_tiny(tiny_model_dir)
+    expected = {"ia3": expected_ia3_params, "adapter": expected_bottleneck_params}[name](base, cfg)
+    model = apply_method(base, cfg)
+    names = [n for n, p in model.named_parameters() if p.requires_grad]
+    assert {n.split(".")[-3] for n in names} == {"v_proj", "down_proj"}
+    assert sum(p.numel() for p in model.parameters() if p.requires_grad) == expected
+
+
+@pytest.mark.parametrize("name", ["lora", "ia3", "adapter"])
+def test_unmatched_target_modules_list_the_existing_ones(name, tiny_model_dir):
+    with pytest.raises(ConfigError, match="target_modules") as caught:
+        apply_method(load_tiny(tiny_model_dir), method_config(name, target_modules=["nope_proj"]))
+    assert "nope_proj" in str(caught.value)
+    assert all(existing in str(caught.value) for existing in ("q_proj", "o_proj", "down_proj"))
+
+
+def tiny_bert():
+    from transformers import BertConfig, BertForSequenceClassification
+
+    torch.manual_seed(0)
+    config = BertConfig(
+        hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, vocab_size=400
+    )
+    return BertForSequenceClassification(config)
+
+
+def tiny_gpt2():
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    torch.manual_seed(0)
+    return GPT2LMHeadModel(GPT2Config(n_embd=32, n_layer=2, n_head=2, vocab_size=400, bos_token_id=0, eos_token_id=0))
+
+
+@pytest.mark.parametrize(
+    "make, task_type, projections",
+    [
+        (tiny_bert, "SEQ_CLS", ("attention.output.dense", "output.dense")),
+        (tiny_gpt2, "CAUSAL_LM", ("attn.c_proj", "mlp.c_proj")),
+    ],
+)
+def test_adapter_finds_the_block_projections_of_other_architectures(make, task_type, projections):
+    from tuneloop.methods.bottleneck import BottleneckAdapter
+
+    batch = toy_batch()
+    base_logits = logits(make(), batch)
+    model = apply_method(make(), method_config("adapter"), task_type=task_type)
+    wrapped = [name for name, module in model.named_modules() if isinstance(module, BottleneckAdapter)]
+    in_block = sorted(re.sub(r"^.*\.\d+\.", "", name) for name in wrapped)  # name relative to its block
+    assert in_block == sorted(projections * 2)
+    assert torch.equal(logits(model, batch), base_logits)
+    head_trained = any(p.requires_grad for p in getattr(model, "classifier", torch.nn.Identity()).parameters())
+    assert head_trained == (task_type == "SEQ_CLS")
+
+
+def test_prefix_on_bert_is_a_config_error_naming_alternatives():
+    # peft 0.21 checks BERT's forward for past_key_values (renamed `cache` in transformers 5) and fails.
+    with pytest.raises(ConfigError, match="prefix tuning does not apply") as caught:
+        apply_method(tiny_bert(), method_config("prefix"), task_type="SEQ_CLS")
+    assert "'prompt'" in str(caught.value) and "'ptuning'" in str(caught.value)
+    # ... and the suggested alternative does work there.
+    model = apply_method(tiny_bert(), method_config("prompt"), task_type="SEQ_CLS")
+    loss = model(input_ids=toy_batch(), labels=torch.tensor([0, 1, 0, 1])).loss
+    assert torch.isfinite(loss)
