@@ -177,7 +177,10 @@ def main() -> None:
     quiet_libraries()
     command = typer.main.get_command(app)
     command.add_command(train_command())
-    sys.exit(command.main(prog_name="tuneloop", standalone_mode=True))
+    try:
+        sys.exit(command.main(prog_name="tuneloop", standalone_mode=True))
+    except click.exceptions.Exit as done:  # --help of the click-built `train` command
+        sys.exit(done.exit_code)
 
 
 if __name__ == "__main__":

@@ -35,7 +35,7 @@ class DataConfig(_Section):
     format: Literal[FORMATS] = Field("chat", description="Row format: " + ", ".join(FORMATS) + ".")
     columns: dict[str, str] = Field(
         default_factory=dict,
-        description="Map format field -> column in the file, e.g. {prompt: question, completion: answer}.",
+        description="Map each format field to the file's column name (prompt -> question, ...).",
     )
     prompt_template: str | None = Field(
         None, description="Build the prompt from columns with str.format, e.g. 'Subject: {subject}\\n{body}'."
@@ -75,20 +75,20 @@ class TrainConfig(_Section):
     max_steps: int = Field(-1, description="Stop after this many optimiser steps (-1: use epochs).")
     learning_rate: float = Field(1e-3, gt=0, description="Peak learning rate.")
     warmup_ratio: float = Field(0.05, ge=0, lt=1, description="Share of steps with linear warm-up.")
-    weight_decay: float = Field(0.0, ge=0)
+    weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay.")
     tokens_per_batch: int = Field(2048, gt=0, description="Real tokens packed into one optimiser step.")
     pack_length: int = Field(512, gt=0, description="Length of one packed row (examples never cross a row).")
     save_steps: int = Field(0, ge=0, description="Checkpoint every N steps (0: only the final model).")
     eval_steps: int = Field(0, ge=0, description="Validation loss every N steps (0: once per epoch).")
     early_stopping_patience: int = Field(3, ge=0, description="Stop after N evaluations without improvement (0: off).")
-    early_stopping_min_delta: float = Field(0.0, ge=0)
+    early_stopping_min_delta: float = Field(0.0, ge=0, description="Smallest validation-loss drop that counts as an improvement.")
     seed: int = Field(0, description="Seed of model init, data order and dropout.")
     threads: int = Field(0, ge=0, description="CPU threads (0: all cores).")
 
 
 class EvalConfig(_Section):
     max_new_tokens: int = Field(64, gt=0, description="Tokens generated per test example.")
-    batch_size: int = Field(16, gt=0, description="Test examples generated at once.")
+    batch_size: int = Field(16, gt=0, description="Evaluation: test examples generated at once.")
     max_examples: int = Field(0, ge=0, description="Evaluate on at most this many test rows (0: all).")
     primary: str = Field("auto", description="Headline metric: auto, exact_match, token_f1, rouge_l, json_field_accuracy.")
     metric_hook: str | None = Field(None, description="Custom metric 'module:function(predictions, references) -> dict'.")

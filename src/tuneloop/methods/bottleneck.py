@@ -21,9 +21,8 @@ from pathlib import Path
 import torch
 
 from tuneloop.errors import ConfigError, ModelError
-from tuneloop.methods.formulas import linear_shape, module_matches
+from tuneloop.methods.formulas import linear_layer_names, linear_shape, module_matches
 from tuneloop.methods.freeze import find_block_list
-from tuneloop.methods.lora import linear_module_names
 
 CONFIG_FILE = "adapter_config.json"
 WEIGHTS_FILE = "adapter_model.safetensors"
@@ -73,7 +72,7 @@ def bottleneck_targets(model, target_modules) -> list[str]:
         wanted = "attention/feed-forward output projections" if target_modules == "all-linear" else repr(target_modules)
         raise ConfigError(
             f"method.target_modules: adapter found no {wanted} in {type(model).__name__}; "
-            f"linear modules that exist: {', '.join(linear_module_names(model))}"
+            f"linear modules that exist: {', '.join(linear_layer_names(model))}"
         )
     return names
 

@@ -30,6 +30,11 @@ def linear_shape(module) -> tuple[int, int] | None:
     return None
 
 
+def linear_layer_names(model) -> list[str]:
+    """Distinct leaf names of the linear layers, GPT-2's ``Conv1D`` included (for error messages)."""
+    return sorted({name.rsplit(".", 1)[-1] for name, module in model.named_modules() if linear_shape(module)})
+
+
 def targeted_linear_shapes(model, targets) -> dict[str, tuple[int, int]]:
     """Name -> ``(d_in, d_out)`` of every linear layer the target spec selects."""
     output_layer = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None

@@ -18,7 +18,10 @@ def find_block_list(model) -> tuple[str, object]:
 
     lists = [(name, module) for name, module in model.named_modules() if isinstance(module, torch.nn.ModuleList)]
     if not lists:
-        raise ConfigError("method.name: freeze needs a model with a list of transformer blocks; none found")
+        raise ConfigError(
+            f"method.name: found no list of transformer blocks (torch.nn.ModuleList) in {type(model).__name__}; "
+            "freeze and adapter need one"
+        )
     return max(lists, key=lambda item: len(item[1]))
 
 
@@ -32,6 +35,7 @@ def trainable_parameter_names(model, trainable_layers: int, trainable_modules: l
     for name, parameter in model.named_parameters():
         in_blocks = name.startswith(blocks_name + ".")
         past_blocks = past_blocks or in_blocks
+        # A head tied to the embeddings is listed once, under the embedding's name; never train it here.
         after_blocks = past_blocks and not in_blocks and parameter is not input_embedding
         if name.startswith(trained_prefixes) or after_blocks or any(key in name for key in trainable_modules):
             names.add(name)

@@ -8,7 +8,8 @@ feed-forward modules among them keep input-side scaling.
 
 from __future__ import annotations
 
-from tuneloop.methods.formulas import module_matches, targeted_linear_shapes
+from tuneloop.errors import ConfigError
+from tuneloop.methods.formulas import linear_layer_names, module_matches, targeted_linear_shapes
 from tuneloop.methods.lora import wrap_with_peft
 
 
@@ -37,6 +38,12 @@ def build_ia3(model, cfg, task_type: str = "CAUSAL_LM"):
     from peft import IA3Config
 
     targets, feedforward = ia3_modules(model, cfg)
+    if targets is None and default_ia3_modules(model)[0] is None:
+        raise ConfigError(
+            f"method.target_modules: peft knows no (IA)^3 modules for model type "
+            f"{getattr(model.config, 'model_type', '?')!r}; give a list, e.g. the attention key/value and "
+            f"feed-forward output projections among: {', '.join(linear_layer_names(model))}"
+        )
     peft_config = IA3Config(target_modules=targets, feedforward_modules=feedforward, task_type=task_type)
     return wrap_with_peft(model, peft_config, cfg.target_modules)
 
