@@ -9,6 +9,7 @@ Trainable parameters per adapted ``d_out x d_in`` matrix: ``r * (d_in + d_out)``
 from __future__ import annotations
 
 from tuneloop.errors import ConfigError
+from tuneloop.methods.formulas import linear_layer_names
 
 
 def build_lora(model, cfg, task_type: str = "CAUSAL_LM", **variant):
@@ -44,13 +45,5 @@ def wrap_with_peft(model, peft_config, target_modules):
             raise
         raise ConfigError(
             f"method.target_modules {target_modules!r} match no module of the model; "
-            f"linear modules that exist: {', '.join(linear_module_names(model))}"
+            f"linear modules that exist: {', '.join(linear_layer_names(model))}"
         ) from None
-
-
-def linear_module_names(model) -> list[str]:
-    """Distinct leaf names of the model's linear layers (what ``target_modules`` matches)."""
-    import torch
-
-    names = {name.rsplit(".", 1)[-1] for name, module in model.named_modules() if isinstance(module, torch.nn.Linear)}
-    return sorted(names)
