@@ -50,11 +50,8 @@ def tiny_config(model_dir: Path, data: Path, out: Path, **train_overrides):
 
 def run_cli(*args: str):
     """Invoke the full ``tuneloop`` command in-process; returns click's Result."""
-    import typer
     from click.testing import CliRunner
 
-    from tuneloop.cli import app, train_command
+    from tuneloop.cli import build_cli
 
-    command = typer.main.get_command(app)
-    command.add_command(train_command())
-    return CliRunner().invoke(command, list(args), catch_exceptions=False)
+    return CliRunner().invoke(build_cli(), list(args), catch_exceptions=False)

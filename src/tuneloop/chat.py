@@ -14,28 +14,21 @@ def run_messages(run_dir: Path, history: list[dict]) -> list[dict]:
 
 
 def answer_prompts(run_dir: Path, prompts: list[str], max_new_tokens: int = 128, use_base: bool = False) -> list[str]:
-    import contextlib
-
     from tuneloop.evaluate.generate import generate_texts
-    from tuneloop.evaluate.heldout import require_finished_run
-    from tuneloop.models.adapters import load_tuned_model
+    from tuneloop.models.adapters import load_base_model, load_tuned_model
     from tuneloop.train.sft_data import render_prompt
 
-    require_finished_run(Path(run_dir))
-    model, tokenizer = load_tuned_model(run_dir)
+    model, tokenizer = (load_base_model if use_base else load_tuned_model)(run_dir)
     rendered = [render_prompt(tokenizer, run_messages(run_dir, [{"role": "user", "content": p}])) for p in prompts]
-    with model.disable_adapter() if use_base else contextlib.nullcontext():
-        return generate_texts(model, tokenizer, rendered, max_new_tokens)
+    return generate_texts(model, tokenizer, rendered, max_new_tokens)
 
 
 def chat_loop(run_dir: Path, max_new_tokens: int = 256) -> None:
     """Read a line, answer with the tuned model, keep the history; empty line or EOF ends."""
     from tuneloop.evaluate.generate import generate_texts
-    from tuneloop.evaluate.heldout import require_finished_run
     from tuneloop.models.adapters import load_tuned_model
     from tuneloop.train.sft_data import render_prompt
 
-    require_finished_run(Path(run_dir))
     model, tokenizer = load_tuned_model(run_dir)
     history: list[dict] = []
     print("Chatting with", run_dir, "(empty line or Ctrl-D to quit)")

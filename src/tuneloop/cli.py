@@ -78,32 +78,58 @@ def data_config(**fields):
         raise ConfigError(format_validation_error(err, "flags", prefix="data.")) from None
 
 
-def train_command() -> click.Command:
-    """``tuneloop train``: built from the config schema so every field is a flag."""
+def config_command(name: str, help: str, action, extra_params: list) -> click.Command:
+    """A click command taking an optional YAML config plus one flag per config field (flags win)."""
     from tuneloop.config import RunConfig
     from tuneloop.config_flags import click_options, config_flags, overrides_from_params
 
     flags = config_flags(RunConfig)
+    extra_names = [param.name for param in extra_params]
 
     @user_errors
-    def run(config_file, resume, **params):
+    def run(config_file, **params):
         from tuneloop.config import load_config
+
+        extras = {key: params.pop(key) for key in extra_names}
+        action(load_config(config_file, overrides_from_params(flags, params)), **extras)
+
+    params = [click.Argument(["config_file"], required=False, type=click.Path(dir_okay=False)), *extra_params, *click_options(flags)]
+    return click.Command(name, callback=run, params=params, help=help)
+
+
+def train_command() -> click.Command:
+    """``tuneloop train``: built from the config schema so every field is a flag."""
+
+    def action(config, resume: bool):
         from tuneloop.train.run import train
 
-        config = load_config(config_file, overrides_from_params(flags, params))
-        out = train(config, resume=resume)
-        typer.echo(f"run saved to {out}")
+        typer.echo(f"run saved to {train(config, resume=resume)}")
 
-    params = [
-        click.Argument(["config_file"], required=False, type=click.Path(dir_okay=False)),
-        click.Option(["--resume"], is_flag=True, help="Continue the run in --out from its last checkpoint."),
-        *click_options(flags),
-    ]
-    return click.Command(
+    return config_command(
         "train",
-        callback=run,
-        params=params,
-        help="Fine-tune a model. CONFIG_FILE (YAML) is optional; every config field is also a flag and flags win.",
+        "Fine-tune a model. CONFIG_FILE (YAML) is optional; every config field is also a flag and flags win.",
+        action,
+        [click.Option(["--resume"], is_flag=True, help="Continue the run in --out from its last checkpoint.")],
+    )
+
+
+def compare_command() -> click.Command:
+    """``tuneloop compare``: the train flags plus the list of methods."""
+
+    def action(config, methods: str):
+        from tuneloop.compare import compare_methods
+
+        out = Path(config.out or f"runs/{config.project}/compare")
+        compare_methods(config, [m.strip() for m in methods.split(",") if m.strip()], out)
+        typer.echo((out / "compare.md").read_text())
+        typer.echo(f"table: {out / 'compare.md'}  chart: {out / 'compare.png'}  data: {out / 'compare.json'}")
+
+    return config_command(
+        "compare",
+        "Train and evaluate the same model and data with several methods; one table of trainable parameters, "
+        "time, peak memory, artefact size and test metric. --out is the folder of the comparison.",
+        action,
+        [click.Option(["--methods"], default="full,freeze,lora,dora,ia3,prefix,prompt,ptuning,adapter", show_default=True, help="Comma-separated methods to compare.")],
     )
 
 
@@ -173,10 +199,17 @@ def quiet_libraries() -> None:
     warnings.filterwarnings("ignore", category=FutureWarning)
 
 
-def main() -> None:
-    quiet_libraries()
+def build_cli() -> click.Group:
+    """The whole ``tuneloop`` command: typer's commands plus the schema-built ones."""
     command = typer.main.get_command(app)
     command.add_command(train_command())
+    command.add_command(compare_command())
+    return command
+
+
+def main() -> None:
+    quiet_libraries()
+    command = build_cli()
     try:
         sys.exit(command.main(prog_name="tuneloop", standalone_mode=True))
     except click.exceptions.Exit as done:  # --help of the click-built `train` command

@@ -40,11 +40,10 @@ def test_generate_answers_each_prompt(tiny_run):
 
 def test_chat_reads_until_an_empty_line(tiny_run):
     from click.testing import CliRunner
-    import typer
 
-    from tuneloop.cli import app
+    from tuneloop.cli import build_cli
 
-    result = CliRunner().invoke(typer.main.get_command(app), ["chat", str(tiny_run), "--max-new-tokens", "3"], input="hello\nagain\n\n")
+    result = CliRunner().invoke(build_cli(), ["chat", str(tiny_run), "--max-new-tokens", "3"], input="hello\nagain\n\n")
     assert result.exit_code == 0, result.output
     assert result.output.count("model>") == 2
 

@@ -18,20 +18,23 @@ def evaluate_run(run_dir: str | Path, max_examples: int | None = None) -> dict:
     from tuneloop.config import load_config
     from tuneloop.data.pipeline import load_split
     from tuneloop.evaluate.report import write_report
-    from tuneloop.models.adapters import load_tuned_model
+    from tuneloop.methods import get_method
+    from tuneloop.models.adapters import load_base_model, load_tuned_model, run_artifact
 
     run_dir = Path(run_dir)
-    require_finished_run(run_dir)
+    run_artifact(run_dir)  # refuses an unfinished run before any model is loaded
     config = load_config(run_dir / "config.yaml")
     test = load_split(run_dir / "splits" / "test.jsonl")
     limit = max_examples if max_examples is not None else config.eval.max_examples
     test = test[:limit] if limit else test
     if not test:
         raise TuneloopError(f"{run_dir}: the test split is empty; set data.test_fraction > 0")
+    base_model, tokenizer = load_base_model(run_dir)
+    base = score_model(base_model, tokenizer, test, config, "base model")
+    del base_model
     model, tokenizer = load_tuned_model(run_dir)
-    with model.disable_adapter():
-        base = score_model(model, tokenizer, test, config, "base model")
-    tuned = score_model(merged_for_inference(model), tokenizer, test, config, "tuned model")
+    packs = get_method(config.method.name).packs
+    tuned = score_model(merged_for_inference(model), tokenizer, test, config, "tuned model", packs)
     metrics = assemble_metrics(base, tuned, test, config)
     rows = prediction_rows(test, base["predictions"], tuned["predictions"])
     write_text_atomic(run_dir / "predictions.jsonl", "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
@@ -48,14 +51,7 @@ def merged_for_inference(model):
         return model
 
 
-def require_finished_run(run_dir: Path) -> None:
-    if not (run_dir / "config.yaml").exists():
-        raise TuneloopError(f"{run_dir} is not a tuneloop run folder (no config.yaml)")
-    if not (run_dir / "adapter").is_dir():
-        raise TuneloopError(f"{run_dir} has no adapter/: training did not finish; re-run it with --resume")
-
-
-def score_model(model, tokenizer, test, config, label: str) -> dict:
+def score_model(model, tokenizer, test, config, label: str, packs: bool = True) -> dict:
     """Predictions, text metrics and held-out loss of one model on the test rows."""
     from tuneloop.evaluate.generate import generate_texts
     from tuneloop.evaluate.loss import heldout_loss
@@ -67,7 +63,7 @@ def score_model(model, tokenizer, test, config, label: str) -> dict:
     references = [ex.target_text for ex in test]
     with status(f"Evaluating the {label} on {len(test)} test rows"):
         predictions = generate_texts(model, tokenizer, prompts, config.eval.max_new_tokens, config.eval.batch_size)
-        loss = heldout_loss(model, tokenizer, [tokenize_chat(tokenizer, ex) for ex in test])
+        loss = heldout_loss(model, tokenizer, [tokenize_chat(tokenizer, ex) for ex in test], pack=packs)
     scores = compute_text_metrics(predictions, references)
     if config.eval.metric_hook:
         scores.update(load_metric_hook(config.eval.metric_hook)(predictions, references))

@@ -1,14 +1,18 @@
-"""Fine-tuning methods: a name -> builder mapping. Adding a method is one file plus one line here.
+"""Fine-tuning methods: a name -> :class:`Method` mapping. Adding a method is one file plus one line here.
 
 A builder takes ``(model, MethodConfig, task_type)`` and returns the model ready to train, with
-everything but the method's parameters frozen.
+everything but the method's parameters frozen. ``save``/``load`` write and restore what the
+method trained; ``packs`` says whether examples may share a row (methods that prepend virtual
+tokens lose ``position_ids`` inside peft, so they train on padded rows).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Callable
 
 from tuneloop.errors import ConfigError
+from tuneloop.methods.artifacts import load_bottleneck_artifact, load_full_model, load_peft_adapter, save_bottleneck_artifact, save_full_model, save_peft_adapter
 from tuneloop.methods.bottleneck import build_adapter
 from tuneloop.methods.freeze import build_freeze
 from tuneloop.methods.full import build_full
@@ -16,25 +20,36 @@ from tuneloop.methods.ia3 import build_ia3
 from tuneloop.methods.lora import build_dora, build_lora, build_rslora
 from tuneloop.methods.prompt_learning import build_prefix, build_prompt, build_ptuning
 
-METHODS: dict[str, Callable] = {
-    "lora": build_lora,
-    "dora": build_dora,
-    "rslora": build_rslora,
-    "full": build_full,
-    "freeze": build_freeze,
-    "ia3": build_ia3,
-    "prefix": build_prefix,
-    "prompt": build_prompt,
-    "ptuning": build_ptuning,
-    "adapter": build_adapter,
+
+@dataclass(frozen=True)
+class Method:
+    build: Callable  # (model, MethodConfig, task_type) -> trainable model
+    save: Callable = save_peft_adapter  # (model, folder) -> None
+    load: Callable = load_peft_adapter  # (base_model, folder) -> model
+    artifact: str = "adapter"  # folder name inside the run
+    packs: bool = True
+
+
+METHODS: dict[str, Method] = {
+    "lora": Method(build_lora),
+    "dora": Method(build_dora),
+    "rslora": Method(build_rslora),
+    "ia3": Method(build_ia3),
+    "prefix": Method(build_prefix, packs=False),
+    "prompt": Method(build_prompt, packs=False),
+    "ptuning": Method(build_ptuning, packs=False),
+    "adapter": Method(build_adapter, save=save_bottleneck_artifact, load=load_bottleneck_artifact),
+    "full": Method(build_full, save=save_full_model, load=load_full_model, artifact="model"),
+    "freeze": Method(build_freeze, save=save_full_model, load=load_full_model, artifact="model"),
 }
 
 
-def apply_method(model, method_config, task_type: str = "CAUSAL_LM"):
+def get_method(name: str) -> Method:
     try:
-        builder = METHODS[method_config.name]
+        return METHODS[name]
     except KeyError:
-        raise ConfigError(
-            f"method.name: unknown method {method_config.name!r}; choose one of {', '.join(sorted(METHODS))}"
-        ) from None
-    return builder(model, method_config, task_type)
+        raise ConfigError(f"method.name: unknown method {name!r}; choose one of {', '.join(sorted(METHODS))}") from None
+
+
+def apply_method(model, method_config, task_type: str = "CAUSAL_LM"):
+    return get_method(method_config.name).build(model, method_config, task_type)

@@ -1,25 +1,49 @@
-"""Load a finished run's model: the base it was trained from plus its saved adapter."""
+"""Load a finished run's models: the base it was trained from, and the base plus what it trained."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from tuneloop.errors import TuneloopError
 
-def load_tuned_model(run_dir: str | Path):
-    """Base model + adapter of ``run_dir`` and the run's tokenizer (with its chat template).
 
-    This is exactly ``peft.PeftModel.from_pretrained(base, run_dir / "adapter")``.
-    """
-    from peft import PeftModel
+def run_artifact(run_dir: str | Path) -> Path:
+    """The folder holding what the run trained (``adapter/`` or ``model/``, by method)."""
+    from tuneloop.config import load_config
+    from tuneloop.methods import get_method
+
+    run_dir = Path(run_dir)
+    if not (run_dir / "config.yaml").exists():
+        raise TuneloopError(f"{run_dir} is not a tuneloop run folder (no config.yaml)")
+    method = get_method(load_config(run_dir / "config.yaml").method.name)
+    folder = run_dir / method.artifact
+    if not folder.is_dir():
+        raise TuneloopError(f"{run_dir} has no {method.artifact}/: training did not finish; re-run it with --resume")
+    return folder
+
+
+def load_base_model(run_dir: str | Path):
+    """The run's base model, untouched, with the run's tokenizer (chat template included)."""
     from transformers import AutoTokenizer
 
     from tuneloop.config import load_config
     from tuneloop.models.load import load_causal_lm
 
-    run_dir = Path(run_dir)
-    config = load_config(run_dir / "config.yaml")
-    base, _ = load_causal_lm(config.model.name, config.model.allow_pickle, config.model.trust_remote_code)
-    model = PeftModel.from_pretrained(base, str(run_dir / "adapter"))
-    model.eval()
-    tokenizer = AutoTokenizer.from_pretrained(str(run_dir / "adapter"))
-    return model, tokenizer
+    artifact = run_artifact(run_dir)
+    config = load_config(Path(run_dir) / "config.yaml")
+    model, _ = load_causal_lm(config.model.name, config.model.allow_pickle, config.model.trust_remote_code)
+    return model.eval(), AutoTokenizer.from_pretrained(str(artifact))
+
+
+def load_tuned_model(run_dir: str | Path):
+    """Base model with the run's trained parameters, and the run's tokenizer.
+
+    For peft methods this is exactly ``peft.PeftModel.from_pretrained(base, run_dir / "adapter")``.
+    """
+    from tuneloop.config import load_config
+    from tuneloop.methods import get_method
+
+    base, tokenizer = load_base_model(run_dir)
+    method = get_method(load_config(Path(run_dir) / "config.yaml").method.name)
+    model = method.load(base, run_artifact(run_dir))
+    return model.eval(), tokenizer

@@ -26,9 +26,30 @@ def label_positions(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return keep, next_labels[keep]
 
 
-def summed_label_loss(model, input_ids: torch.Tensor, position_ids: torch.Tensor, labels: torch.Tensor):
-    """Sum of token cross-entropies over labelled positions, and how many there were."""
+def summed_label_loss(model, batch: dict) -> tuple[torch.Tensor, int]:
+    """Sum of token cross-entropies over labelled positions, and how many there were.
+
+    ``batch`` is packed (``position_ids``, from :func:`~tuneloop.train.sft_data.collate_packed`)
+    or padded (``attention_mask``, from :func:`~tuneloop.train.sft_data.collate_padded`).
+    """
+    if "position_ids" in batch:
+        return packed_label_loss(model, batch["input_ids"], batch["position_ids"], batch["labels"])
+    return padded_label_loss(model, batch["input_ids"], batch["attention_mask"], batch["labels"])
+
+
+def packed_label_loss(model, input_ids: torch.Tensor, position_ids: torch.Tensor, labels: torch.Tensor):
     keep, targets = label_positions(labels)
     outputs = model(input_ids=input_ids, position_ids=position_ids, logits_to_keep=keep, use_cache=False)
     logits = outputs.logits.float()
     return F.cross_entropy(logits, targets, reduction="sum"), targets.numel()
+
+
+def padded_label_loss(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, labels: torch.Tensor):
+    """For methods that prepend virtual tokens (prompt learning): the model's own shifted loss.
+
+    peft extends ``labels`` with ignored positions for the virtual tokens; ``position_ids``
+    would be dropped there, which is why such methods are never packed.
+    """
+    count = int((labels[:, 1:] != IGNORE).sum())
+    outputs = model(input_ids=input_ids, attention_mask=attention_mask, labels=labels, use_cache=False)
+    return outputs.loss.float() * count, count

@@ -46,7 +46,7 @@ def train(config: RunConfig, resume: bool = False) -> Path:
     trainer = build_trainer(model, tokenizer, data, config, out)
     started = time.perf_counter()
     trainer.train(resume_from_checkpoint=last_checkpoint(out) if resume else None)
-    save_adapter(trainer.model, tokenizer, out)
+    save_trained(trainer.model, tokenizer, config, out)
     write_train_summary(out, trainer, time.perf_counter() - started)
     return out
 
@@ -96,14 +96,17 @@ def build_trainer(model, tokenizer, data: PreparedData, config: RunConfig, out: 
     from transformers.integrations import TensorBoardCallback
     from torch.utils.tensorboard import SummaryWriter
 
+    from tuneloop.methods import get_method
     from tuneloop.train.callbacks import JsonlLogCallback, RichProgressCallback
-    from tuneloop.train.sft_data import collate_packed, pack_examples
+    from tuneloop.train.sft_data import batch_rows, collate_rows
     from tuneloop.train.trainer import PackedSFTTrainer
 
     t = config.train
-    train_rows = pack_examples(data.train_tokens, t.pack_length, t.seed)
-    val_rows = pack_examples(data.val_tokens, t.pack_length, t.seed)
-    rows_per_step = max(1, t.tokens_per_batch // t.pack_length)
+    packs = get_method(config.method.name).packs
+    train_rows = batch_rows(data.train_tokens, packs, t.pack_length, t.seed)
+    val_rows = batch_rows(data.val_tokens, packs, t.pack_length, t.seed)
+    row_length = t.pack_length if packs else max(len(row) for row in train_rows)
+    rows_per_step = max(1, t.tokens_per_batch // row_length)
     args = training_arguments(config, out, rows_per_step, len(train_rows), has_validation=bool(val_rows))
     callbacks = [JsonlLogCallback(out / "log.jsonl"), RichProgressCallback(), TensorBoardCallback(SummaryWriter(str(out / "tensorboard")))]
     if val_rows and t.early_stopping_patience:
@@ -113,7 +116,7 @@ def build_trainer(model, tokenizer, data: PreparedData, config: RunConfig, out: 
         args=args,
         train_dataset=train_rows,
         eval_dataset=val_rows or None,
-        data_collator=lambda rows: collate_packed(rows, tokenizer.pad_token_id),
+        data_collator=lambda rows: collate_rows(rows, tokenizer.pad_token_id),
         callbacks=callbacks,
     )
     remove_default_printers(trainer)
@@ -181,9 +184,13 @@ def last_checkpoint(out: Path) -> str | None:
     return get_last_checkpoint(str(folder)) if folder.is_dir() else None
 
 
-def save_adapter(model, tokenizer, out: Path) -> None:
-    with staged_dir(out / "adapter") as tmp:
-        model.save_pretrained(tmp)
+def save_trained(model, tokenizer, config: RunConfig, out: Path) -> None:
+    """What the method trained, with the tokenizer, into ``adapter/`` or ``model/`` (atomically)."""
+    from tuneloop.methods import get_method
+
+    method = get_method(config.method.name)
+    with staged_dir(out / method.artifact) as tmp:
+        method.save(model, tmp)
         tokenizer.save_pretrained(tmp)
 
 
@@ -200,5 +207,6 @@ def write_train_summary(out: Path, trainer, seconds: float) -> None:
             "seconds": round(seconds, 2),
             "tokens_per_s": round(trainer.real_tokens_seen / max(seconds, 1e-9), 2),
             "trainable_parameters": sum(p.numel() for p in trainer.model.parameters() if p.requires_grad),
+            "total_parameters": sum(p.numel() for p in trainer.model.parameters()),
         },
     )

@@ -102,6 +102,33 @@ class PackedRow(TokenizedExample):
         )
 
 
+def collate_padded(rows: list[TokenizedExample], pad_token_id: int) -> dict:
+    """One example per row, right-padded, with an attention mask (for unpackable methods)."""
+    import torch
+
+    width = max(len(row) for row in rows)
+    pad = lambda values, fill: list(values) + [fill] * (width - len(values))  # noqa: E731
+    return {
+        "input_ids": torch.tensor([pad(r.input_ids, pad_token_id) for r in rows]),
+        "attention_mask": torch.tensor([pad([1] * len(r), 0) for r in rows]),
+        "labels": torch.tensor([pad(r.labels, IGNORE) for r in rows]),
+        "real_tokens": torch.tensor(sum(len(r) for r in rows)),
+    }
+
+
+def batch_rows(examples: list[TokenizedExample], pack: bool, pack_length: int, seed: int) -> list[TokenizedExample]:
+    """Packed rows for methods that keep positions, else one example per row (longest first)."""
+    if pack:
+        return pack_examples(examples, pack_length, seed)
+    return sorted(examples, key=len, reverse=True)
+
+
+def collate_rows(rows: list[TokenizedExample], pad_token_id: int) -> dict:
+    if isinstance(rows[0], PackedRow):
+        return collate_packed(rows, pad_token_id)
+    return collate_padded(rows, pad_token_id)
+
+
 def collate_packed(rows: list[PackedRow], pad_token_id: int) -> dict:
     """Pad packed rows to the longest; padding is its own segment and carries no label."""
     import torch

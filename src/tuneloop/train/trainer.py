@@ -16,7 +16,7 @@ from tuneloop.train.loss import summed_label_loss
 
 
 class PackedSFTTrainer(Trainer):
-    """Trainer for packed rows from :func:`tuneloop.train.sft_data.collate_packed`."""
+    """Trainer for rows from :func:`tuneloop.train.sft_data.collate_rows` (packed or padded)."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -25,7 +25,7 @@ class PackedSFTTrainer(Trainer):
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         real_tokens = int(inputs.pop("real_tokens"))
-        loss_sum, count = summed_label_loss(model, inputs["input_ids"], inputs["position_ids"], inputs["labels"])
+        loss_sum, count = summed_label_loss(model, inputs)
         if model.training:
             self.real_tokens_seen += real_tokens
         # Normalise by the label tokens of the whole optimiser step (all accumulation micro-batches)
@@ -44,7 +44,8 @@ class PackedSFTTrainer(Trainer):
         with torch.no_grad():
             for batch in dataloader:
                 batch = self._prepare_inputs(batch)
-                loss_sum, n = summed_label_loss(model, batch["input_ids"], batch["position_ids"], batch["labels"])
+                batch.pop("real_tokens", None)
+                loss_sum, n = summed_label_loss(model, batch)
                 total += float(loss_sum)
                 count += n
         totals = self.accelerator.reduce(torch.tensor([total, float(count)]), reduction="sum")

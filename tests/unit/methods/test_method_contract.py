@@ -78,19 +78,10 @@ def train(model, batch: torch.Tensor, learning_rate: float) -> tuple[float, floa
 
 
 def save_and_reload(name: str, model, model_dir, folder):
-    if name in PEFT_METHODS:
-        from peft import PeftModel
-
-        model.save_pretrained(folder)
-        return PeftModel.from_pretrained(load_tiny(model_dir), folder)
-    if name == "adapter":
-        from tuneloop.methods.bottleneck import load_bottleneck, save_bottleneck
-
-        return load_bottleneck(load_tiny(model_dir), save_bottleneck(model, folder))
-    from transformers import AutoModelForCausalLM
-
-    model.save_pretrained(folder)
-    return AutoModelForCausalLM.from_pretrained(folder)
+    """Through the registry's own save/load, exactly as a run stores and reloads it."""
+    method = METHODS[name]
+    method.save(model, folder)
+    return method.load(load_tiny(model_dir), folder)
 
 
 @torch.no_grad()

@@ -28,7 +28,7 @@ def test_label_only_loss_equals_full_logits_loss(tiny_model_dir):
     ids = torch.tensor([example.input_ids])
     labels = torch.tensor([example.labels])
     positions = torch.arange(ids.shape[1])[None]
-    ours, count = summed_label_loss(model, ids, positions, labels)
+    ours, count = summed_label_loss(model, {"input_ids": ids, "position_ids": positions, "labels": labels})
     assert count == example.label_count
     torch.testing.assert_close(ours, full_logits_loss(model, ids, labels), rtol=1e-5, atol=1e-5)
 
@@ -37,7 +37,7 @@ def per_example_losses_and_grads(model, batches):
     losses, grads = [], []
     for batch in batches:
         model.zero_grad()
-        loss, _ = summed_label_loss(model, batch["input_ids"], batch["position_ids"], batch["labels"])
+        loss, _ = summed_label_loss(model, {k: v for k, v in batch.items() if k != "real_tokens"})
         loss.backward()
         losses.append(loss.detach())
         grads.append(torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None]))
@@ -64,3 +64,18 @@ def test_packed_rows_do_not_attend_across_examples(tiny_model_dir):
         logits_alone = model(input_ids=alone["input_ids"], position_ids=alone["position_ids"], use_cache=False).logits[0]
         logits_together = model(input_ids=together["input_ids"], position_ids=together["position_ids"], use_cache=False).logits[0, len(a):]
     torch.testing.assert_close(logits_together, logits_alone, rtol=1e-5, atol=1e-5)
+
+
+def test_padded_loss_equals_packed_loss(tiny_model_dir):
+    from tuneloop.train.sft_data import collate_padded
+
+    model, tokenizer = load_causal_lm(str(tiny_model_dir))
+    items = examples(tokenizer, 3)
+    packed = collate_packed([PackedRow.from_examples(items)], tokenizer.pad_token_id)
+    padded = collate_padded(items, tokenizer.pad_token_id)
+    packed.pop("real_tokens"), padded.pop("real_tokens")
+    with torch.no_grad():
+        packed_sum, packed_count = summed_label_loss(model, packed)
+        padded_sum, padded_count = summed_label_loss(model, padded)
+    assert packed_count == padded_count
+    torch.testing.assert_close(padded_sum, packed_sum, rtol=1e-5, atol=1e-5)
