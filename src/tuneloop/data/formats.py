@@ -2,47 +2,95 @@
 
 A normaliser raises :class:`RowError` naming the field when a row cannot be used; the caller
 records it with file and line and moves on. ``cfg.columns`` maps a format's canonical field
-to the file's column name.
+to the file's column name, so errors name the column the user knows.
 """
 
 from __future__ import annotations
 
+import functools
 import json
+import re
 import string
 from typing import Callable
 
 from tuneloop.config import DataConfig
 from tuneloop.data.schema import ROLES, Example
+from tuneloop.errors import ConfigError
+
+Normaliser = Callable[[dict, DataConfig], Example]
 
 SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant", "system": "system"}
+INTEGER = re.compile(r"-?(0|[1-9][0-9]*)")  # ASCII only, no leading zeros: "007" stays an id string
 
 
 class RowError(Exception):
+    """A row that cannot be used; ``field`` is the file's column name (None: the whole row)."""
+
     def __init__(self, field: str | None, reason: str):
         super().__init__(f"{field}: {reason}" if field else reason)
         self.field = field
         self.reason = reason
 
 
+# --- reading fields ----------------------------------------------------------------------
+
+
+def is_blank(value) -> bool:
+    return value is None or (isinstance(value, str) and not value.strip())
+
+
+def column_name(cfg: DataConfig, name: str) -> str:
+    """The file column that holds canonical field ``name``."""
+    return cfg.columns.get(name, name)
+
+
 def column(fields: dict, cfg: DataConfig, name: str, required: bool = True):
-    key = cfg.columns.get(name, name)
+    """The raw value of a canonical field; None when optional and absent or blank."""
+    key = column_name(cfg, name)
     value = fields.get(key)
-    if value is None or (isinstance(value, str) and not value.strip()):
+    if is_blank(value):
         if required:
             raise RowError(key, "missing" if value is None else "empty")
         return None
     return value
 
 
+def as_text(value, key: str) -> str:
+    if isinstance(value, (dict, list)):
+        raise RowError(key, f"expected text, got {'an object' if isinstance(value, dict) else 'a list'}")
+    return str(value).strip()
+
+
 def text_column(fields: dict, cfg: DataConfig, name: str, required: bool = True) -> str | None:
     value = column(fields, cfg, name, required)
-    return None if value is None else str(value).strip()
+    return None if value is None else as_text(value, column_name(cfg, name))
 
 
-def with_system(messages: list[dict], cfg: DataConfig) -> tuple[dict, ...]:
-    if cfg.system_prompt and not any(m["role"] == "system" for m in messages):
-        messages = [{"role": "system", "content": cfg.system_prompt}, *messages]
-    return tuple(messages)
+# --- conversations -----------------------------------------------------------------------
+
+
+def parse_turns(value, field: str) -> list[dict]:
+    """A list of turn objects; CSV cells hold it as a JSON string."""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError as err:
+            raise RowError(field, f"not a JSON list of turns: {err.msg}") from None
+    if not isinstance(value, list) or not all(isinstance(turn, dict) for turn in value):
+        raise RowError(field, "expected a list of turn objects")
+    return value
+
+
+def turn_content(value, field: str) -> str:
+    """Turn text; OpenAI-style content parts ``[{"type": "text", "text": ...}]`` are joined."""
+    if value is None:
+        return ""
+    if isinstance(value, list):
+        parts = [part if isinstance(part, str) else part.get("text") for part in value if isinstance(part, (str, dict))]
+        return "".join(part for part in parts if isinstance(part, str)).strip()
+    if isinstance(value, dict):
+        raise RowError(field, "turn content is an object, expected text")
+    return str(value).strip()
 
 
 def check_conversation(messages: list[dict], field: str) -> list[dict]:
@@ -50,8 +98,8 @@ def check_conversation(messages: list[dict], field: str) -> list[dict]:
         raise RowError(field, "empty conversation")
     for turn in messages:
         if turn["role"] not in ROLES:
-            raise RowError(field, f"unknown role {turn['role']!r}")
-        if not turn["content"].strip():
+            raise RowError(field, f"unknown role {turn['role']!r} (expected one of {', '.join(ROLES)})")
+        if not turn["content"]:
             raise RowError(field, f"empty {turn['role']} turn")
     if not any(m["role"] == "assistant" for m in messages):
         raise RowError(field, "no assistant turn")
@@ -60,45 +108,113 @@ def check_conversation(messages: list[dict], field: str) -> list[dict]:
     return messages
 
 
-def parse_turns(value, field: str) -> list:
-    if isinstance(value, str):
-        try:
-            value = json.loads(value)
-        except json.JSONDecodeError as err:
-            raise RowError(field, f"not a JSON list of turns: {err.msg}") from None
-    if not isinstance(value, list) or not all(isinstance(t, dict) for t in value):
-        raise RowError(field, "expected a list of turns")
+def with_system(messages: list[dict], cfg: DataConfig) -> tuple[dict, ...]:
+    """Prepend ``cfg.system_prompt`` unless the row brings its own system turn."""
+    if cfg.system_prompt and not any(m["role"] == "system" for m in messages):
+        messages = [{"role": "system", "content": cfg.system_prompt}, *messages]
+    return tuple(messages)
+
+
+def user_and_assistant(user: str, assistant: str, cfg: DataConfig) -> tuple[dict, ...]:
+    return with_system([{"role": "user", "content": user}, {"role": "assistant", "content": assistant}], cfg)
+
+
+# --- templates and structured targets ----------------------------------------------------
+
+
+@functools.lru_cache(maxsize=32)
+def template_fields(template: str) -> tuple[str, ...]:
+    """Column names a prompt template uses, in order; a malformed template is a ConfigError."""
+    try:
+        parsed = list(string.Formatter().parse(template))
+    except ValueError as err:
+        raise ConfigError(f"data.prompt_template: {err}; write columns as {{name}} and literal braces as {{{{ and }}}}") from None
+    names: dict[str, None] = {}
+    for _, name, _, _ in parsed:
+        if name is None:
+            continue
+        if not name or name.isdigit() or any(c in name for c in ".[]"):
+            raise ConfigError(f"data.prompt_template: {{{name}}} is not a column name; write columns as {{subject}}")
+        names[name] = None
+    return tuple(names)
+
+
+def templated_prompt(fields: dict, template: str) -> str:
+    names = template_fields(template)
+    for name in names:
+        if name not in fields:
+            raise RowError(name, "missing (used by prompt_template)")
+    if names and all(is_blank(fields[name]) for name in names):
+        raise RowError(names[0] if len(names) == 1 else "prompt", "empty")
+    values = {key: "" if value is None else str(value).strip() for key, value in fields.items()}
+    try:
+        return template.format(**values).strip()
+    except (ValueError, KeyError, IndexError) as err:  # e.g. a format spec like {count:d} on text
+        raise RowError("prompt", f"prompt_template failed: {err}") from None
+
+
+def target_json(fields: dict, columns: list[str]) -> str:
+    """The completion of a structured-extraction row: a JSON object of typed column values."""
+    target = {}
+    for name in columns:
+        value = fields.get(name)
+        if is_blank(value):
+            raise RowError(name, "missing" if value is None else "empty")
+        target[name] = typed_value(value)
+    return json.dumps(target, ensure_ascii=False)
+
+
+def typed_value(value):
+    """CSV cells are strings: 'true' -> True, '3' -> 3, anything else stays a stripped string."""
+    if not isinstance(value, str):
+        return value
+    value = value.strip()
+    if value.lower() in ("true", "false"):
+        return value.lower() == "true"
+    if INTEGER.fullmatch(value):
+        return int(value)
     return value
 
 
+# --- the normalisers ---------------------------------------------------------------------
+
+
 def chat(fields: dict, cfg: DataConfig) -> Example:
-    key = cfg.columns.get("messages", "messages")
+    key = column_name(cfg, "messages")
     turns = parse_turns(column(fields, cfg, "messages"), key)
-    messages = [{"role": str(t.get("role", "")), "content": str(t.get("content") or "")} for t in turns]
+    messages = [{"role": str(t.get("role") or "").strip().lower(), "content": turn_content(t.get("content"), key)} for t in turns]
     return Example("", 0, messages=with_system(check_conversation(messages, key), cfg))
 
 
 def sharegpt(fields: dict, cfg: DataConfig) -> Example:
-    key = cfg.columns.get("conversations", "conversations")
+    key = column_name(cfg, "conversations")
     turns = parse_turns(column(fields, cfg, "conversations"), key)
-    messages = [{"role": SHAREGPT_ROLES.get(str(t.get("from", "")), str(t.get("from"))), "content": str(t.get("value") or "")} for t in turns]
+    messages = [{"role": sharegpt_role(t.get("from")), "content": turn_content(t.get("value"), key)} for t in turns]
     return Example("", 0, messages=with_system(check_conversation(messages, key), cfg))
 
 
+def sharegpt_role(speaker) -> str:
+    speaker = str(speaker or "").strip().lower()
+    return SHAREGPT_ROLES.get(speaker, speaker)
+
+
 def prompt_completion(fields: dict, cfg: DataConfig) -> Example:
-    prompt = render_template(fields, cfg.prompt_template) if cfg.prompt_template else text_column(fields, cfg, "prompt")
-    completion = target_json(fields, cfg.target_columns) if cfg.target_columns else text_column(fields, cfg, "completion")
-    if not prompt.strip():
-        raise RowError("prompt", "empty")
-    return Example("", 0, messages=with_system([{"role": "user", "content": prompt}, {"role": "assistant", "content": completion}], cfg))
+    if cfg.prompt_template:
+        prompt = templated_prompt(fields, cfg.prompt_template)
+    else:
+        prompt = text_column(fields, cfg, "prompt")
+    if cfg.target_columns:
+        completion = target_json(fields, cfg.target_columns)
+    else:
+        completion = text_column(fields, cfg, "completion")
+    return Example("", 0, messages=user_and_assistant(prompt, completion, cfg))
 
 
 def alpaca(fields: dict, cfg: DataConfig) -> Example:
     instruction = text_column(fields, cfg, "instruction")
     extra = text_column(fields, cfg, "input", required=False)
     user = f"{instruction}\n\n{extra}" if extra else instruction
-    output = text_column(fields, cfg, "output")
-    return Example("", 0, messages=with_system([{"role": "user", "content": user}, {"role": "assistant", "content": output}], cfg))
+    return Example("", 0, messages=user_and_assistant(user, text_column(fields, cfg, "output"), cfg))
 
 
 def text(fields: dict, cfg: DataConfig) -> Example:
@@ -119,41 +235,7 @@ def pairs(fields: dict, cfg: DataConfig) -> Example:
     )
 
 
-def render_template(fields: dict, template: str) -> str:
-    values = {key: "" if value is None else str(value).strip() for key, value in fields.items()}
-    try:
-        return template.format(**values).strip()
-    except KeyError as err:
-        raise RowError(err.args[0], "missing (used by prompt_template)") from None
-
-
-def target_json(fields: dict, columns: list[str]) -> str:
-    target = {}
-    for name in columns:
-        value = fields.get(name)
-        if value is None or (isinstance(value, str) and not value.strip()):
-            raise RowError(name, "missing" if value is None else "empty")
-        target[name] = typed_value(value)
-    return json.dumps(target, ensure_ascii=False)
-
-
-def typed_value(value):
-    """CSV cells are strings: 'true' -> True, '3' -> 3, anything else stays a stripped string."""
-    if not isinstance(value, str):
-        return value
-    value = value.strip()
-    if value.lower() in ("true", "false"):
-        return value.lower() == "true"
-    if value.lstrip("-").isdigit():
-        return int(value)
-    return value
-
-
-def template_fields(template: str) -> list[str]:
-    return [name for _, name, _, _ in string.Formatter().parse(template) if name]
-
-
-FORMATS: dict[str, Callable[[dict, DataConfig], Example]] = {
+FORMATS: dict[str, Normaliser] = {
     "chat": chat,
     "prompt_completion": prompt_completion,
     "alpaca": alpaca,
@@ -163,13 +245,27 @@ FORMATS: dict[str, Callable[[dict, DataConfig], Example]] = {
     "pairs": pairs,
 }
 
-# Canonical fields of each format (what cfg.columns may rename); the first group is required.
-FORMAT_FIELDS: dict[str, tuple[str, ...]] = {
+# Canonical fields of each format (the names cfg.columns may map): required, then optional.
+REQUIRED_FIELDS: dict[str, tuple[str, ...]] = {
     "chat": ("messages",),
     "prompt_completion": ("prompt", "completion"),
-    "alpaca": ("instruction", "input", "output"),
+    "alpaca": ("instruction", "output"),
     "sharegpt": ("conversations",),
     "text": ("text",),
     "label": ("text", "label"),
     "pairs": ("prompt", "chosen", "rejected"),
 }
+OPTIONAL_FIELDS: dict[str, tuple[str, ...]] = {"alpaca": ("input",)}
+
+
+def format_fields(name: str) -> tuple[str, ...]:
+    return REQUIRED_FIELDS[name] + OPTIONAL_FIELDS.get(name, ())
+
+
+def required_fields(cfg: DataConfig) -> list[str]:
+    """Canonical fields every row must have; a template or target columns replace prompt/completion."""
+    replaced = set()
+    if cfg.format == "prompt_completion":
+        replaced |= {"prompt"} if cfg.prompt_template else set()
+        replaced |= {"completion"} if cfg.target_columns else set()
+    return [name for name in REQUIRED_FIELDS[cfg.format] if name not in replaced]

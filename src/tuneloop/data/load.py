@@ -1,22 +1,30 @@
 """Read company data files row by row, remembering where every row came from.
 
 Each reader yields :class:`RawRow` for a readable record and :class:`BadRow` for one that
-cannot be parsed, so one broken line never hides the rest of the file.
+cannot be parsed, so one broken line never hides the rest of the file. Problems that make the
+whole file unreadable (bad quoting, malformed JSON array, wrong encoding) raise
+:class:`~tuneloop.errors.DataError` naming the file and the line.
 """
 
 from __future__ import annotations
 
 import csv
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
 from tuneloop.errors import DataError
 
+# Long documents in one cell are normal in fine-tuning data; the csv default (128 KiB) is not.
+CSV_FIELD_LIMIT = 2**31 - 1
+
 
 @dataclass(frozen=True)
 class RawRow:
+    """One readable record: ``line`` is its 1-based line (or record index) in ``source``."""
+
     source: str
     line: int
     fields: dict
@@ -24,6 +32,8 @@ class RawRow:
 
 @dataclass(frozen=True)
 class BadRow:
+    """One record that could not be parsed; ``field`` is None when the whole row is broken."""
+
     source: str
     line: int
     field: str | None
@@ -31,43 +41,87 @@ class BadRow:
 
 
 def read_rows(path: str | Path) -> Iterator[RawRow | BadRow]:
+    """Every record of a CSV, JSONL, JSON, Parquet or TXT/MD file, in file order."""
     path = Path(path)
+    reader = reader_for(path)
+    try:
+        yield from reader(path)
+    except UnicodeDecodeError as err:
+        raise DataError(f"{path}: not UTF-8 text ({err.reason}); save the file with UTF-8 encoding") from None
+
+
+def reader_for(path: Path) -> Callable[[Path], Iterator[RawRow | BadRow]]:
+    if path.is_dir():
+        raise DataError(f"data file not found: {path} is a folder; name the files inside it")
     if not path.is_file():
         raise DataError(f"data file not found: {path}")
     reader = READERS.get(path.suffix.lower())
     if reader is None:
         raise DataError(f"{path}: unsupported file type {path.suffix!r}; supported: {', '.join(sorted(READERS))}")
-    yield from reader(path)
+    return reader
+
+
+# --- CSV ---------------------------------------------------------------------------------
 
 
 def _read_csv(path: Path) -> Iterator[RawRow | BadRow]:
+    csv.field_size_limit(CSV_FIELD_LIMIT)
     with path.open(newline="", encoding="utf-8-sig") as handle:
-        reader = csv.DictReader(handle)
-        if reader.fieldnames is None:  # reads the header
-            return
-        line = reader.line_num + 1  # the line the next record starts on
-        for record in reader:
-            if None in record:
-                yield BadRow(str(path), line, None, f"{len(record[None]) + len(reader.fieldnames)} cells, header has {len(reader.fieldnames)}")
-            else:
-                yield RawRow(str(path), line, dict(record))
-            line = reader.line_num + 1
+        # strict: an unclosed quote raises instead of silently swallowing the rest of the file
+        reader = csv.reader(handle, strict=True)
+        start = 1  # physical line the next record starts on
+        try:
+            header = csv_header(path, next(reader, None))
+            start = reader.line_num + 1
+            for cells in reader:
+                if any(cell.strip() for cell in cells):  # blank rows are not records
+                    yield csv_record(path, start, header, cells)
+                start = reader.line_num + 1
+        except csv.Error as err:
+            raise DataError(
+                f"{path}:{start}: unreadable CSV ({err}); check the quotes of the record starting on line {start}"
+            ) from None
+
+
+def csv_header(path: Path, cells: list[str] | None) -> list[str]:
+    """Column names, stripped; an empty file has none."""
+    names = [cell.strip() for cell in cells or []]
+    repeated = sorted({name for name in names if name and names.count(name) > 1})  # unnamed columns may repeat
+    if repeated:
+        raise DataError(f"{path}: column {repeated[0]!r} appears more than once in the header")
+    return names
+
+
+def csv_record(path: Path, line: int, header: list[str], cells: list[str]) -> RawRow | BadRow:
+    # A wrong cell count usually means an unquoted comma or newline: the values would be shifted.
+    if len(cells) != len(header):
+        return BadRow(str(path), line, None, f"{len(cells)} cells, header has {len(header)}")
+    return RawRow(str(path), line, dict(zip(header, cells)))
+
+
+# --- JSON Lines and JSON -----------------------------------------------------------------
 
 
 def _read_jsonl(path: Path) -> Iterator[RawRow | BadRow]:
-    with path.open(encoding="utf-8-sig") as handle:
-        for number, text in enumerate(handle, start=1):
-            if not text.strip():
-                continue
+    with path.open("rb") as handle:
+        for number, raw in enumerate(handle, start=1):
             try:
-                record = json.loads(text)
-            except json.JSONDecodeError as err:
-                yield BadRow(str(path), number, None, f"malformed JSON: {err.msg} (column {err.colno})")
+                text = raw.decode("utf-8").removeprefix("\ufeff")
+            except UnicodeDecodeError as err:
+                yield BadRow(str(path), number, None, f"not UTF-8 text ({err.reason})")
                 continue
-            if not isinstance(record, dict):
-                yield BadRow(str(path), number, None, f"expected a JSON object, got {type(record).__name__}")
-                continue
-            yield RawRow(str(path), number, record)
+            if text.strip():
+                yield jsonl_record(path, number, text)
+
+
+def jsonl_record(path: Path, number: int, text: str) -> RawRow | BadRow:
+    try:
+        record = json.loads(text)
+    except json.JSONDecodeError as err:
+        return BadRow(str(path), number, None, f"malformed JSON: {err.msg} (column {err.colno})")
+    if not isinstance(record, dict):
+        return BadRow(str(path), number, None, f"expected a JSON object, got {json_type(record)}")
+    return RawRow(str(path), number, record)
 
 
 def _read_json(path: Path) -> Iterator[RawRow | BadRow]:
@@ -75,31 +129,53 @@ def _read_json(path: Path) -> Iterator[RawRow | BadRow]:
         data = json.loads(path.read_text(encoding="utf-8-sig"))
     except json.JSONDecodeError as err:
         raise DataError(f"{path}: malformed JSON at line {err.lineno}, column {err.colno}: {err.msg}") from None
-    if isinstance(data, dict) and len(data) == 1 and isinstance(next(iter(data.values())), list):
-        data = next(iter(data.values()))
-    if not isinstance(data, list):
-        raise DataError(f"{path}: expected a JSON array of objects (or an object holding one array)")
-    for index, record in enumerate(data, start=1):
+    for index, record in enumerate(json_records(path, data), start=1):
         if isinstance(record, dict):
             yield RawRow(str(path), index, record)
         else:
-            yield BadRow(str(path), index, None, f"expected a JSON object, got {type(record).__name__}")
+            yield BadRow(str(path), index, None, f"expected a JSON object, got {json_type(record)}")
+
+
+def json_records(path: Path, data) -> list:
+    """The record list: the top-level array, or the one array inside a top-level object."""
+    if isinstance(data, list):
+        return data
+    if isinstance(data, dict):
+        arrays = [key for key, value in data.items() if isinstance(value, list)]
+        if len(arrays) == 1:
+            return data[arrays[0]]
+        if arrays:
+            raise DataError(f"{path}: the top-level object holds several arrays ({', '.join(arrays)}); expected one")
+    raise DataError(f'{path}: expected a JSON array of objects, or an object holding one array like {{"data": [...]}}')
+
+
+def json_type(value) -> str:
+    names = {list: "array", str: "string", int: "number", float: "number", bool: "boolean", type(None): "null"}
+    return names.get(type(value), type(value).__name__)
+
+
+# --- Parquet and plain text --------------------------------------------------------------
 
 
 def _read_parquet(path: Path) -> Iterator[RawRow | BadRow]:
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
     try:
-        table = pq.read_table(path)
-    except Exception as err:  # pyarrow raises several unrelated types for a bad file
+        parquet = pq.ParquetFile(path)
+    except (pa.ArrowException, OSError) as err:
         raise DataError(f"{path}: not a readable Parquet file: {err}") from None
-    for index, record in enumerate(table.to_pylist(), start=1):
-        yield RawRow(str(path), index, record)
+    index = 0
+    for batch in parquet.iter_batches(batch_size=4096):  # bounded memory on large files
+        for record in batch.to_pylist():
+            index += 1
+            yield RawRow(str(path), index, record)
 
 
 def _read_text(path: Path) -> Iterator[RawRow | BadRow]:
     """One row per blank-line-separated block; ``line`` is the block's first line."""
-    block, start = [], 0
+    block: list[str] = []
+    start = 0
     for number, text in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), start=1):
         if text.strip():
             start = start or number
@@ -119,18 +195,21 @@ READERS: dict[str, Callable[[Path], Iterator[RawRow | BadRow]]] = {
     ".txt": _read_text,
     ".md": _read_text,
 }
+SUPPORTED_EXTENSIONS = tuple(sorted(READERS))
 
 
 def columns_of(path: str | Path, sample: int = 100) -> list[str]:
-    """Column names of a file: the CSV/Parquet header, or the keys of the first JSON records."""
+    """Column names of a file: the CSV/Parquet header, ``text`` for TXT/MD, or the union of
+    the keys of the first ``sample`` JSON/JSONL records (in first-seen order)."""
     path = Path(path)
-    if path.suffix.lower() == ".csv":
-        with path.open(newline="", encoding="utf-8-sig") as handle:
-            return next(csv.reader(handle), [])
-    if path.suffix.lower() == ".parquet":
-        import pyarrow.parquet as pq
-
-        return list(pq.read_schema(path).names)
+    suffix = path.suffix.lower()
+    reader_for(path)  # same errors as read_rows for a missing file or unknown type
+    if suffix == ".csv":
+        return csv_columns(path)
+    if suffix == ".parquet":
+        return parquet_columns(path)
+    if suffix in (".txt", ".md"):
+        return ["text"]
     keys: dict[str, None] = {}
     for index, row in enumerate(read_rows(path)):
         if index >= sample:
@@ -138,3 +217,27 @@ def columns_of(path: str | Path, sample: int = 100) -> list[str]:
         if isinstance(row, RawRow):
             keys.update(dict.fromkeys(row.fields))
     return list(keys)
+
+
+def csv_columns(path: Path) -> list[str]:
+    csv.field_size_limit(CSV_FIELD_LIMIT)
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as handle:
+            return csv_header(path, next(csv.reader(handle), None))
+    except UnicodeDecodeError as err:
+        raise DataError(f"{path}: not UTF-8 text ({err.reason}); save the file with UTF-8 encoding") from None
+
+
+def parquet_columns(path: Path) -> list[str]:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        return list(pq.read_schema(path).names)
+    except (pa.ArrowException, OSError) as err:
+        raise DataError(f"{path}: not a readable Parquet file: {err}") from None
+
+
+def describe_columns(columns: list[str]) -> str:
+    """'a, b, c' for messages; names with odd characters are quoted so spaces show."""
+    return ", ".join(name if re.fullmatch(r"[\w.-]+", name) else repr(name) for name in columns) or "(none)"

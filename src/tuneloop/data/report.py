@@ -2,18 +2,29 @@
 
 from __future__ import annotations
 
-from collections import Counter
+import math
+from collections import Counter, defaultdict
 from typing import Callable
 
+from tuneloop.data.schema import Example
 
-def summarise_data(report, splits=None, count_tokens: Callable | None = None) -> dict:
+
+def summarise_data(report, splits=None, count_tokens: Callable[[Example], int] | None = None) -> dict:
+    """A JSON-ready summary of a :class:`~tuneloop.data.validate.DataReport` (and its split)."""
+    from tuneloop.data.validate import reason_kind
+
+    where: dict[str, list[str]] = defaultdict(list)
+    for row in report.dropped:
+        where[reason_kind(row)].append(row.where)
     summary = {
         "rows_read": report.rows_read,
         "rows_kept": len(report.examples),
-        "dropped_by_reason": dict(report.dropped_by_reason()),
+        "rows_dropped": len(report.dropped),
+        "dropped_by_reason": dict(report.dropped_by_reason().most_common()),
+        "dropped_where": dict(where),
         "dropped": [str(row) for row in report.dropped],
     }
-    if count_tokens is not None:
+    if count_tokens is not None and report.examples:
         summary["token_lengths"] = length_percentiles([count_tokens(e) for e in report.examples])
     labels = Counter(e.label for e in report.examples if e.label is not None)
     if labels:
@@ -24,23 +35,19 @@ def summarise_data(report, splits=None, count_tokens: Callable | None = None) ->
 
 
 def length_percentiles(lengths: list[int]) -> dict[str, int]:
+    """Nearest-rank p50 and p95, and the maximum."""
     ordered = sorted(lengths)
-    at = lambda q: ordered[min(len(ordered) - 1, int(q * len(ordered)))]  # noqa: E731
-    return {"p50": at(0.5), "p95": at(0.95), "max": ordered[-1]}
+    rank = lambda q: ordered[max(math.ceil(q * len(ordered)) - 1, 0)]  # noqa: E731
+    return {"p50": rank(0.5), "p95": rank(0.95), "max": ordered[-1]}
 
 
 def print_data_summary(summary: dict, console, max_rows: int = 30) -> None:
-    from rich.table import Table
-
+    """Counts, then each dropped row as ``file:line: field: reason`` (one per line), then tables."""
     console.print(f"rows read {summary['rows_read']}, kept {summary['rows_kept']}, dropped {len(summary['dropped'])}")
     if summary["dropped"]:
-        reasons = Table(title="dropped rows by reason")
-        reasons.add_column("reason")
-        reasons.add_column("rows", justify="right")
-        for reason, count in summary["dropped_by_reason"].items():
-            reasons.add_row(reason, str(count))
-        console.print(reasons)
+        console.print(counts_table("dropped rows by reason", "reason", summary["dropped_by_reason"]))
         for line in summary["dropped"][:max_rows]:
+            # plain text, never wrapped: each line stays a greppable file:line
             console.print(f"  {line}", markup=False, highlight=False, soft_wrap=True)
         if len(summary["dropped"]) > max_rows:
             console.print(f"  ... and {len(summary['dropped']) - max_rows} more")
@@ -48,6 +55,22 @@ def print_data_summary(summary: dict, console, max_rows: int = 30) -> None:
         lengths = summary["token_lengths"]
         console.print(f"tokens per row: p50 {lengths['p50']}, p95 {lengths['p95']}, max {lengths['max']}")
     if "labels" in summary:
-        console.print("labels: " + ", ".join(f"{k} {v}" for k, v in summary["labels"].items()))
+        console.print(counts_table("labels", "label", summary["labels"], shares=True))
     if "split_sizes" in summary:
-        console.print("split: " + ", ".join(f"{k} {v}" for k, v in summary["split_sizes"].items()))
+        console.print(counts_table("split", "split", summary["split_sizes"]))
+
+
+def counts_table(title: str, what: str, counts: dict, shares: bool = False):
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table(title=title)
+    table.add_column(what, overflow="fold")
+    table.add_column("rows", justify="right")
+    if shares:
+        table.add_column("share", justify="right")
+    total = sum(counts.values()) or 1
+    for name, count in counts.items():
+        cells = [Text(str(name)), str(count)]  # Text: a label like "[x]" is not markup + ([f"{count / total:.0%}"] if shares else [])
+        table.add_row(*cells)
+    return table

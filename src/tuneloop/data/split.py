@@ -29,26 +29,39 @@ class Splits:
         return {"train": len(self.train), "val": len(self.val), "test": len(self.test)}
 
 
-def split_train_val_test(examples: list[Example], val_fraction: float, test_fraction: float, seed: int, stratify: bool = True) -> Splits:
+def split_train_val_test(
+    examples: list[Example], val_fraction: float, test_fraction: float, seed: int, stratify: bool = True
+) -> Splits:
+    """Seeded split of whole leakage groups; stratified by label when every example has one."""
     if val_fraction + test_fraction >= 1.0:
-        raise DataError(f"val_fraction + test_fraction must be below 1 (got {val_fraction + test_fraction})")
+        raise DataError(f"val_fraction + test_fraction must be below 1 (got {val_fraction + test_fraction:g})")
     groups = group_by_leakage_key(examples)
-    labels = [group[0].label for group in groups]
-    if stratify and groups and all(label is not None for label in labels):
-        if len(set(labels)) == 1:
-            raise DataError(
-                f"cannot stratify by label: every row has the label {labels[0]!r}; "
-                "a classifier needs at least two classes (or set data.stratify: false)"
-            )
+    if stratify and groups and all(group[0].label is not None for group in groups):
+        check_several_classes(groups)
         order = stratified_order(groups, seed)
     else:
         order = random.Random(seed).sample(groups, len(groups))
     n_test, n_val = split_counts(len(order), val_fraction, test_fraction)
-    pick = lambda part: [example for group in part for example in group]  # noqa: E731
-    return Splits(train=pick(order[n_test + n_val :]), val=pick(order[n_test : n_test + n_val]), test=pick(order[:n_test]))
+    return Splits(
+        train=flatten(order[n_test + n_val :]), val=flatten(order[n_test : n_test + n_val]), test=flatten(order[:n_test])
+    )
+
+
+def check_several_classes(groups: list[list[Example]]) -> None:
+    labels = {group[0].label for group in groups}
+    if len(labels) == 1:
+        raise DataError(
+            f"cannot stratify by label: every row has the label {labels.pop()!r}; "
+            "a classifier needs at least two classes (or set data.stratify: false)"
+        )
+
+
+def flatten(groups: list[list[Example]]) -> list[Example]:
+    return [example for group in groups for example in group]
 
 
 def group_by_leakage_key(examples: list[Example]) -> list[list[Example]]:
+    """Examples with the same normalised input, in first-seen order: one group never splits."""
     groups: dict[str, list[Example]] = defaultdict(list)
     for example in examples:
         groups[example.leakage_key()].append(example)
@@ -69,16 +82,19 @@ def stratified_order(groups: list[list[Example]], seed: int) -> list[list[Exampl
 
 
 def split_counts(groups: int, val_fraction: float, test_fraction: float) -> tuple[int, int]:
-    """Groups for test and validation; each non-zero fraction gets one when there are >= 3."""
+    """Groups for test and validation; each non-zero fraction gets one when there are >= 3,
+    and training always keeps at least one group."""
     n_test, n_val = round(groups * test_fraction), round(groups * val_fraction)
     if groups >= 3:
         n_test = max(n_test, 1 if test_fraction > 0 else 0)
         n_val = max(n_val, 1 if val_fraction > 0 else 0)
+    n_test = min(n_test, max(groups - 1, 0))
     n_val = min(n_val, max(groups - n_test - 1, 0))
     return n_test, n_val
 
 
 def check_no_leakage(splits: Splits) -> None:
+    """Raise when two splits share a normalised input, naming both rows."""
     seen: dict[str, tuple[str, Example]] = {}
     for name in ("train", "val", "test"):
         for example in getattr(splits, name):
@@ -103,6 +119,7 @@ def dataset_hash(examples: list[Example]) -> str:
 
 
 def file_sha256(path: str | Path) -> str:
+    """sha256 of a source file's bytes, read in chunks."""
     digest = hashlib.sha256()
     with Path(path).open("rb") as handle:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
@@ -119,7 +136,7 @@ def split_manifest(cfg, report, splits: Splits, max_listed: int = 50) -> dict:
         "rows_kept": len(report.examples),
         "rows_dropped": len(report.dropped),
         "dropped_by_reason": dict(report.dropped_by_reason()),
-        "dropped_rows": [dataclasses.asdict(d) for d in report.dropped[:max_listed]],
+        "dropped_rows": [dataclasses.asdict(row) for row in report.dropped[:max_listed]],
         "split_sizes": splits.sizes(),
         "split_seed": cfg.seed,
         "label_counts": dict(Counter(e.label for e in report.examples if e.label is not None)),

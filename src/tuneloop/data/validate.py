@@ -1,4 +1,8 @@
-"""Validate data row by row: keep every usable row, report every other one with file:line."""
+"""Validate data row by row: keep every usable row, report every other one with file:line.
+
+Configuration mistakes that would drop every row (a mapped column the file lacks, a field the
+format does not have) are raised before any row is read, listing the columns that do exist.
+"""
 
 from __future__ import annotations
 
@@ -9,8 +13,8 @@ from pathlib import Path
 from typing import Callable
 
 from tuneloop.config import DataConfig
-from tuneloop.data.formats import FORMATS, RowError, template_fields
-from tuneloop.data.load import BadRow, RawRow, columns_of, read_rows
+from tuneloop.data.formats import FORMATS, Normaliser, RowError, format_fields, required_fields, template_fields
+from tuneloop.data.load import BadRow, RawRow, columns_of, describe_columns, read_rows
 from tuneloop.data.schema import Example
 from tuneloop.errors import DataError
 
@@ -22,9 +26,12 @@ class DroppedRow:
     field: str | None
     reason: str
 
+    @property
+    def where(self) -> str:
+        return f"{self.source}:{self.line}"
+
     def __str__(self) -> str:
-        where = f"{self.source}:{self.line}"
-        return f"{where}: {self.field}: {self.reason}" if self.field else f"{where}: {self.reason}"
+        return f"{self.where}: {self.field}: {self.reason}" if self.field else f"{self.where}: {self.reason}"
 
 
 @dataclass
@@ -34,35 +41,53 @@ class DataReport:
     rows_read: int = 0
 
     def dropped_by_reason(self) -> Counter:
-        return Counter(reason_kind(d.reason) for d in self.dropped)
+        """Dropped rows counted by kind of problem, e.g. 'text: empty', 'duplicate'."""
+        return Counter(reason_kind(row) for row in self.dropped)
 
 
-def reason_kind(reason: str) -> str:
-    """'malformed JSON: Expecting value (column 3)' -> 'malformed JSON' (for counting)."""
-    return reason.split(":", 1)[0].split(" of ", 1)[0].split(" (", 1)[0]
+def reason_kind(row: DroppedRow) -> str:
+    """'malformed JSON: Expecting value (column 3)' -> 'malformed JSON', so counts group."""
+    kind = row.reason.split(":", 1)[0].split(" of ", 1)[0].split(" (", 1)[0]
+    return f"{row.field}: {kind}" if row.field else kind
 
 
 def load_examples(cfg: DataConfig) -> DataReport:
     """Read every file of ``cfg.path``; bad rows are dropped and reported, duplicates too."""
-    normalise = FORMATS.get(cfg.format)
-    if normalise is None:
-        raise DataError(f"unknown format {cfg.format!r}; choose one of: {', '.join(FORMATS)}")
-    report = DataReport()
-    first_seen: dict[tuple[str, str], DroppedRow] = {}
-    for path in cfg.path:
+    normalise = normaliser_for(cfg)
+    if not cfg.path:
+        raise DataError("no data files given (data.path is empty)")
+    for path in cfg.path:  # every file's columns first: fail before a long read, not after
         check_columns_exist(Path(path), cfg)
+    report = DataReport()
+    first_seen: dict[tuple[str, str], str] = {}
+    for path in cfg.path:
         for row in read_rows(path):
             report.rows_read += 1
             example = normalise_row(row, normalise, cfg, report)
             if example is not None:
                 keep_unless_duplicate(example, first_seen, report)
     if not report.examples:
-        reasons = "; ".join(str(d) for d in report.dropped[:3])
-        raise DataError(f"no usable rows in {', '.join(cfg.path)}: {report.rows_read} rows read, all dropped; first reasons: {reasons}")
+        raise DataError(no_usable_rows_message(cfg, report))
     return report
 
 
-def normalise_row(row: RawRow | BadRow, normalise, cfg: DataConfig, report: DataReport) -> Example | None:
+def normaliser_for(cfg: DataConfig) -> Normaliser:
+    normalise = FORMATS.get(cfg.format)
+    if normalise is None:
+        raise DataError(f"unknown format {cfg.format!r}; choose one of: {', '.join(FORMATS)}")
+    fields = format_fields(cfg.format)
+    unknown = [name for name in cfg.columns if name not in fields]
+    if unknown:
+        raise DataError(
+            f"data.columns: {unknown[0]!r} is not a field of format {cfg.format!r} (its fields: {', '.join(fields)}); "
+            f"map field=column, e.g. {fields[0]}={unknown[0]}"
+        )
+    if (cfg.prompt_template or cfg.target_columns) and cfg.format != "prompt_completion":
+        raise DataError(f"prompt_template and target_columns need format prompt_completion (format is {cfg.format!r})")
+    return normalise
+
+
+def normalise_row(row: RawRow | BadRow, normalise: Normaliser, cfg: DataConfig, report: DataReport) -> Example | None:
     if isinstance(row, BadRow):
         report.dropped.append(DroppedRow(row.source, row.line, row.field, row.reason))
         return None
@@ -74,37 +99,58 @@ def normalise_row(row: RawRow | BadRow, normalise, cfg: DataConfig, report: Data
     return dataclasses.replace(example, source=row.source, line=row.line)
 
 
-def keep_unless_duplicate(example: Example, first_seen: dict, report: DataReport) -> None:
+def keep_unless_duplicate(example: Example, first_seen: dict[tuple[str, str], str], report: DataReport) -> None:
+    """Same normalised input and same target as an earlier row: drop it, naming the first."""
     key = (example.leakage_key(), example.target_text)
     if key in first_seen:
-        original = first_seen[key]
-        report.dropped.append(DroppedRow(example.source, example.line, None, f"duplicate of {original.source}:{original.line}"))
+        report.dropped.append(DroppedRow(example.source, example.line, None, f"duplicate of {first_seen[key]}"))
         return
-    first_seen[key] = DroppedRow(example.source, example.line, None, "")
+    first_seen[key] = f"{example.source}:{example.line}"
     report.examples.append(example)
 
 
+def no_usable_rows_message(cfg: DataConfig, report: DataReport) -> str:
+    files = ", ".join(cfg.path)
+    if report.rows_read == 0:
+        return f"no usable rows in {files}: 0 rows read (the files hold no records)"
+    reasons = "; ".join(str(row) for row in report.dropped[:3])
+    return f"no usable rows in {files}: {report.rows_read} rows read, all dropped; first reasons: {reasons}"
+
+
+def wanted_columns(cfg: DataConfig) -> list[tuple[str, str]]:
+    """(file column, why it is needed) for every column the config names or the format needs."""
+    wanted = [(name, f"data.columns {canonical}={name}") for canonical, name in cfg.columns.items()]
+    wanted += [(name, "used by prompt_template") for name in template_fields(cfg.prompt_template or "")]
+    wanted += [(name, "listed in target_columns") for name in cfg.target_columns or []]
+    wanted += [
+        (name, f"needed by format {cfg.format!r}; map yours with columns {name}=COLUMN")
+        for name in required_fields(cfg)
+        if name not in cfg.columns
+    ]
+    return wanted
+
+
 def check_columns_exist(path: Path, cfg: DataConfig) -> None:
-    """A mapped, templated or target column missing from the file is a file-level error."""
-    if path.suffix.lower() in (".txt", ".md") or not path.is_file():
-        return
-    wanted = list(cfg.columns.values()) + template_fields(cfg.prompt_template or "") + list(cfg.target_columns or [])
+    """A mapped, templated, target or required column missing from the file is a file-level error."""
     existing = columns_of(path)
-    missing = [name for name in wanted if name not in existing]
-    if missing:
-        raise DataError(f"{path}: column {missing[0]!r} does not exist; columns in the file: {', '.join(existing)}")
+    if not existing:  # an empty file, or no readable record: the row reports say why
+        return
+    problems = dict.fromkeys(f"column {name!r} does not exist ({why})" for name, why in wanted_columns(cfg) if name not in existing)
+    if problems:
+        raise DataError(f"{path}: {'; '.join(problems)}; columns in the file: {describe_columns(existing)}")
 
 
 def drop_too_long(report: DataReport, count_tokens: Callable[[Example], int], max_length: int) -> DataReport:
     """Move examples longer than ``max_length`` tokens to the dropped rows."""
-    kept = []
+    kept, shortest = [], None
     for example in report.examples:
         length = count_tokens(example)
         if length > max_length:
             report.dropped.append(DroppedRow(example.source, example.line, None, f"too long: {length} tokens > max_length {max_length}"))
+            shortest = length if shortest is None else min(shortest, length)
         else:
             kept.append(example)
-    if not kept:
-        raise DataError(f"every usable row is longer than data.max_length={max_length} tokens")
+    if not kept and report.examples:
+        raise DataError(f"every usable row is longer than data.max_length={max_length} tokens (shortest: {shortest})")
     report.examples = kept
     return report
