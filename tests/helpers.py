@@ -28,6 +28,16 @@ def toy_chat_rows(n: int = 40) -> list[dict]:
     return rows
 
 
+def toy_label_rows(n: int = 60) -> list[dict]:
+    """A learnable toy classification: the topic word of a short ticket decides its label."""
+    topics = {"billing": "refunds invoices billing", "bug": "dashboard is down", "account": "login fails password"}
+    rows = []
+    for i in range(n):
+        label = list(topics)[i % len(topics)]
+        rows.append({"text": f"{topics[label]}: ticket {i}, please help {'!' * (i % 4)}", "label": label})
+    return rows
+
+
 def tiny_config(model_dir: Path, data: Path, out: Path, **train_overrides):
     from tuneloop.config import load_config
 

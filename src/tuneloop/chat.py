@@ -5,6 +5,19 @@ from __future__ import annotations
 from pathlib import Path
 
 
+def check_generative(run_dir: Path) -> None:
+    """chat/generate answer with text; a classifier's run has no text to give."""
+    from tuneloop.config import load_config
+    from tuneloop.errors import TuneloopError
+    from tuneloop.models.adapters import run_artifact
+    from tuneloop.objectives import get_task
+
+    run_artifact(run_dir)  # a clear error for a folder that is not a finished run
+    task = load_config(Path(run_dir) / "config.yaml").task
+    if not get_task(task).generates:
+        raise TuneloopError(f"{run_dir} was trained for task {task!r}, which predicts labels, not text; use tuneloop eval")
+
+
 def run_messages(run_dir: Path, history: list[dict]) -> list[dict]:
     """The run's system prompt (if any) followed by the conversation so far."""
     from tuneloop.config import load_config
@@ -18,6 +31,7 @@ def answer_prompts(run_dir: Path, prompts: list[str], max_new_tokens: int = 128,
     from tuneloop.models.adapters import load_base_model, load_tuned_model
     from tuneloop.train.sft_data import render_prompt
 
+    check_generative(run_dir)
     model, tokenizer = (load_base_model if use_base else load_tuned_model)(run_dir)
     rendered = [render_prompt(tokenizer, run_messages(run_dir, [{"role": "user", "content": p}])) for p in prompts]
     return generate_texts(model, tokenizer, rendered, max_new_tokens)
@@ -29,6 +43,7 @@ def chat_loop(run_dir: Path, max_new_tokens: int = 256) -> None:
     from tuneloop.models.adapters import load_tuned_model
     from tuneloop.train.sft_data import render_prompt
 
+    check_generative(run_dir)
     model, tokenizer = load_tuned_model(run_dir)
     history: list[dict] = []
     print("Chatting with", run_dir, "(empty line or Ctrl-D to quit)")

@@ -127,9 +127,10 @@ def compare_command() -> click.Command:
     return config_command(
         "compare",
         "Train and evaluate the same model and data with several methods; one table of trainable parameters, "
-        "time, peak memory, artefact size and test metric. --out is the folder of the comparison.",
+        "time, peak memory, artefact size and test metric. --out is the folder of the comparison. "
+        "Each method trains at its usual learning rate unless --lr is given.",
         action,
-        [click.Option(["--methods"], default="full,freeze,lora,dora,ia3,prefix,prompt,ptuning,adapter", show_default=True, help="Comma-separated methods to compare.")],
+        [click.Option(["--methods"], default="full,freeze,lora,dora,rslora,ia3,prefix,prompt,ptuning,adapter", show_default=True, help="Comma-separated methods to compare.")],
     )
 
 

@@ -25,13 +25,22 @@ def compare_methods(config: RunConfig, methods: list[str], out: Path) -> list[di
     out = Path(out)
     rows = []
     for name in methods:
-        method_config = config.model_copy(deep=True, update={"out": str(out / name)})
-        method_config.method.name = name
-        rows.append(run_isolated(method_config))
+        rows.append(run_isolated(config_for_method(config, name, out / name)))
         write_json_atomic(out / "compare.json", rows)  # partial results survive an interruption
     write_text_atomic(out / "compare.md", render_table(rows))
     plot_comparison(rows, out / "compare.png")
     return rows
+
+
+def config_for_method(config: RunConfig, name: str, out: Path) -> RunConfig:
+    """``config`` with method ``name``; its usual learning rate unless the user chose one."""
+    from tuneloop.methods import get_method
+
+    method_config = config.model_copy(deep=True, update={"out": str(out)})
+    method_config.method.name = name
+    if "learning_rate" not in config.train.model_fields_set:
+        method_config.train.learning_rate = get_method(name).learning_rate
+    return method_config
 
 
 def run_isolated(config: RunConfig) -> dict:
@@ -81,6 +90,7 @@ def method_row(config: RunConfig, run: Path, metrics: dict, seconds: float) -> d
         "train_seconds": summary["seconds"],
         "total_seconds": round(seconds, 1),
         "artifact_mb": round(sum(f.stat().st_size for f in artifact.rglob("*") if f.is_file()) / 2**20, 2),
+        "learning_rate": config.train.learning_rate,
         "metric": primary,
         "base": metrics["base"][primary],
         "tuned": metrics["tuned"][primary],
@@ -89,15 +99,16 @@ def method_row(config: RunConfig, run: Path, metrics: dict, seconds: float) -> d
 
 def render_table(rows: list[dict]) -> str:
     lines = [
-        "| method | trainable | % | train s | peak RSS MB | artefact MB | metric | base | tuned |",
-        "|---|---:|---:|---:|---:|---:|---|---:|---:|",
+        "| method | trainable | % | lr | train s | peak RSS MB | artefact MB | metric | base | tuned |",
+        "|---|---:|---:|---:|---:|---:|---:|---|---:|---:|",
     ]
     for row in rows:
         if "error" in row:
-            lines.append(f"| {row['method']} | not applicable: {row['error']} |||||||| ")
+            lines.append(f"| {row['method']} | not applicable: {row['error']} ||||||||| ")
             continue
         lines.append(
-            f"| {row['method']} | {row['trainable_parameters']:,} | {row['trainable_percent']:.2f} | {row['train_seconds']:.0f} "
+            f"| {row['method']} | {row['trainable_parameters']:,} | {row['trainable_percent']:.2f} | {row['learning_rate']:g} "
+            f"| {row['train_seconds']:.0f} "
             f"| {row['peak_rss_mb']:.0f} | {row['artifact_mb']:.2f} | {row['metric']} | {row['base']:.3f} | {row['tuned']:.3f} |"
         )
     return "\n".join(lines) + "\n"

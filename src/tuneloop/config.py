@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from tuneloop.errors import ConfigError
 
 FORMATS = ("chat", "prompt_completion", "alpaca", "sharegpt", "text", "label", "pairs")
+TASKS = ("sft", "qa", "cpt", "classify", "seq2seq")
 
 
 class _Section(BaseModel):
@@ -96,6 +97,11 @@ class EvalConfig(_Section):
 
 class RunConfig(_Section):
     project: str = Field("default", description="Project name (groups runs).")
+    task: Literal[TASKS] = Field(
+        "sft",
+        description="Objective: sft (chat/instruction), qa (generative QA), cpt (continued pre-training on raw text), "
+        "classify (sequence classification), seq2seq (encoder-decoder: summarisation, translation).",
+    )
     out: str | None = Field(None, description="Run folder (default runs/<project>/<timestamp>).")
     model: ModelConfig = Field(default_factory=ModelConfig)
     data: DataConfig = Field(default_factory=DataConfig)

@@ -24,31 +24,46 @@ class PreparedData:
     manifest: dict
     train_tokens: list
     val_tokens: list
+    labels: list[str] | None = None  # class names, for classification
 
 
-def prepare_dataset(cfg: DataConfig, tokenizer) -> PreparedData:
-    """Validated, split and tokenised data for SFT; raises DataError when nothing is usable."""
+def prepare_dataset(cfg: DataConfig, tokenizer, task) -> PreparedData:
+    """Validated, split and tokenised data for ``task``; raises DataError when nothing is usable.
+
+    >>> data = prepare_dataset(config.data, tokenizer, get_task("sft"))  # doctest: +SKIP
+    """
     from tuneloop.data.split import check_no_leakage, split_manifest, split_train_val_test
     from tuneloop.data.validate import drop_too_long, load_examples
-    from tuneloop.train.sft_data import tokenize_chat
 
     if not cfg.path:
         from tuneloop.errors import ConfigError
 
         raise ConfigError("data.path: no data file given (--data FILE)")
+    report = load_examples(cfg)
+    labels = task.labels_of(report.examples)
     tokens = {}
 
     def count_tokens(example: Example) -> int:
-        tokens[id(example)] = tokenize_chat(tokenizer, example)
+        tokens[id(example)] = task.tokenize(tokenizer, example, labels)
         return len(tokens[id(example)])
 
-    report = drop_too_long(load_examples(cfg), count_tokens, cfg.max_length)
+    if task.drops_too_long:
+        report = drop_too_long(report, count_tokens, cfg.max_length)
     splits = split_train_val_test(report.examples, cfg.val_fraction, cfg.test_fraction, cfg.seed, cfg.stratify)
     check_no_leakage(splits)
+    task.check_splits(splits)
     manifest = split_manifest(cfg, report, splits)
-    return PreparedData(
-        report, splits, manifest, [tokens[id(e)] for e in splits.train], [tokens[id(e)] for e in splits.val]
-    )
+    if labels is not None:
+        manifest["labels"] = labels
+
+    def tokenized(examples: list[Example]) -> list:
+        return [
+            piece
+            for example in examples
+            for piece in task.pieces(tokens.get(id(example)) or task.tokenize(tokenizer, example, labels), cfg.max_length)
+        ]
+
+    return PreparedData(report, splits, manifest, tokenized(splits.train), tokenized(splits.val), labels)
 
 
 def check_dataset(cfg: DataConfig, model: str | None = None) -> dict:

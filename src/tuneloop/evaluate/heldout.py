@@ -1,7 +1,7 @@
 """Base vs tuned on the held-out test split: the numbers a run is judged by.
 
-Both models are evaluated in one process on the same test rows: the tuned one is the base with
-the run's adapter attached, and the base is the same object with the adapter disabled.
+Both models are scored by the run's task on the same test rows: the base as it was before
+training, then the base with what the run trained put back on it.
 """
 
 from __future__ import annotations
@@ -19,7 +19,8 @@ def evaluate_run(run_dir: str | Path, max_examples: int | None = None) -> dict:
     from tuneloop.data.pipeline import load_split
     from tuneloop.evaluate.report import write_report
     from tuneloop.methods import get_method
-    from tuneloop.models.adapters import load_base_model, load_tuned_model, run_artifact
+    from tuneloop.models.adapters import load_base_model, load_tuned_model, run_artifact, run_labels
+    from tuneloop.objectives import get_task
 
     run_dir = Path(run_dir)
     run_artifact(run_dir)  # refuses an unfinished run before any model is loaded
@@ -29,13 +30,14 @@ def evaluate_run(run_dir: str | Path, max_examples: int | None = None) -> dict:
     test = test[:limit] if limit else test
     if not test:
         raise TuneloopError(f"{run_dir}: the test split is empty; set data.test_fraction > 0")
+    task, labels = get_task(config.task), run_labels(run_dir)
     base_model, tokenizer = load_base_model(run_dir)
-    base = score_model(base_model, tokenizer, test, config, "base model")
+    base = score_model(task, base_model, tokenizer, test, config, labels, "base model", packs=task.packs)
     del base_model
     model, tokenizer = load_tuned_model(run_dir)
-    packs = get_method(config.method.name).packs
-    tuned = score_model(merged_for_inference(model), tokenizer, test, config, "tuned model", packs)
-    metrics = assemble_metrics(base, tuned, test, config)
+    packs = get_method(config.method.name).packs and task.packs
+    tuned = score_model(task, merged_for_inference(model), tokenizer, test, config, labels, "tuned model", packs)
+    metrics = assemble_metrics(base, tuned, test, config, task)
     rows = prediction_rows(test, base["predictions"], tuned["predictions"])
     write_text_atomic(run_dir / "predictions.jsonl", "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
     write_json_atomic(run_dir / "metrics.json", metrics)
@@ -51,37 +53,32 @@ def merged_for_inference(model):
         return model
 
 
-def score_model(model, tokenizer, test, config, label: str, packs: bool = True) -> dict:
-    """Predictions, text metrics and held-out loss of one model on the test rows."""
-    from tuneloop.evaluate.generate import generate_texts
-    from tuneloop.evaluate.loss import heldout_loss
-    from tuneloop.evaluate.metrics import compute_text_metrics, load_metric_hook
+def score_model(task, model, tokenizer, test, config, labels, label: str, packs: bool) -> dict:
+    """The task's scores and predictions of one model on the test rows."""
     from tuneloop.progress import status
-    from tuneloop.train.sft_data import render_prompt, tokenize_chat
 
-    prompts = [render_prompt(tokenizer, ex.messages[:-1]) for ex in test]
-    references = [ex.target_text for ex in test]
     with status(f"Evaluating the {label} on {len(test)} test rows"):
-        predictions = generate_texts(model, tokenizer, prompts, config.eval.max_new_tokens, config.eval.batch_size)
-        loss = heldout_loss(model, tokenizer, [tokenize_chat(tokenizer, ex) for ex in test], pack=packs)
-    scores = compute_text_metrics(predictions, references)
-    if config.eval.metric_hook:
-        scores.update(load_metric_hook(config.eval.metric_hook)(predictions, references))
-    return {"scores": {**scores, **loss}, "predictions": predictions}
+        return task.score(model, tokenizer, test, config, labels, packs)
 
 
-def assemble_metrics(base: dict, tuned: dict, test, config) -> dict:
+def assemble_metrics(base: dict, tuned: dict, test, config, task) -> dict:
+    """metrics.json: headline metric, base and tuned scores, and any per-task extras (confusion matrices)."""
     from tuneloop.evaluate.metrics import choose_primary
 
-    primary = choose_primary(tuned["scores"], config.eval.primary)
-    return {
+    requested = task.default_primary if config.eval.primary == "auto" else config.eval.primary
+    primary = choose_primary(tuned["scores"], requested)
+    metrics = {
         "primary": primary,
         "base": base["scores"],
         "tuned": tuned["scores"],
         "test_examples": len(test),
+        "task": config.task,
         "model": config.model.name,
         "method": config.method.name,
     }
+    for key in tuned.keys() - {"scores", "predictions"}:
+        metrics[key] = {"base": base.get(key), "tuned": tuned[key]}
+    return metrics
 
 
 def prediction_rows(test, base_predictions, tuned_predictions) -> list[dict]:

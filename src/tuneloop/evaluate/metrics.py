@@ -155,6 +155,39 @@ def compute_text_metrics(predictions: list[str], references: list[str]) -> dict[
     return {name: sum(score(p, r) for p, r in pairs) / len(pairs) for name, score in scorers.items()}
 
 
+
+def squad_scores(predictions: list[str], references: list[str]) -> dict[str, float]:
+    """Generative QA as SQuAD scores it: exact match and token F1 after answer normalisation."""
+    if len(predictions) != len(references):
+        raise ValueError(f"{len(predictions)} predictions for {len(references)} references")
+    if not references:
+        return {}
+    pairs = list(zip(predictions, references))
+    return {
+        "exact_match": sum(float(squad_normalise(p) == squad_normalise(r)) for p, r in pairs) / len(pairs),
+        "f1": sum(token_f1(p, r) for p, r in pairs) / len(pairs),
+    }
+
+
+def classification_scores(predicted: list[int], actual: list[int], classes: int) -> dict:
+    """Accuracy, macro-F1 (every class weighs the same) and the confusion matrix [actual][predicted]."""
+    if len(predicted) != len(actual):
+        raise ValueError(f"{len(predicted)} predictions for {len(actual)} references")
+    confusion = [[0] * classes for _ in range(classes)]
+    for p, a in zip(predicted, actual):
+        confusion[a][p] += 1
+    f1s = []
+    for c in range(classes):
+        true_positive = confusion[c][c]
+        predicted_c = sum(confusion[a][c] for a in range(classes))
+        actual_c = sum(confusion[c])
+        if actual_c == 0 and predicted_c == 0:
+            continue  # a class absent from both sides does not count towards the macro average
+        f1s.append(2 * true_positive / (predicted_c + actual_c))
+    accuracy = sum(confusion[c][c] for c in range(classes)) / max(len(actual), 1)
+    return {"accuracy": accuracy, "macro_f1": sum(f1s) / max(len(f1s), 1), "confusion": confusion}
+
+
 def choose_primary(metrics: dict, requested: str = "auto") -> str:
     """The headline metric: the requested one, or for "auto" json_field_accuracy, else rouge_l."""
     if requested != "auto":

@@ -108,9 +108,9 @@ def run_facts(metrics: dict) -> list[tuple[str, str]]:
 
 def extra_tables(metrics: dict) -> list[tuple[str, list[str], list[list[str]]]]:
     """Every other dict section as (title, header, rows): {name: {metric: value}} or {metric: value}."""
-    tables = []
+    tables = confusion_tables(metrics.get("confusion") or {})
     for key, section in metrics.items():
-        if key in _MAIN_KEYS or not isinstance(section, dict) or not section:
+        if key in _MAIN_KEYS or key == "confusion" or not isinstance(section, dict) or not section:
             continue
         if all(isinstance(v, dict) for v in section.values()):
             columns = list(dict.fromkeys(c for inner in section.values() for c in inner))
@@ -118,6 +118,17 @@ def extra_tables(metrics: dict) -> list[tuple[str, list[str], list[list[str]]]]:
             tables.append((key, ["", *columns], rows))
         else:
             tables.append((key, ["metric", "value"], [[str(k), fmt(v)] for k, v in section.items()]))
+    return tables
+
+
+def confusion_tables(confusion: dict) -> list[tuple[str, list[str], list[list[str]]]]:
+    """Classification: one table per model, rows the true label, columns the predicted one."""
+    tables = []
+    for model in ("base", "tuned"):
+        entry = confusion.get(model)
+        if entry:
+            rows = [[label, *map(str, counts)] for label, counts in zip(entry["labels"], entry["matrix"])]
+            tables.append((f"confusion matrix, {model} (rows: true label, columns: predicted)", ["", *entry["labels"]], rows))
     return tables
 
 

@@ -3,7 +3,9 @@
 A builder takes ``(model, MethodConfig, task_type)`` and returns the model ready to train, with
 everything but the method's parameters frozen. ``save``/``load`` write and restore what the
 method trained; ``packs`` says whether examples may share a row (methods that prepend virtual
-tokens lose ``position_ids`` inside peft, so they train on padded rows).
+tokens lose ``position_ids`` inside peft, so they train on padded rows). ``learning_rate`` is
+the method's usual peak rate: methods that move few parameters far from the output need much
+larger steps than full fine-tuning, so ``compare`` uses it unless the user set one.
 """
 
 from __future__ import annotations
@@ -28,19 +30,20 @@ class Method:
     load: Callable = load_peft_adapter  # (base_model, folder) -> model
     artifact: str = "adapter"  # folder name inside the run
     packs: bool = True
+    learning_rate: float = 1e-3
 
 
 METHODS: dict[str, Method] = {
     "lora": Method(build_lora),
     "dora": Method(build_dora),
-    "rslora": Method(build_rslora),
-    "ia3": Method(build_ia3),
-    "prefix": Method(build_prefix, packs=False),
-    "prompt": Method(build_prompt, packs=False),
-    "ptuning": Method(build_ptuning, packs=False),
+    "rslora": Method(build_rslora, learning_rate=5e-4),  # alpha/sqrt(r) scales updates up by sqrt(r)
+    "ia3": Method(build_ia3, learning_rate=1e-2),
+    "prefix": Method(build_prefix, packs=False, learning_rate=1e-2),
+    "prompt": Method(build_prompt, packs=False, learning_rate=3e-2),
+    "ptuning": Method(build_ptuning, packs=False, learning_rate=1e-2),
     "adapter": Method(build_adapter, save=save_bottleneck_artifact, load=load_bottleneck_artifact),
-    "full": Method(build_full, save=save_full_model, load=load_full_model, artifact="model"),
-    "freeze": Method(build_freeze, save=save_full_model, load=load_full_model, artifact="model"),
+    "full": Method(build_full, save=save_full_model, load=load_full_model, artifact="model", learning_rate=5e-5),
+    "freeze": Method(build_freeze, save=save_full_model, load=load_full_model, artifact="model", learning_rate=1e-4),
 }
 
 

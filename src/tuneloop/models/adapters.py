@@ -22,17 +22,32 @@ def run_artifact(run_dir: str | Path) -> Path:
     return folder
 
 
+def run_labels(run_dir: str | Path) -> list[str] | None:
+    """Class names a classification run was trained on (None for other tasks)."""
+    import json
+
+    manifest = Path(run_dir) / "data.json"
+    return json.loads(manifest.read_text()).get("labels") if manifest.exists() else None
+
+
 def load_base_model(run_dir: str | Path):
-    """The run's base model, untouched, with the run's tokenizer (chat template included)."""
-    from transformers import AutoTokenizer
+    """The run's starting model, untouched, with the run's tokenizer (chat template included).
+
+    For classification that is the base encoder with the same seeded fresh head training began from.
+    """
+    from transformers import AutoTokenizer, set_seed
 
     from tuneloop.config import load_config
-    from tuneloop.models.load import load_causal_lm
+    from tuneloop.objectives import get_task
 
     artifact = run_artifact(run_dir)
     config = load_config(Path(run_dir) / "config.yaml")
-    model, _ = load_causal_lm(config.model.name, config.model.allow_pickle, config.model.trust_remote_code)
-    return model.eval(), AutoTokenizer.from_pretrained(str(artifact))
+    set_seed(config.train.seed)
+    model = get_task(config.task).load_model(config.model, run_labels(run_dir))
+    tokenizer = AutoTokenizer.from_pretrained(str(artifact))
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return model.eval(), tokenizer
 
 
 def load_tuned_model(run_dir: str | Path):

@@ -134,6 +134,14 @@ def load_causal_lm(name: str, allow_pickle: bool = False, trust_remote_code: boo
     return model, tokenizer
 
 
+def load_pretrained(auto_class, model_config, **kwargs):
+    """Any transformers auto class (sequence classifier, encoder-decoder ...) from a user's model name, in fp32."""
+    import torch
+
+    source = resolve_model(model_config.name, model_config.allow_pickle)
+    return _from_pretrained(auto_class, source, model_config.trust_remote_code, dtype=torch.float32, **kwargs)
+
+
 def _from_pretrained(auto_class, source: ModelSource, trust_remote_code: bool, **kwargs):
     try:
         return auto_class.from_pretrained(

@@ -68,3 +68,25 @@ def build_tiny_llama(folder: str | Path, hidden: int = 64, layers: int = 2, seed
     model.save_pretrained(folder, safe_serialization=True)
     tokenizer.save_pretrained(folder)
     return folder
+
+
+def build_tiny_bert(folder: str | Path, hidden: int = 32, layers: int = 2, seed: int = 0, corpus: str = DEFAULT_CORPUS) -> Path:
+    """Write a random 2-layer BERT encoder (the minilm-l6 architecture, scaled down) and a tokenizer."""
+    import torch
+    from transformers import BertConfig, BertModel
+
+    folder = Path(folder)
+    tokenizer = build_tiny_tokenizer(corpus)
+    config = BertConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=hidden,
+        intermediate_size=hidden * 2,
+        num_hidden_layers=layers,
+        num_attention_heads=4,
+        max_position_embeddings=512,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    torch.manual_seed(seed)
+    BertModel(config).save_pretrained(folder, safe_serialization=True)
+    tokenizer.save_pretrained(folder)
+    return folder

@@ -29,21 +29,21 @@ def train(config: RunConfig, resume: bool = False) -> Path:
 
     >>> out = train(load_config("configs/support_triage.yaml"))  # doctest: +SKIP
     """
-    from tuneloop.models.load import load_causal_lm, load_tokenizer
-    from tuneloop.train.sft_data import ensure_chat_template
+    from tuneloop.objectives import get_task
 
     set_threads(config.train.threads)
     out = Path(config.out) if config.out else default_out_dir(config)
     check_out_dir(out, resume)
-    tokenizer = load_tokenizer(config.model.name, config.model.allow_pickle, config.model.trust_remote_code)
-    ensure_chat_template(tokenizer)
-    data = prepare_dataset(config.data, tokenizer)
+    task = get_task(config.task)
+    task.check_config(config)
+    task.check_model(config.model)
+    tokenizer = task.load_tokenizer(config.model)
+    data = prepare_dataset(config.data, tokenizer, task)
     if resume:
         check_same_data(out, data)
+    model = load_model_with_method(task, config, data.labels)
     write_run_header(out, config, data)
-    model, _ = load_causal_lm(config.model.name, config.model.allow_pickle, config.model.trust_remote_code)
-    model = apply_method_with_seed(model, config)
-    trainer = build_trainer(model, tokenizer, data, config, out)
+    trainer = build_trainer(model, tokenizer, data, config, out, task)
     started = time.perf_counter()
     trainer.train(resume_from_checkpoint=last_checkpoint(out) if resume else None)
     save_trained(trainer.model, tokenizer, config, out)
@@ -78,46 +78,52 @@ def write_run_header(out: Path, config: RunConfig, data: PreparedData) -> None:
     save_splits(out / "splits", data.splits)
 
 
-def apply_method_with_seed(model, config: RunConfig):
+def load_model_with_method(task, config: RunConfig, labels: list[str] | None):
+    """The task's model (a new head is seeded, so evaluation can rebuild the same base) with the method applied.
+
+    Loaded before the run folder is written: a method that cannot apply fails without leftovers.
+    """
     from transformers import set_seed
 
     from tuneloop.methods import apply_method
 
     set_seed(config.train.seed)
-    model = apply_method(model, config.method)
+    model = task.load_model(config.model, labels)
+    set_seed(config.train.seed)
+    model = apply_method(model, config.method, task.peft_task_type)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     total = sum(p.numel() for p in model.parameters())
     console().print(f"method {config.method.name}: {trainable:,} trainable of {total:,} parameters ({100 * trainable / total:.2f}%)")
     return model
 
 
-def build_trainer(model, tokenizer, data: PreparedData, config: RunConfig, out: Path):
+def build_trainer(model, tokenizer, data: PreparedData, config: RunConfig, out: Path, task):
     from transformers import EarlyStoppingCallback
     from transformers.integrations import TensorBoardCallback
     from torch.utils.tensorboard import SummaryWriter
 
     from tuneloop.methods import get_method
     from tuneloop.train.callbacks import JsonlLogCallback, RichProgressCallback
-    from tuneloop.train.sft_data import batch_rows, collate_rows
-    from tuneloop.train.trainer import PackedSFTTrainer
+    from tuneloop.train.trainer import TuneloopTrainer
 
     t = config.train
-    packs = get_method(config.method.name).packs
-    train_rows = batch_rows(data.train_tokens, packs, t.pack_length, t.seed)
-    val_rows = batch_rows(data.val_tokens, packs, t.pack_length, t.seed)
+    packs = get_method(config.method.name).packs and task.packs
+    train_rows = task.batch_rows(data.train_tokens, packs, t.pack_length, t.seed)
+    val_rows = task.batch_rows(data.val_tokens, packs, t.pack_length, t.seed)
     row_length = t.pack_length if packs else max(len(row) for row in train_rows)
     rows_per_step = max(1, t.tokens_per_batch // row_length)
     args = training_arguments(config, out, rows_per_step, len(train_rows), has_validation=bool(val_rows))
     callbacks = [JsonlLogCallback(out / "log.jsonl"), RichProgressCallback(), TensorBoardCallback(SummaryWriter(str(out / "tensorboard")))]
     if val_rows and t.early_stopping_patience:
         callbacks.append(EarlyStoppingCallback(t.early_stopping_patience, t.early_stopping_min_delta))
-    trainer = PackedSFTTrainer(
+    trainer = TuneloopTrainer(
         model=model,
         args=args,
         train_dataset=train_rows,
         eval_dataset=val_rows or None,
-        data_collator=lambda rows: collate_rows(rows, tokenizer.pad_token_id),
+        data_collator=lambda rows: task.collate(rows, tokenizer.pad_token_id),
         callbacks=callbacks,
+        loss_fn=task.summed_loss,
     )
     remove_default_printers(trainer)
     return trainer

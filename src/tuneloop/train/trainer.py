@@ -1,4 +1,4 @@
-"""transformers.Trainer with packed batches and label-only loss.
+"""transformers.Trainer with the task's label-summed loss (packed batches for causal LMs).
 
 Only ``compute_loss`` and ``evaluate`` change: everything else (optimiser, schedule,
 checkpoints, resume, callbacks, accelerate's DDP/FSDP/DeepSpeed) stays transformers' own.
@@ -15,17 +15,22 @@ from transformers import Trainer
 from tuneloop.train.loss import summed_label_loss
 
 
-class PackedSFTTrainer(Trainer):
-    """Trainer for rows from :func:`tuneloop.train.sft_data.collate_rows` (packed or padded)."""
+class TuneloopTrainer(Trainer):
+    """Trainer whose loss is ``loss_fn(model, batch) -> (sum over labels, label count)``.
 
-    def __init__(self, *args, **kwargs):
+    Batches carry ``real_tokens`` (non-padding tokens) for the throughput log. The default loss
+    is the causal-LM one for rows from :func:`tuneloop.train.sft_data.collate_rows`.
+    """
+
+    def __init__(self, *args, loss_fn=summed_label_loss, **kwargs):
         super().__init__(*args, **kwargs)
+        self.loss_fn = loss_fn
         self.real_tokens_seen = 0
         self.train_started = time.perf_counter()
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         real_tokens = int(inputs.pop("real_tokens"))
-        loss_sum, count = summed_label_loss(model, inputs)
+        loss_sum, count = self.loss_fn(model, inputs)
         if model.training:
             self.real_tokens_seen += real_tokens
         # Normalise by the label tokens of the whole optimiser step (all accumulation micro-batches)
@@ -45,7 +50,7 @@ class PackedSFTTrainer(Trainer):
             for batch in dataloader:
                 batch = self._prepare_inputs(batch)
                 batch.pop("real_tokens", None)
-                loss_sum, n = summed_label_loss(model, batch)
+                loss_sum, n = self.loss_fn(model, batch)
                 total += float(loss_sum)
                 count += n
         totals = self.accelerator.reduce(torch.tensor([total, float(count)]), reduction="sum")

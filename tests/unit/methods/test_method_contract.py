@@ -7,6 +7,8 @@ stay bit-identical), trains as many parameters as its formula says, and survives
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
+from typing import Callable
 
 import pytest
 import torch
@@ -18,6 +20,8 @@ from tuneloop.methods import METHODS, apply_method
 STEPS = 6
 # Prompt-style methods move few, far-from-the-output parameters: they need bigger steps.
 LEARNING_RATES = {"full": 1e-3, "freeze": 2e-3, "ia3": 1e-1, "prompt": 1e-1, "prefix": 3e-2, "ptuning": 1e-2}
+# The fresh classification head trains beside the prompt; a step of 1e-1 overshoots it.
+TASK_LEARNING_RATES = {("prompt", "classify"): 1e-2}
 PEFT_METHODS = {"lora", "dora", "rslora", "ia3", "prefix", "prompt", "ptuning"}
 
 
@@ -62,26 +66,82 @@ def batch_loss(model, batch: torch.Tensor) -> torch.Tensor:
     return model(input_ids=batch, labels=batch).loss
 
 
-def train(model, batch: torch.Tensor, learning_rate: float) -> tuple[float, float]:
+def classification_loss(model, batch: torch.Tensor) -> torch.Tensor:
+    return model(input_ids=batch, labels=CLASS_LABELS).loss
+
+
+CLASS_LABELS = torch.tensor([0, 1, 0, 1])
+
+
+@dataclass(frozen=True)
+class TaskCase:
+    """How one task's model is built, trained and scored in the contract test."""
+
+    task_type: str
+    make: Callable  # (tiny model dirs) -> fresh base model, identically seeded on every call
+    loss: Callable  # (model, batch) -> scalar loss
+    head: str | None = None  # module a fresh task head lives in (trained by every method)
+
+
+def causal_lm(dirs):
+    return load_tiny(dirs["llama"])
+
+
+def bert_classifier(dirs):
+    from transformers import AutoModelForSequenceClassification
+
+    torch.manual_seed(0)
+    return AutoModelForSequenceClassification.from_pretrained(dirs["bert"], num_labels=2)
+
+
+TASK_CASES = {
+    "sft": TaskCase("CAUSAL_LM", causal_lm, batch_loss),
+    "classify": TaskCase("SEQ_CLS", bert_classifier, classification_loss, head="classifier"),
+}
+# (method, task) pairs that cannot apply: the builder must say so with a ConfigError.
+NOT_APPLICABLE = {("prefix", "classify")}  # transformers 5's BERT takes no past_key_values
+
+
+@pytest.fixture(scope="module")
+def tiny_dirs(tiny_model_dir, tiny_bert_dir):
+    return {"llama": tiny_model_dir, "bert": tiny_bert_dir}
+
+
+def expected_with_head(name: str, base, cfg, case: TaskCase) -> int | None:
+    """The method's formula on the backbone, plus the fresh head every method must train."""
+    if case.head is None:
+        return expected_trainable(name, base, cfg)
+    if name in ("full", "freeze"):
+        return expected_trainable(name, base, cfg) if name == "full" else None
+    head = getattr(base, case.head)
+    setattr(base, case.head, torch.nn.Identity())  # the head is trained whole, not adapted
+    try:
+        backbone = expected_trainable(name, base, cfg)
+    finally:
+        setattr(base, case.head, head)
+    return None if backbone is None else backbone + sum(p.numel() for p in head.parameters())
+
+
+def train(model, batch: torch.Tensor, learning_rate: float, loss_fn=batch_loss) -> tuple[float, float]:
     """A few AdamW steps (no weight decay, so untouched parameters stay put); loss before and after."""
     model.train()
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=learning_rate, weight_decay=0.0)
     with torch.no_grad():
-        first = batch_loss(model, batch).item()
+        first = loss_fn(model, batch).item()
     for _ in range(STEPS):
         optimizer.zero_grad()
-        batch_loss(model, batch).backward()
+        loss_fn(model, batch).backward()
         optimizer.step()
     with torch.no_grad():
-        return first, batch_loss(model, batch).item()
+        return first, loss_fn(model, batch).item()
 
 
-def save_and_reload(name: str, model, model_dir, folder):
+def save_and_reload(name: str, model, fresh_base, folder):
     """Through the registry's own save/load, exactly as a run stores and reloads it."""
     method = METHODS[name]
     method.save(model, folder)
-    return method.load(load_tiny(model_dir), folder)
+    return method.load(fresh_base, folder)
 
 
 @torch.no_grad()
@@ -89,24 +149,31 @@ def logits(model, batch: torch.Tensor) -> torch.Tensor:
     return model.eval()(input_ids=batch).logits
 
 
+@pytest.mark.parametrize("task", sorted(TASK_CASES))
 @pytest.mark.parametrize("name", sorted(METHODS))
-def test_method_contract(name, tiny_model_dir, tmp_path):
-    cfg, base, batch = method_config(name), load_tiny(tiny_model_dir), toy_batch()
-    expected = expected_trainable(name, base, cfg)  # before wrapping: some methods wrap in place
-    model = apply_method(base, cfg)
+def test_method_contract(name, task, tiny_dirs, tmp_path):
+    case, cfg, batch = TASK_CASES[task], method_config(name), toy_batch()
+    base = case.make(tiny_dirs)
+    if (name, task) in NOT_APPLICABLE:
+        with pytest.raises(ConfigError, match="does not apply"):
+            apply_method(base, cfg, case.task_type)
+        return
+    expected = expected_with_head(name, base, cfg, case)  # before wrapping: some methods wrap in place
+    model = apply_method(base, cfg, case.task_type)
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
     assert trainable and (name == "full" or len(trainable) < len(before)), "a method trains something, not all"
     if expected is not None:
         assert sum(p.numel() for p in model.parameters() if p.requires_grad) == expected
 
-    first, last = train(model, batch, LEARNING_RATES.get(name, 1e-2))
-    assert last < first, f"{name}: loss {first:.4f} -> {last:.4f}"
+    learning_rate = TASK_LEARNING_RATES.get((name, task), LEARNING_RATES.get(name, 1e-2))
+    first, last = train(model, batch, learning_rate, case.loss)
+    assert last < first, f"{name}/{task}: loss {first:.4f} -> {last:.4f}"
     changed = {n for n, p in model.named_parameters() if not torch.equal(p, before[n])}
     assert changed - trainable == set(), "frozen parameters moved"
     assert trainable - changed == set(), "trainable parameters did not move"
 
-    reloaded = save_and_reload(name, model, tiny_model_dir, tmp_path / "saved")
+    reloaded = save_and_reload(name, model, case.make(tiny_dirs), tmp_path / "saved")
     assert torch.equal(logits(model, batch), logits(reloaded, batch))
 
 

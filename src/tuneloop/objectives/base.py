@@ -1,0 +1,93 @@
+"""What every task provides; the defaults are those of causal-LM tasks (sft, qa, cpt)."""
+
+from __future__ import annotations
+
+from tuneloop.errors import ConfigError, DataError
+
+
+class Task:
+    """One training objective. Subclasses override what differs; see :mod:`tuneloop.objectives`."""
+
+    name: str = ""
+    formats: tuple[str, ...] = ()  # data formats this task reads
+    peft_task_type: str = "CAUSAL_LM"
+    default_primary: str = "auto"  # headline metric when eval.primary is "auto"
+    generates: bool = True  # answers prompts with text (chat, generate, serving)
+    drops_too_long: bool = True  # False: long examples are cut into pieces instead (cpt)
+    packs: bool = True  # several examples may share a row (causal LMs with position_ids)
+
+    # --- checks before anything is written --------------------------------------------------
+    def check_config(self, config) -> None:
+        if config.data.format not in self.formats:
+            raise ConfigError(
+                f"data.format {config.data.format!r} does not fit task {self.name!r}; "
+                f"it reads: {', '.join(self.formats)}"
+            )
+
+    def check_model(self, model_config) -> None:
+        """Refuse an architecture the task cannot train, before any weights are loaded."""
+
+    def labels_of(self, examples: list) -> list[str] | None:
+        """Class names when the task predicts from a fixed set (classification)."""
+        return None
+
+    def check_splits(self, splits) -> None:
+        """Refuse splits the task cannot learn from or score (e.g. a test label never trained on)."""
+
+    # --- model and data -------------------------------------------------------------------
+    def load_tokenizer(self, model_config):
+        from tuneloop.models.load import load_tokenizer
+        from tuneloop.train.sft_data import ensure_chat_template
+
+        tokenizer = load_tokenizer(model_config.name, model_config.allow_pickle, model_config.trust_remote_code)
+        ensure_chat_template(tokenizer)
+        return tokenizer
+
+    def load_model(self, model_config, labels: list[str] | None):
+        from tuneloop.models.load import load_causal_lm
+
+        model, _ = load_causal_lm(model_config.name, model_config.allow_pickle, model_config.trust_remote_code)
+        return model
+
+    def tokenize(self, tokenizer, example, labels: list[str] | None):
+        """One example -> :class:`~tuneloop.train.sft_data.TokenizedExample` (ids and labels)."""
+        raise NotImplementedError
+
+    def pieces(self, tokenized, max_length: int) -> list:
+        """What one tokenised example trains as (cpt cuts long documents into max_length pieces)."""
+        return [tokenized]
+
+    def batch_rows(self, tokenized: list, packs: bool, pack_length: int, seed: int) -> list:
+        from tuneloop.train.sft_data import batch_rows
+
+        return batch_rows(tokenized, packs, pack_length, seed)
+
+    def collate(self, rows: list, pad_token_id: int) -> dict:
+        from tuneloop.train.sft_data import collate_rows
+
+        return collate_rows(rows, pad_token_id)
+
+    def summed_loss(self, model, batch: dict):
+        """(sum of per-label losses, number of labels) of one batch."""
+        from tuneloop.train.loss import summed_label_loss
+
+        return summed_label_loss(model, batch)
+
+    # --- held-out evaluation ----------------------------------------------------------------
+    def score(self, model, tokenizer, test: list, config, labels: list[str] | None, packs: bool) -> dict:
+        """``{"scores": {metric: float}, "predictions": [str], ...}`` of one model on the test rows."""
+        raise NotImplementedError
+
+
+def check_labels_shared(splits, labels: list[str]) -> None:
+    """Every validation/test label must be one the model can learn from the training split."""
+    seen = {example.label for example in splits.train}
+    for name in ("val", "test"):
+        missing = sorted({example.label for example in getattr(splits, name)} - seen)
+        if missing:
+            examples = [e for e in getattr(splits, name) if e.label in missing][:3]
+            where = ", ".join(f"{e.source}:{e.line}" for e in examples)
+            raise DataError(
+                f"label {missing[0]!r} appears in the {name} split ({where}) but never in the training split; "
+                "add training rows for it or remove those rows (classes the model never saw cannot be scored)"
+            )

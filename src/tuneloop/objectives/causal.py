@@ -1,0 +1,102 @@
+"""Causal-LM tasks: chat/instruction SFT, generative QA, and continued pre-training on raw text.
+
+All three train the same way (packed rows, loss only on labelled tokens); they differ in what
+carries a label and in how the test split is judged:
+
+* ``sft``: labels on assistant turns; generated answers scored with exact match, token F1,
+  ROUGE-L (and JSON field accuracy when the references are JSON objects), plus held-out loss.
+* ``qa``: as sft, scored SQuAD-style (normalised exact match and token F1) on generated answers.
+* ``cpt``: every token of the text carries a label; long documents are cut into max_length
+  pieces (nothing is dropped); judged by held-out loss and perplexity, lower is better.
+"""
+
+from __future__ import annotations
+
+from tuneloop.objectives.base import Task
+
+CHAT_FORMATS = ("chat", "prompt_completion", "alpaca", "sharegpt")
+
+
+class SFTTask(Task):
+    name = "sft"
+    formats = CHAT_FORMATS
+
+    def tokenize(self, tokenizer, example, labels):
+        from tuneloop.train.sft_data import tokenize_chat
+
+        return tokenize_chat(tokenizer, example)
+
+    def score(self, model, tokenizer, test, config, labels, packs):
+        from tuneloop.evaluate.metrics import load_metric_hook
+
+        predictions = self.generate_answers(model, tokenizer, test, config)
+        references = [example.target_text for example in test]
+        scores = self.text_scores(predictions, references)
+        if config.eval.metric_hook:
+            scores.update(load_metric_hook(config.eval.metric_hook)(predictions, references))
+        scores.update(self.heldout_loss(model, tokenizer, test, config, packs))
+        return {"scores": scores, "predictions": predictions}
+
+    def text_scores(self, predictions: list[str], references: list[str]) -> dict:
+        from tuneloop.evaluate.metrics import compute_text_metrics
+
+        return compute_text_metrics(predictions, references)
+
+    def generate_answers(self, model, tokenizer, test, config) -> list[str]:
+        from tuneloop.evaluate.generate import generate_texts
+        from tuneloop.train.sft_data import render_prompt
+
+        prompts = [render_prompt(tokenizer, example.messages[:-1]) for example in test]
+        return generate_texts(model, tokenizer, prompts, config.eval.max_new_tokens, config.eval.batch_size)
+
+    def heldout_loss(self, model, tokenizer, test, config, packs) -> dict:
+        from tuneloop.evaluate.loss import heldout_loss
+
+        tokenized = [piece for ex in test for piece in self.pieces(self.tokenize(tokenizer, ex, None), config.data.max_length)]
+        return heldout_loss(model, tokenizer, tokenized, self, pack=packs)
+
+
+class QATask(SFTTask):
+    name = "qa"
+    default_primary = "f1"
+
+    def text_scores(self, predictions, references):
+        from tuneloop.evaluate.metrics import squad_scores
+
+        return squad_scores(predictions, references)
+
+
+class CPTTask(SFTTask):
+    name = "cpt"
+    formats = ("text",)
+    default_primary = "perplexity"
+    drops_too_long = False
+
+    def tokenize(self, tokenizer, example, labels):
+        from tuneloop.train.sft_data import TokenizedExample
+
+        ids = tokenizer(example.text, add_special_tokens=False)["input_ids"]
+        if tokenizer.bos_token_id is not None:
+            ids = [tokenizer.bos_token_id] + ids
+        if tokenizer.eos_token_id is not None:
+            ids = ids + [tokenizer.eos_token_id]
+        return TokenizedExample(list(ids), list(ids))
+
+    def pieces(self, tokenized, max_length):
+        from tuneloop.train.sft_data import TokenizedExample
+
+        ids = tokenized.input_ids
+        # a one-token tail carries no next-token target; it joins nothing and is skipped
+        return [
+            TokenizedExample(ids[start : start + max_length], tokenized.labels[start : start + max_length])
+            for start in range(0, len(ids), max_length)
+            if len(ids[start : start + max_length]) > 1
+        ]
+
+    def score(self, model, tokenizer, test, config, labels, packs):
+        return {"scores": self.heldout_loss(model, tokenizer, test, config, packs), "predictions": [""] * len(test)}
+
+
+SFT = SFTTask()
+QA = QATask()
+CPT = CPTTask()
