@@ -61,10 +61,12 @@ def run_isolated(config: RunConfig) -> dict:
 def _train_and_evaluate(raw_config: dict, result_path: str) -> None:
     import resource
 
+    from tuneloop.cli import quiet_libraries
     from tuneloop.errors import TuneloopError
     from tuneloop.evaluate.heldout import evaluate_run
     from tuneloop.train.run import train
 
+    quiet_libraries()  # a spawned process starts without the parent's warning filters
     config = RunConfig.model_validate(raw_config)
     started = time.perf_counter()
     try:

@@ -34,9 +34,9 @@ class Method:
 
 
 METHODS: dict[str, Method] = {
-    "lora": Method(build_lora),
-    "dora": Method(build_dora),
-    "rslora": Method(build_rslora, learning_rate=5e-4),  # alpha/sqrt(r) scales updates up by sqrt(r)
+    "lora": Method(build_lora, learning_rate=2e-3),
+    "dora": Method(build_dora, learning_rate=2e-3),
+    "rslora": Method(build_rslora, learning_rate=1e-3),  # alpha/sqrt(r) scales updates up by sqrt(r)
     "ia3": Method(build_ia3, learning_rate=1e-2),
     "prefix": Method(build_prefix, packs=False, learning_rate=1e-2),
     "prompt": Method(build_prompt, packs=False, learning_rate=3e-2),
