@@ -101,9 +101,12 @@ def train_command() -> click.Command:
     """``tuneloop train``: built from the config schema so every field is a flag."""
 
     def action(config, resume: bool):
+        from tuneloop.train.launch import inside_launch
         from tuneloop.train.run import train
 
-        typer.echo(f"run saved to {train(config, resume=resume)}")
+        out = train(config, resume=resume)
+        if not inside_launch():  # the launching process reports once for all of its workers
+            typer.echo(f"run saved to {out}")
 
     return config_command(
         "train",

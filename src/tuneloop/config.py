@@ -84,7 +84,11 @@ class TrainConfig(_Section):
     early_stopping_patience: int = Field(3, ge=0, description="Stop after N evaluations without improvement (0: off).")
     early_stopping_min_delta: float = Field(0.0, ge=0, description="Smallest validation-loss drop that counts as an improvement.")
     seed: int = Field(0, description="Seed of model init, data order and dropout.")
-    threads: int = Field(0, ge=0, description="CPU threads (0: all cores).")
+    threads: int = Field(0, ge=0, description="CPU threads (0: all cores; split between processes with --nproc).")
+    nproc: int = Field(1, ge=1, description="Training processes, launched through accelerate (DDP: gloo on CPU, NCCL on GPUs).")
+    accelerate_config: str | None = Field(
+        None, description="accelerate config file for --nproc (FSDP, DeepSpeed ZeRO: see configs/accelerate/)."
+    )
 
 
 class EvalConfig(_Section):

@@ -30,10 +30,12 @@ def train(config: RunConfig, resume: bool = False) -> Path:
     >>> out = train(load_config("configs/support_triage.yaml"))  # doctest: +SKIP
     """
     from tuneloop.objectives import get_task
+    from tuneloop.train.launch import inside_launch, is_main_process, run_launched
 
     set_threads(config.train.threads)
     out = Path(config.out) if config.out else default_out_dir(config)
-    check_out_dir(out, resume)
+    if not inside_launch():  # the launching process has checked it for all of them
+        check_out_dir(out, resume)
     task = get_task(config.task)
     task.check_config(config)
     task.check_model(config.model)
@@ -41,20 +43,28 @@ def train(config: RunConfig, resume: bool = False) -> Path:
     data = prepare_dataset(config.data, tokenizer, task)
     if resume:
         check_same_data(out, data)
+    if config.train.nproc > 1 and not inside_launch():
+        run_launched(config.model_copy(update={"out": str(out)}), resume)
+        return out
     model = load_model_with_method(task, config, data.labels)
-    write_run_header(out, config, data)
+    if is_main_process():
+        write_run_header(out, config, data)
     trainer = build_trainer(model, tokenizer, data, config, out, task)
     started = time.perf_counter()
     trainer.train(resume_from_checkpoint=last_checkpoint(out) if resume else None)
-    save_trained(trainer.model, tokenizer, config, out)
-    write_train_summary(out, trainer, time.perf_counter() - started)
+    if is_main_process():
+        save_trained(trainer.accelerator.unwrap_model(trainer.model), tokenizer, config, out)
+        write_train_summary(out, trainer, time.perf_counter() - started)
     return out
 
 
 def set_threads(threads: int) -> None:
+    """All cores (or ``train.threads``), shared out between the processes of a launched run."""
     import torch
 
-    torch.set_num_threads(threads or os.cpu_count() or 1)
+    from tuneloop.train.launch import threads_per_process, world_size
+
+    torch.set_num_threads(threads_per_process(world_size(), threads))
 
 
 def check_out_dir(out: Path, resume: bool) -> None:
@@ -112,7 +122,7 @@ def build_trainer(model, tokenizer, data: PreparedData, config: RunConfig, out: 
     val_rows = task.batch_rows(data.val_tokens, packs, t.pack_length, t.seed)
     row_length = t.pack_length if packs else max(len(row) for row in train_rows)
     rows_per_step = max(1, t.tokens_per_batch // row_length)
-    args = training_arguments(config, out, rows_per_step, len(train_rows), has_validation=bool(val_rows))
+    args = training_arguments(config, out, rows_per_process(rows_per_step), len(train_rows), has_validation=bool(val_rows))
     callbacks = [JsonlLogCallback(out / "log.jsonl"), RichProgressCallback(), TensorBoardCallback(SummaryWriter(str(out / "tensorboard")))]
     if val_rows and t.early_stopping_patience:
         callbacks.append(EarlyStoppingCallback(t.early_stopping_patience, t.early_stopping_min_delta))
@@ -127,6 +137,19 @@ def build_trainer(model, tokenizer, data: PreparedData, config: RunConfig, out: 
     )
     remove_default_printers(trainer)
     return trainer
+
+
+def rows_per_process(rows_per_step: int) -> int:
+    """Each of N processes takes 1/N of the step's rows, so the global batch does not change with N."""
+    from tuneloop.train.launch import world_size
+
+    processes = world_size()
+    if rows_per_step % processes:
+        raise ConfigError(
+            f"train.tokens_per_batch gives {rows_per_step} rows per step, which {processes} processes cannot share "
+            f"evenly; raise tokens_per_batch to a multiple of {processes} rows"
+        )
+    return rows_per_step // processes
 
 
 def remove_default_printers(trainer) -> None:

@@ -22,6 +22,8 @@ class TuneloopTrainer(Trainer):
     is the causal-LM one for rows from :func:`tuneloop.train.sft_data.collate_rows`.
     """
 
+    loss_is_scaled_for_ga = True  # normalised by the label count of the whole optimiser step
+
     def __init__(self, *args, loss_fn=summed_label_loss, **kwargs):
         super().__init__(*args, **kwargs)
         self.loss_fn = loss_fn
@@ -29,15 +31,22 @@ class TuneloopTrainer(Trainer):
         self.train_started = time.perf_counter()
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        real_tokens = int(inputs.pop("real_tokens"))
+        real_tokens = inputs.pop("real_tokens")
         loss_sum, count = self.loss_fn(model, inputs)
         if model.training:
-            self.real_tokens_seen += real_tokens
-        # Normalise by the label tokens of the whole optimiser step (all accumulation micro-batches)
-        # so each token weighs the same whatever row it was packed into.
+            self.real_tokens_seen += self.tokens_of_all_processes(real_tokens)
+        # Normalise by the label tokens of the whole optimiser step (all accumulation micro-batches,
+        # all processes) so each token weighs the same whatever row or process it landed in.
         denominator = num_items_in_batch if num_items_in_batch is not None else max(count, 1)
         loss = loss_sum / denominator
+        if num_items_in_batch is not None and self.args.average_tokens_across_devices:
+            loss = loss * self.accelerator.num_processes  # DDP averages gradients over processes
         return (loss, None) if return_outputs else loss
+
+    def tokens_of_all_processes(self, real_tokens) -> int:
+        if self.accelerator.num_processes == 1:
+            return int(real_tokens)
+        return int(self.accelerator.reduce(real_tokens.to(self.accelerator.device), reduction="sum"))
 
     def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix="eval"):
         """Token-weighted validation loss (a mean of batch means would weigh tokens unequally)."""
