@@ -29,6 +29,9 @@ class ModelConfig(_Section):
     )
     allow_pickle: bool = Field(False, description="Allow loading pickle weights (.bin/.pt); unsafe for untrusted files.")
     trust_remote_code: bool = Field(False, description="Run model code shipped with a hub/local model.")
+    attention: Literal["auto", "sdpa", "flash_attention_2", "eager"] = Field(
+        "auto", description="Attention kernel: auto = flash_attention_2 on a GPU with flash-attn installed, else sdpa."
+    )
 
 
 class DataConfig(_Section):
@@ -85,6 +88,9 @@ class TrainConfig(_Section):
     early_stopping_min_delta: float = Field(0.0, ge=0, description="Smallest validation-loss drop that counts as an improvement.")
     seed: int = Field(0, description="Seed of model init, data order and dropout.")
     threads: int = Field(0, ge=0, description="CPU threads (0: all cores; split between processes with --nproc).")
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
+        "auto", description="Mixed precision: auto = bf16 on GPUs that support it, fp32 on CPU (bf16 is slow without AMX)."
+    )
     nproc: int = Field(1, ge=1, description="Training processes, launched through accelerate (DDP: gloo on CPU, NCCL on GPUs).")
     accelerate_config: str | None = Field(
         None, description="accelerate config file for --nproc (FSDP, DeepSpeed ZeRO: see configs/accelerate/)."

@@ -116,7 +116,20 @@ def load_tokenizer(name: str, allow_pickle: bool = False, trust_remote_code: boo
     return tokenizer
 
 
-def load_causal_lm(name: str, allow_pickle: bool = False, trust_remote_code: bool = False, dtype=None):
+def attention_kernel(requested: str = "auto") -> str:
+    """flash_attention_2 where it exists (CUDA + flash-attn), else SDPA; packed rows work with both."""
+    if requested != "auto":
+        return requested
+    import importlib.util
+
+    import torch
+
+    if torch.cuda.is_available() and importlib.util.find_spec("flash_attn") is not None:
+        return "flash_attention_2"
+    return "sdpa"
+
+
+def load_causal_lm(name: str, allow_pickle: bool = False, trust_remote_code: bool = False, dtype=None, attention: str = "auto"):
     """Load a causal LM and its tokenizer.
 
     >>> model, tokenizer = load_causal_lm("smollm2-135m-instruct")  # doctest: +SKIP
@@ -126,7 +139,7 @@ def load_causal_lm(name: str, allow_pickle: bool = False, trust_remote_code: boo
 
     source = resolve_model(name, allow_pickle)
     model = _from_pretrained(
-        AutoModelForCausalLM, source, trust_remote_code, dtype=dtype or torch.float32, attn_implementation="sdpa"
+        AutoModelForCausalLM, source, trust_remote_code, dtype=dtype or torch.float32, attn_implementation=attention_kernel(attention)
     )
     tokenizer = load_tokenizer(name, allow_pickle, trust_remote_code)
     if model.generation_config is not None and model.generation_config.pad_token_id is None:

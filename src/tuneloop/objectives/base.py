@@ -46,7 +46,9 @@ class Task:
     def load_model(self, model_config, labels: list[str] | None):
         from tuneloop.models.load import load_causal_lm
 
-        model, _ = load_causal_lm(model_config.name, model_config.allow_pickle, model_config.trust_remote_code)
+        model, _ = load_causal_lm(
+            model_config.name, model_config.allow_pickle, model_config.trust_remote_code, attention=model_config.attention
+        )
         return model
 
     def tokenize(self, tokenizer, example, labels: list[str] | None):

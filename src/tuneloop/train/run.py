@@ -196,8 +196,18 @@ def training_arguments(config: RunConfig, out: Path, rows_per_step: int, train_r
         disable_tqdm=True,
         remove_unused_columns=False,
         use_cpu=not _cuda_available(),
+        **mixed_precision(t.precision),
         dataloader_num_workers=0,
     )
+
+
+def mixed_precision(precision: str) -> dict:
+    """TrainingArguments flags for ``train.precision`` (weights stay fp32; autocast does the rest)."""
+    import torch
+
+    if precision == "auto":
+        precision = "bf16" if _cuda_available() and torch.cuda.is_bf16_supported() else "fp32"
+    return {"bf16": precision == "bf16", "fp16": precision == "fp16"}
 
 
 def _cuda_available() -> bool:
