@@ -15,6 +15,7 @@ import click
 import typer
 
 from tuneloop.errors import TuneloopError
+from tuneloop.store.cli import keys_app, models_app
 
 app = typer.Typer(
     help="Fine-tune a pre-trained language model into a measurably better specialist on your data.",
@@ -24,6 +25,8 @@ app = typer.Typer(
 )
 data_app = typer.Typer(help="Inspect and validate data files.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
+app.add_typer(models_app, name="models")
+app.add_typer(keys_app, name="keys")
 
 
 def user_errors(func):

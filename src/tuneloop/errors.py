@@ -19,3 +19,11 @@ class ConfigError(TuneloopError):
 
 class ModelError(TuneloopError):
     """A model that cannot be found or may not be loaded safely."""
+
+
+class StoreError(TuneloopError):
+    """A store operation that cannot be done as asked (wrong stage, run folder gone, bad feedback)."""
+
+
+class NotFoundError(StoreError):
+    """A version, request or API key the store does not hold; the server answers 404 for these."""

@@ -1,0 +1,255 @@
+"""``tuneloop models`` and ``tuneloop keys``: the store's commands, added to the main app as sub-apps.
+
+The store file is ``$TUNELOOP_STORE``, else ``$TUNELOOP_HOME/store.sqlite3``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import time
+from pathlib import Path
+from typing import Iterator, Optional
+
+import typer
+
+models_app = typer.Typer(help="Registered model versions: lineage, stages, promotion and rollback.", no_args_is_help=True)
+keys_app = typer.Typer(help="API keys of the server: create (shown once), list, revoke.", no_args_is_help=True)
+
+
+def user_errors(func):
+    """``tuneloop.cli.user_errors`` (one-line message, exit 2), looked up when the command runs.
+
+    ``tuneloop.cli`` imports this module to add the sub-apps, so importing it back here at
+    import time would be circular whichever module loads first; when a command runs, both are loaded.
+    """
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        from tuneloop.cli import user_errors as report_user_errors
+
+        return report_user_errors(func)(*args, **kwargs)
+
+    return wrapper
+
+
+@contextlib.contextmanager
+def open_store() -> Iterator:
+    from tuneloop.store.db import connect
+
+    with contextlib.closing(connect()) as conn:
+        yield conn
+
+
+# --- tuneloop models ------------------------------------------------------------------------
+
+
+@models_app.command("register")
+@user_errors
+def register_command(
+    run: Path = typer.Argument(..., help="Finished run folder (config.yaml, data.json, adapter/ or model/)."),
+    project: Optional[str] = typer.Option(None, help="Project to register it under (default: the run's config project)."),
+    parent: Optional[str] = typer.Option(None, help="Version it was derived from: <project>:v<n> or <project>@production."),
+):
+    """Record a finished run as the next candidate version of its project."""
+    from tuneloop.store import versions
+
+    with open_store() as conn:
+        version = versions.register(conn, run, project, parent)
+    typer.echo(f"registered {version.id} (candidate) from {version.run_path}")
+
+
+@models_app.command("ls")
+@user_errors
+def ls_command(project: Optional[str] = typer.Option(None, help="Only this project's versions.")):
+    """List registered versions with their stage and headline metric."""
+    from tuneloop.store import versions
+
+    with open_store() as conn:
+        found = versions.list_versions(conn, project)
+    if not found:
+        typer.echo(f"no versions of {project!r} registered" if project else "no model versions registered")
+        return
+    _print(_versions_table(found))
+
+
+@models_app.command("show")
+@user_errors
+def show_command(version: str = typer.Argument(..., help="<project>:v<n>, <project>@production or <project>@candidate.")):
+    """One version: where it lives, its data and config hashes, metric, lineage and stage history."""
+    from tuneloop.store import versions
+
+    with open_store() as conn:
+        found = versions.resolve(conn, version)
+        chain, events = versions.lineage(conn, found.id), versions.history(conn, found.id)
+    _print(_details(found, chain))
+    _print(_history_table(events))
+
+
+@models_app.command("promote")
+@user_errors
+def promote_command(
+    version: str = typer.Argument(..., help="<project>:v<n> or <project>@candidate."),
+    reason: str = typer.Option(..., "--reason", help="Why (kept in the stage history)."),
+):
+    """Make a version production; the current production version is archived."""
+    from tuneloop.store import versions
+
+    with open_store() as conn:
+        change = versions.promote(conn, version, reason)
+    archived = f"; {change.archived.id} archived" if change.archived else ""
+    typer.echo(f"{change.production.id} is now production{archived}")
+
+
+@models_app.command("rollback")
+@user_errors
+def rollback_command(
+    project: str = typer.Argument(..., help="Project whose latest promotion to undo."),
+    reason: str = typer.Option(..., "--reason", help="Why (kept in the stage history)."),
+):
+    """Restore the project's previous production version; the current one is archived."""
+    from tuneloop.store import versions
+
+    with open_store() as conn:
+        change = versions.rollback(conn, project, reason)
+    typer.echo(f"{change.production.id} is production again; {change.archived.id} archived")
+
+
+# --- tuneloop keys --------------------------------------------------------------------------
+
+
+@keys_app.command("create")
+@user_errors
+def keys_create_command(name: str = typer.Argument(..., help="Who or what the key is for (unique).")):
+    """Create an API key and print it; only its hash is stored, so this is the only time it is shown."""
+    from tuneloop.store import keys
+
+    with open_store() as conn:
+        key = keys.create_key(conn, name)
+    typer.echo(key)
+    typer.echo(f"API key {name!r} created; copy it now, it cannot be shown again", err=True)
+
+
+@keys_app.command("ls")
+@user_errors
+def keys_ls_command():
+    """List API keys (names and public key ids; never the keys)."""
+    from rich.table import Table
+    from rich.text import Text
+
+    from tuneloop.store import keys
+
+    with open_store() as conn:
+        found = keys.list_keys(conn)
+    if not found:
+        typer.echo("no API keys")
+        return
+    table = Table(title="API keys")
+    for column in ("name", "key id", "created", "revoked"):
+        table.add_column(column, no_wrap=column != "name", overflow="fold")
+    for key in found:
+        table.add_row(Text(key.name), key.key_id, _when(key.created_at), _when(key.revoked_at) if key.revoked_at else "-")
+    _print(table)
+
+
+@keys_app.command("revoke")
+@user_errors
+def keys_revoke_command(name: str = typer.Argument(..., help="Name of the key to revoke.")):
+    """Revoke an API key: requests carrying it are refused from now on."""
+    from tuneloop.store import keys
+
+    with open_store() as conn:
+        keys.revoke_key(conn, name)
+    typer.echo(f"API key {name!r} revoked")
+
+
+# --- rendering ------------------------------------------------------------------------------
+
+STAGE_STYLES = {"production": "bold green", "candidate": "yellow", "archived": "dim"}
+
+
+def _print(renderable) -> None:
+    from rich.console import Console
+
+    Console().print(renderable)
+
+
+def _versions_table(found):
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table(title="model versions", box=None, pad_edge=False, header_style="bold underline")
+    table.add_column("version", no_wrap=True)
+    table.add_column("stage", no_wrap=True)
+    table.add_column("metric: tuned (base)", min_width=22)
+    table.add_column("parent", no_wrap=True)
+    table.add_column("created")
+    for version in found:
+        table.add_row(
+            Text(version.id),
+            Text(version.stage, style=STAGE_STYLES[version.stage]),
+            _metric(version),
+            Text(_short_parent(version)),
+            _when(version.created_at)[:16],
+        )
+    return table
+
+
+def _short_parent(version) -> str:
+    """``v2`` for a parent in the same project (the common case), the full id otherwise."""
+    if version.parent_id is None:
+        return "-"
+    project, _, number = version.parent_id.rpartition(":")
+    return number if project == version.project else version.parent_id
+
+
+def _details(version, chain):
+    from rich.table import Table
+    from rich.text import Text
+
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(style="bold", no_wrap=True)
+    grid.add_column(overflow="fold")
+    rows = {
+        "version": Text(version.id),
+        "stage": Text(version.stage, style=STAGE_STYLES[version.stage]),
+        "metric": _metric(version),
+        "run": Text(str(version.run_path)),
+        "artifact": Text(str(version.artifact_path)),
+        "dataset hash": version.dataset_hash or "-",
+        "config hash": version.config_hash,
+        "created": _when(version.created_at),
+        "lineage": Text(" <- ".join(v.id for v in chain)),
+    }
+    for label, value in rows.items():
+        grid.add_row(label, value)
+    return grid
+
+
+def _history_table(events):
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table(title="stage history")
+    for column in ("when", "action", "change", "reason"):
+        table.add_column(column, no_wrap=column != "reason", overflow="fold")
+    for event in events:
+        change = f"{event.from_stage} -> {event.to_stage}" if event.from_stage else event.to_stage
+        table.add_row(_when(event.at), event.action, change, Text(event.reason))
+    return table
+
+
+def _metric(version) -> str:
+    primary = version.primary_metric
+    if primary is None:
+        return "- (not evaluated)"
+    name, base, tuned = primary
+    return f"{name} {_number(tuned)} ({_number(base)})"
+
+
+def _number(value) -> str:
+    return f"{value:.3f}" if isinstance(value, (int, float)) else "-"
+
+
+def _when(timestamp: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(timestamp))
