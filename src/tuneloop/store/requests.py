@@ -43,14 +43,16 @@ def log_request(
     completion_tokens: int | None = None,
     api_key: str | None = None,
     at: float | None = None,
+    request_id: str | None = None,
 ) -> str:
     """Record one answered request; returns its id (give it to the client for feedback).
 
     ``project`` defaults to the version's project; pass it for base-model answers that belong
     to a project (an A/B comparison against the base, say). A chat prompt is stored as the
-    caller serialises it (JSON of the messages, typically).
+    caller serialises it (JSON of the messages, typically). A streaming server names the request
+    (:func:`new_request_id`) before it is answered, so every chunk carries the id feedback will use.
     """
-    request_id = "req_" + secrets.token_hex(12)
+    request_id = request_id or new_request_id()
     row = {
         "id": request_id,
         "project": project or (version_id.split(":", 1)[0] if version_id else None),
@@ -70,6 +72,11 @@ def log_request(
     except sqlite3.IntegrityError:
         raise NotFoundError(f"cannot log a request for unknown model version {version_id!r}") from None
     return request_id
+
+
+def new_request_id() -> str:
+    """Random, so one client cannot guess another's request ids."""
+    return "req_" + secrets.token_hex(12)
 
 
 def get_request(conn: sqlite3.Connection, request_id: str) -> LoggedRequest:
