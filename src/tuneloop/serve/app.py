@@ -115,7 +115,9 @@ def create_app(engine, store, base_model: str, limits: Limits = Limits()):
         return tokens
 
     def checked_max_tokens(requested: int | None, default: int) -> int:
-        value = requested or default
+        if requested is None:
+            return min(default, limits.max_tokens)
+        value = requested
         if value > limits.max_tokens:
             raise ApiError(400, f"max_tokens {value} is above this server's limit of {limits.max_tokens}", param="max_tokens")
         return value
@@ -139,9 +141,11 @@ def create_app(engine, store, base_model: str, limits: Limits = Limits()):
         key_name = authorise(request)
         target = served(body.model)
         messages = [m.model_dump() for m in body.messages]
-        if target.system_prompt and messages[0]["role"] != "system":
-            messages = [{"role": "system", "content": target.system_prompt}, *messages]
-        prompt = engine.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        prompted = messages
+        if target.system_prompt and messages[0]["role"] != "system":  # as the version was trained
+            prompted = [{"role": "system", "content": target.system_prompt}, *messages]
+        prompt = engine.tokenizer.apply_chat_template(prompted, tokenize=False, add_generation_prompt=True)
+        # The log keeps what the client sent, so answers of different versions to it compare as one prompt.
         job = Job(body.model, target, json.dumps(messages, ensure_ascii=False), prompt, key_name, "chat")
         return await answer(job, checked_max_tokens(body.max_completion_tokens or body.max_tokens, 256), body)
 
