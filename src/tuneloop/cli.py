@@ -181,6 +181,61 @@ def chat_command(
     chat_loop(run, max_new_tokens)
 
 
+@app.command("merge")
+@user_errors
+def merge_command(
+    runs: list[Path] = typer.Argument(..., help="Run folders with LoRA/rsLoRA adapters on the same base model (one run with --export-full)."),
+    out: Path = typer.Option(..., "--out", help="New folder for the result; must not exist yet (or be empty)."),
+    combination: str = typer.Option(
+        "linear",
+        help="How the adapters combine (peft): linear, cat, svd, ties, ties_svd, dare_linear, dare_ties, "
+        "dare_linear_svd, dare_ties_svd, magnitude_prune, magnitude_prune_svd. linear/ties/dare_*/magnitude_prune "
+        "need equal ranks; cat and *_svd do not.",
+    ),
+    weights: str = typer.Option("", help="One weight per run, comma-separated, in run order (default 1.0 each), e.g. 0.7,0.3."),
+    density: float = typer.Option(0.5, help="ties, dare and magnitude_prune: share of each adapter's values kept, in (0, 1]."),
+    seed: int = typer.Option(0, help="dare: seed of the random pruning."),
+    export_full: bool = typer.Option(
+        False, "--export-full", help="Instead: fold ONE run's adapter into its base and write a full safetensors model folder that plain transformers loads."
+    ),
+):
+    """Combine adapters trained on different tasks into one, or export a run as a full model.
+
+    The merged folder (adapter/, config.yaml, merge.json) works like a run: `tuneloop generate OUT`
+    and `tuneloop chat OUT` use it, and `tuneloop merge OUT --export-full --out DIR` folds it into a full model.
+    """
+    from tuneloop.merge import export_full_model, merge_adapters, parse_weights
+
+    if export_full:
+        if len(runs) != 1:
+            raise TuneloopError(f"--export-full takes exactly one run folder, got {len(runs)}; merge them first, then export the merged folder")
+        typer.echo(f"full model saved to {export_full_model(runs[0], out)}")
+        return
+    merged = merge_adapters(runs, out, combination, parse_weights(weights), density, seed)
+    typer.echo(f"merged adapter saved to {merged / 'adapter'} (sources and settings: {merged / 'merge.json'})")
+
+
+@app.command("serve")
+@user_errors
+def serve_command(
+    base: str = typer.Option("smollm2-135m-instruct", help="The base model every served adapter was trained on."),
+    host: str = typer.Option("127.0.0.1", help="Interface to listen on (0.0.0.0 for all)."),
+    port: int = typer.Option(8000, help="TCP port."),
+    store: Optional[Path] = typer.Option(None, help="Store file (default $TUNELOOP_STORE or $TUNELOOP_HOME/store.sqlite3)."),
+    max_batch: int = typer.Option(8, help="Requests generated together in one batch."),
+    max_prompt_tokens: int = typer.Option(2048, help="Longest prompt accepted, in tokens."),
+    max_tokens: int = typer.Option(512, help="Largest max_tokens a request may ask for."),
+):
+    """OpenAI-compatible API (/v1/chat/completions, /v1/completions, /v1/models, /v1/feedback) and the web page at /.
+
+    Requests name `base`, a version (`support-triage:v3`) or a stage (`support-triage@production`); adapters
+    load on first use. Every endpoint needs an API key: `tuneloop keys create NAME`.
+    """
+    from tuneloop.serve.run import serve
+
+    serve(base, host, port, store, max_batch, max_prompt_tokens, max_tokens)
+
+
 @app.command("demo")
 @user_errors
 def demo_command(

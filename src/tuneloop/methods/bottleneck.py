@@ -22,7 +22,6 @@ import torch
 
 from tuneloop.errors import ConfigError, ModelError
 from tuneloop.methods.formulas import linear_layer_names, linear_shape, module_matches
-from tuneloop.methods.freeze import find_block_list
 
 CONFIG_FILE = "adapter_config.json"
 WEIGHTS_FILE = "adapter_model.safetensors"
@@ -32,6 +31,9 @@ BLOCK_OUTPUT_PROJECTIONS = (
     ("self_attn.o_proj", "mlp.down_proj"),  # Llama, Mistral, Qwen, SmolLM
     ("attention.output.dense", "output.dense"),  # BERT, RoBERTa, MiniLM
     ("attn.c_proj", "mlp.c_proj"),  # GPT-2
+    ("layer.0.SelfAttention.o", "layer.1.DenseReluDense.wo"),  # T5 encoder block
+    ("layer.0.SelfAttention.o", "layer.2.DenseReluDense.wo"),  # T5 decoder block (layer.1 is cross-attention)
+    ("self_attn.out_proj", "fc2"),  # BART, Marian, Pegasus (encoder and decoder blocks)
 )
 
 
@@ -78,12 +80,19 @@ def bottleneck_targets(model, target_modules) -> list[str]:
 
 
 def default_targets(model) -> list[str]:
-    blocks_name, blocks = find_block_list(model)
-    in_block = {name for name, _ in blocks[0].named_modules()}
-    for projections in BLOCK_OUTPUT_PROJECTIONS:
-        if all(name in in_block for name in projections):
-            return [f"{blocks_name}.{index}.{name}" for index in range(len(blocks)) for name in projections]
-    return []
+    """Both output projections of every block, in every list of blocks (an encoder-decoder has two)."""
+    targets = []
+    for blocks_name, blocks in model.named_modules():
+        if isinstance(blocks, torch.nn.ModuleList) and len(blocks):
+            projections = block_output_projections(blocks[0])
+            targets += [f"{blocks_name}.{index}.{name}" for index in range(len(blocks)) for name in projections]
+    return targets
+
+
+def block_output_projections(block) -> tuple[str, ...]:
+    """The first known (attention output, feed-forward output) pair inside ``block``, else ()."""
+    in_block = {name for name, _ in block.named_modules()}
+    return next((pair for pair in BLOCK_OUTPUT_PROJECTIONS if all(name in in_block for name in pair)), ())
 
 
 def add_bottlenecks(model, targets: list[str], bottleneck: int):
