@@ -25,6 +25,8 @@ def evaluate_run(run_dir: str | Path, max_examples: int | None = None) -> dict:
     run_dir = Path(run_dir)
     run_artifact(run_dir)  # refuses an unfinished run before any model is loaded
     config = load_config(run_dir / "config.yaml")
+    if not (run_dir / "splits" / "test.jsonl").is_file():  # e.g. a folder written by `tuneloop merge`
+        raise TuneloopError(f"{run_dir} has no splits/test.jsonl to evaluate on; evaluate the runs it was made from")
     test = load_split(run_dir / "splits" / "test.jsonl")
     limit = max_examples if max_examples is not None else config.eval.max_examples
     test = test[:limit] if limit else test
