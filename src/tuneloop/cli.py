@@ -236,6 +236,36 @@ def serve_command(
     serve(base, host, port, store, max_batch, max_prompt_tokens, max_tokens)
 
 
+@app.command("monitor")
+@user_errors
+def monitor_command(
+    project: str = typer.Argument(..., help="Project whose production version is watched."),
+    window_hours: float = typer.Option(24.0, help="Look at requests and feedback of this many past hours."),
+    out: Path = typer.Option(Path("runs/monitor"), help="Folder for monitor.json and drift.png."),
+    store: Optional[Path] = typer.Option(None, help="Store file (default $TUNELOOP_STORE or $TUNELOOP_HOME/store.sqlite3)."),
+    drift_p_value: float = typer.Option(0.01, help="Alert when the drift test's p-value falls below this."),
+    max_negative_rate: float = typer.Option(0.3, help="Alert when the negative-feedback rate is above this (whole 95% interval)."),
+    min_requests: int = typer.Option(20, help="Fewer live prompts than this: no drift verdict."),
+):
+    """Compare recent live prompts with the production version's training prompts and read the feedback.
+
+    Exits 1 when an alert fires (input drift, negative feedback), 0 otherwise, so cron or CI can act on it.
+    """
+    import contextlib
+
+    from tuneloop.monitor.report import print_report
+    from tuneloop.monitor.watch import Thresholds, monitor_project, write_outputs
+    from tuneloop.store.db import connect
+
+    with contextlib.closing(connect(store)) as conn:
+        report = monitor_project(conn, project, window_hours * 3600, Thresholds(drift_p_value, max_negative_rate, min_requests))
+    written = write_outputs(report, out)
+    print_report(report)
+    typer.echo(f"details: {written}")
+    if report.alerts:
+        raise typer.Exit(1)
+
+
 @app.command("demo")
 @user_errors
 def demo_command(
