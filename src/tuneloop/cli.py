@@ -266,6 +266,37 @@ def monitor_command(
         raise typer.Exit(1)
 
 
+@app.command("retrain")
+@user_errors
+def retrain_command(
+    project: str = typer.Argument(..., help="Project whose production version is retrained."),
+    data: list[Path] = typer.Option(..., "--data", help="New company data (same columns/format as the production run's); repeatable."),
+    out: Path = typer.Option(..., "--out", help="New folder: dataset/, candidate/ (the run), retrain.json."),
+    store: Optional[Path] = typer.Option(None, help="Store file (default $TUNELOOP_STORE or $TUNELOOP_HOME/store.sqlite3)."),
+    replay: float = typer.Option(0.3, help="Share of production's training rows replayed beside the new ones (against forgetting)."),
+    gate_metric: str = typer.Option("auto", help="Metric the gate compares: the task's headline metric (auto) or any computed one, e.g. loss."),
+    tolerance: float = typer.Option(0.01, help="Largest regression allowed on the frozen test set and the general-ability check."),
+    min_improvement: float = typer.Option(0.0, help="The candidate must beat production on the new data's test split by more than this."),
+    max_steps: Optional[int] = typer.Option(None, help="Training steps of the candidate (default: production's settings)."),
+    lr: Optional[float] = typer.Option(None, "--lr", help="Learning rate of the candidate (default: production's)."),
+):
+    """New data + feedback (corrections as SFT rows, preferences kept as pairs) + replay -> a candidate trained
+    from the production adapter -> scored against production -> promoted only if the gate passes, with the reason recorded.
+    """
+    import contextlib
+
+    from tuneloop.loop.gate import Gate
+    from tuneloop.loop.report import print_retrain
+    from tuneloop.loop.retrain import retrain
+    from tuneloop.store.db import connect
+
+    overrides = {key: value for key, value in (("train.max_steps", max_steps), ("train.learning_rate", lr)) if value is not None}
+    with contextlib.closing(connect(store)) as conn:
+        record = retrain(conn, project, [str(p) for p in data], out, Gate(gate_metric, tolerance, min_improvement), replay, overrides)
+    print_retrain(record)
+    typer.echo(f"details: {out / 'retrain.json'}")
+
+
 @app.command("demo")
 @user_errors
 def demo_command(

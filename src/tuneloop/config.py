@@ -72,6 +72,9 @@ class MethodConfig(_Section):
         default_factory=list, description="freeze: also train parameters whose names contain any of these."
     )
     bottleneck: int = Field(64, gt=0, description="adapter: bottleneck width of each down/up projection.")
+    init_from: str | None = Field(
+        None, description="Start from the adapter of this finished run (continue training it) instead of a fresh one."
+    )
 
 
 class TrainConfig(_Section):

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
-import socket
-import threading
-import time
 from pathlib import Path
 
 import pytest
+
+from helpers import running
 
 
 def random_lora_run(model_dir: Path, folder: Path, project: str, seed: int) -> Path:
@@ -29,17 +28,9 @@ def random_lora_run(model_dir: Path, folder: Path, project: str, seed: int) -> P
     return folder
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(tiny_model_dir, tmp_path_factory):
     """(base url, api key, store) of a running server with versions triage:v1 (production) and triage:v2."""
-    import uvicorn
-
     from tuneloop.serve.run import build_server
     from tuneloop.store.keys import create_key
     from tuneloop.store.versions import promote, register
@@ -51,13 +42,5 @@ def server(tiny_model_dir, tmp_path_factory):
         register(conn, random_lora_run(tiny_model_dir, home / f"run{number}", "triage", seed))
     promote(conn, "triage:v1", "first release")
     key = create_key(conn, "tests")
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}", key, app
-    server.should_exit = True
-    thread.join(timeout=10)
+    with running(app) as url:
+        yield url, key, app

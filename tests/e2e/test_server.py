@@ -63,6 +63,8 @@ def test_errors_have_openai_shape(client, server):
         openai.OpenAI(base_url=f"{url}/v1", api_key="tl_nope_nope", max_retries=0).models.list()
     with pytest.raises(openai.NotFoundError, match="triage:v9"):
         ask(client, "triage:v9")
+    with pytest.raises(openai.BadRequestError, match="never by a path"):
+        ask(client, "../runs/triage")
     with pytest.raises(openai.BadRequestError, match="limit of 64"):
         ask(client, "base", max_tokens=65)
     with pytest.raises(openai.BadRequestError, match="at most 200"):

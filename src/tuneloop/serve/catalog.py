@@ -38,6 +38,8 @@ def resolve_served(conn, engine, base_model: str, name: str) -> Served:
 
     if name == BASE_NAME:
         return Served(name, BASE, None, None, None)
+    if any(separator in name for separator in ("/", "\\", "..")):
+        raise ModelNotServable(f"model {name!r}: a model is named by version or alias, never by a path")
     version = resolve(conn, name)
     check_servable(version)
     config = load_config(version.run_path / "config.yaml")

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from tuneloop.atomic import staged_dir, write_json_atomic, write_text_atomic
-from tuneloop.config import RunConfig, dump_config
+from tuneloop.config import RunConfig, dump_config, load_config
 from tuneloop.data.pipeline import PreparedData, prepare_dataset, save_splits
 from tuneloop.errors import ConfigError, TuneloopError
 from tuneloop.progress import console
@@ -100,11 +100,33 @@ def load_model_with_method(task, config: RunConfig, labels: list[str] | None):
     set_seed(config.train.seed)
     model = task.load_model(config.model, labels)
     set_seed(config.train.seed)
-    model = apply_method(model, config.method, task.peft_task_type)
+    if config.method.init_from:
+        model = continue_adapter(model, config)
+    else:
+        model = apply_method(model, config.method, task.peft_task_type)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     total = sum(p.numel() for p in model.parameters())
     console().print(f"method {config.method.name}: {trainable:,} trainable of {total:,} parameters ({100 * trainable / total:.2f}%)")
     return model
+
+
+def continue_adapter(model, config: RunConfig):
+    """The base with ``method.init_from``'s trained adapter on it, trainable (retraining from production)."""
+    from peft import PeftModel
+
+    from tuneloop.models.adapters import run_artifact
+
+    source = Path(config.method.init_from)
+    source_config = load_config(source / "config.yaml")
+    if source_config.method.name != config.method.name or config.method.name not in PEFT_CONTINUABLE:
+        raise ConfigError(
+            f"method.init_from: {source} was trained with {source_config.method.name!r}; continuing needs the same "
+            f"peft method here (method.name {config.method.name!r}), one of {', '.join(PEFT_CONTINUABLE)}"
+        )
+    return PeftModel.from_pretrained(model, str(run_artifact(source)), is_trainable=True)
+
+
+PEFT_CONTINUABLE = ("lora", "dora", "rslora", "ia3")
 
 
 def build_trainer(model, tokenizer, data: PreparedData, config: RunConfig, out: Path, task):

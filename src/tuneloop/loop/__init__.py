@@ -1,0 +1,1 @@
+"""The improvement loop: new data and feedback -> candidate -> gate against production -> promote or keep."""

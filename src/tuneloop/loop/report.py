@@ -1,0 +1,18 @@
+"""The retraining decision as a table in the terminal."""
+
+from __future__ import annotations
+
+
+def print_retrain(record: dict) -> None:
+    from rich.table import Table
+
+    from tuneloop.progress import console
+
+    verdict = "[green]promoted[/green]" if record["promoted"] else "[red]kept production[/red]"
+    table = Table(title=f"{record['candidate']} vs {record['production_before']}: {verdict}")
+    for column in ("check", "metric", "production", "candidate", "gain"):
+        table.add_column(column)
+    for name, check in record["checks"].items():
+        table.add_row(name, check["metric"], f"{check['production']:.4f}", f"{check['candidate']:.4f}", f"{check['gain']:+.4f}")
+    console().print(table)
+    console().print(record["reason"])

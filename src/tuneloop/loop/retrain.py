@@ -1,0 +1,135 @@
+"""``tuneloop retrain``: a candidate from new data + feedback + replay, judged against production.
+
+1. New company data, read with the production run's data settings, split (its test split is held out).
+2. Feedback since the production version: corrections -> SFT rows; preferences -> ``preferences.jsonl``.
+3. Replay: a seeded sample of production's own training rows, against forgetting.
+4. The candidate trains from production's adapter on 1+2+3 and is registered with production as parent.
+5. Candidate and production are scored on production's frozen test split, the new test split and
+   the general-ability check; the gate decides, and the decision with its numbers is recorded
+   (promotion, or archiving with the reason) in the store and in ``retrain.json``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import random
+from pathlib import Path
+
+from tuneloop.atomic import write_json_atomic, write_text_atomic
+from tuneloop.errors import TuneloopError
+from tuneloop.loop.gate import Gate, decide
+
+
+def retrain(conn, project: str, new_data: list[str], out: Path, gate: Gate, replay: float = 0.3, overrides: dict | None = None) -> dict:
+    """Run the whole loop once; returns what ``retrain.json`` records."""
+    from tuneloop.config import load_config
+    from tuneloop.store.versions import production
+
+    current = production(conn, project)
+    if current is None:
+        raise TuneloopError(f"project {project!r} has no production version to retrain from")
+    out = Path(out)
+    if out.exists() and any(out.iterdir()):
+        raise TuneloopError(f"{out} already exists; choose another --out")
+    base_config = load_config(current.run_path / "config.yaml")
+    dataset = build_dataset(conn, current, base_config, new_data, out / "dataset", replay)
+    candidate_run = train_candidate(base_config, current.run_path, dataset, out / "candidate", overrides or {})
+    results = compare_on_checks(current.run_path, candidate_run, dataset, base_config, gate)
+    return record_decision(conn, current, candidate_run, results, gate, dataset, out)
+
+
+def build_dataset(conn, current, config, new_data: list[str], folder: Path, replay: float) -> dict:
+    """Write the candidate's training rows and the new test split; returns the dataset manifest."""
+    from tuneloop.data.pipeline import load_split
+    from tuneloop.data.split import dataset_hash, split_train_val_test
+    from tuneloop.data.validate import load_examples
+    from tuneloop.loop.feedback_rows import correction_examples, preference_rows
+    from tuneloop.store.feedback import corrections, preferences
+
+    new_config = config.data.model_copy(update={"path": list(new_data)})
+    new = split_train_val_test(load_examples(new_config).examples, config.data.val_fraction, config.data.test_fraction, config.data.seed)
+    since = current.created_at
+    fixes = correction_examples(corrections(conn, project=current.project, since=since), config.data.system_prompt)
+    pairs = preference_rows(preferences(conn, project=current.project, since=since))
+    previous = load_split(current.run_path / "splits" / "train.jsonl")
+    replayed = random.Random(config.data.seed).sample(previous, round(replay * len(previous)))
+    train_rows = new.train + new.val + fixes + replayed
+    write_examples(folder / "train.jsonl", train_rows)
+    write_text_atomic(folder / "new_test.jsonl", "".join(json.dumps(dataclasses.asdict(e), ensure_ascii=False) + "\n" for e in new.test))
+    write_text_atomic(folder / "preferences.jsonl", "".join(json.dumps(p, ensure_ascii=False) + "\n" for p in pairs))
+    manifest = {
+        "new_data": [str(p) for p in new_data], "new_rows": {"train": len(new.train) + len(new.val), "test": len(new.test)},
+        "corrections": len(fixes), "preferences": len(pairs), "replayed": len(replayed), "parent": current.id,
+        "train_hash": dataset_hash(train_rows), "folder": str(folder),
+    }  # fmt: skip
+    write_json_atomic(folder / "manifest.json", manifest)
+    return manifest
+
+
+def write_examples(path: Path, examples) -> None:
+    """Training rows in the ``chat`` format (``messages``, system turns included) for ``tuneloop train``."""
+    rows = [json.dumps({"messages": list(e.messages)}, ensure_ascii=False) for e in examples]
+    write_text_atomic(path, "".join(row + "\n" for row in rows))
+
+
+def train_candidate(config, production_run: Path, dataset: dict, out: Path, overrides: dict) -> Path:
+    """Train from production's adapter on the new dataset (its own validation split, no test split)."""
+    from tuneloop.config import build_config
+    from tuneloop.train.run import train
+
+    raw = config.model_dump(mode="json")
+    raw["out"] = str(out)
+    raw["data"].update(
+        path=[str(Path(dataset["folder"]) / "train.jsonl")], format="chat", columns={}, prompt_template=None,
+        target_columns=None, system_prompt=None, test_fraction=0.0,
+    )  # fmt: skip
+    raw["method"]["init_from"] = str(production_run)
+    for dotted, value in overrides.items():
+        section, _, key = dotted.partition(".")
+        raw[section][key] = value
+    return train(build_config(raw, "retrain"))
+
+
+def compare_on_checks(production_run: Path, candidate_run: Path, dataset: dict, config, gate: Gate) -> dict:
+    """Scores of both models on the frozen test, the new test and the general check."""
+    from tuneloop.data.pipeline import load_split
+    from tuneloop.evaluate.general import general_ability
+    from tuneloop.evaluate.metrics import choose_primary
+    from tuneloop.models.adapters import load_tuned_model
+    from tuneloop.objectives import get_task
+
+    task = get_task(config.task)
+    tests = {"frozen_test": load_split(production_run / "splits" / "test.jsonl"), "new_test": load_split(Path(dataset["folder"]) / "new_test.jsonl")}
+    scores: dict[str, dict] = {name: {} for name in (*tests, "general")}
+    for role, run in (("production", production_run), ("candidate", candidate_run)):
+        model, tokenizer = load_tuned_model(run)
+        for name, rows in tests.items():
+            scores[name][role] = task.score(model, tokenizer, rows, config, None, packs=False)["scores"]
+        scores["general"][role] = general_ability(model, tokenizer)
+        del model
+    requested = gate.metric if gate.metric != "auto" else config.eval.primary
+    requested = task.default_primary if requested == "auto" else requested
+    results = {}
+    for name, pair in scores.items():
+        metric = "general_accuracy" if name == "general" else choose_primary(pair["candidate"], requested)
+        results[name] = {"metric": metric, "production": pair["production"][metric], "candidate": pair["candidate"][metric], "all": pair}
+    return results
+
+
+def record_decision(conn, current, candidate_run: Path, results: dict, gate: Gate, dataset: dict, out: Path) -> dict:
+    """Register the candidate (parent: production), then promote it or archive it, with the gate's reason."""
+    from tuneloop.store.versions import archive, promote, register
+
+    candidate = register(conn, candidate_run, current.project, parent=current.id)
+    promoted, reason = decide(gate, results)
+    if promoted:
+        promote(conn, candidate.id, reason)
+    else:
+        archive(conn, candidate.id, reason)
+    record = {
+        "project": current.project, "production_before": current.id, "candidate": candidate.id, "promoted": promoted,
+        "reason": reason, "gate": dataclasses.asdict(gate), "checks": results, "dataset": dataset,
+    }  # fmt: skip
+    write_json_atomic(out / "retrain.json", record)
+    return record
