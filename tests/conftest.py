@@ -27,6 +27,13 @@ def tiny_bert_dir(tmp_path_factory) -> Path:
     return build_tiny_bert(tmp_path_factory.mktemp("tiny-bert"))
 
 
+@pytest.fixture(scope="session")
+def tiny_t5_dir(tmp_path_factory) -> Path:
+    from tuneloop.models.tiny_seq2seq import build_tiny_t5
+
+    return build_tiny_t5(tmp_path_factory.mktemp("tiny-t5"))
+
+
 @pytest.fixture
 def toy_chat_file(tmp_path) -> Path:
     return write_jsonl(tmp_path / "toy.jsonl", toy_chat_rows())

@@ -51,6 +51,11 @@ class BottleneckAdapter(torch.nn.Module):
         torch.nn.init.zeros_(self.up.weight)
         torch.nn.init.zeros_(self.up.bias)
 
+    @property
+    def weight(self) -> torch.Tensor:
+        """The wrapped layer's weight: model code reads it through the wrapper (T5 casts to its dtype)."""
+        return self.base.weight
+
     def forward(self, x, *args, **kwargs):
         y = self.base(x, *args, **kwargs)
         return y + self.up(self.act(self.down(y)))

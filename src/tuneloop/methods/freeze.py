@@ -12,32 +12,48 @@ from __future__ import annotations
 from tuneloop.errors import ConfigError
 
 
-def find_block_list(model) -> tuple[str, object]:
-    """Qualified name and module of the longest ``nn.ModuleList`` (the transformer blocks)."""
+def find_block_stacks(model) -> list[tuple[str, object]]:
+    """Qualified name and module of every stack of transformer blocks, in model order.
+
+    A stack is an ``nn.ModuleList`` not nested in another one: a decoder-only model or an encoder
+    has one, an encoder-decoder (T5, BART) has two, and the per-block lists inside (T5's
+    ``block.N.layer``) are not stacks.
+    """
     import torch
 
     lists = [(name, module) for name, module in model.named_modules() if isinstance(module, torch.nn.ModuleList)]
-    if not lists:
+    stacks = [(name, module) for name, module in lists if not any(name.startswith(other + ".") for other, _ in lists)]
+    if not stacks:
         raise ConfigError(
             f"method.name: found no list of transformer blocks (torch.nn.ModuleList) in {type(model).__name__}; "
             "freeze and adapter need one"
         )
-    return max(lists, key=lambda item: len(item[1]))
+    return stacks
 
 
 def trainable_parameter_names(model, trainable_layers: int, trainable_modules: list[str]) -> set[str]:
-    """Names of the parameters ``freeze`` trains."""
-    blocks_name, blocks = find_block_list(model)
-    first_trained = max(len(blocks) - trainable_layers, 0)
-    trained_prefixes = tuple(f"{blocks_name}.{index}." for index in range(first_trained, len(blocks)))
+    """Names of the parameters ``freeze`` trains: the last ``trainable_layers`` blocks of every stack,
+    what follows each stack inside its parent (a final norm), everything after the last stack (a
+    head), and any parameter whose name contains one of ``trainable_modules``."""
+    stacks = find_block_stacks(model)
+    trained_prefixes, stack_parents = [], []
+    for stack_name, blocks in stacks:
+        first_trained = max(len(blocks) - trainable_layers, 0)
+        trained_prefixes += [f"{stack_name}.{index}." for index in range(first_trained, len(blocks))]
+        stack_parents.append(stack_name.rpartition(".")[0])
     input_embedding = model.get_input_embeddings().weight
-    names, past_blocks = set(), False
+    names, stacks_passed = set(), 0
     for name, parameter in model.named_parameters():
-        in_blocks = name.startswith(blocks_name + ".")
-        past_blocks = past_blocks or in_blocks
+        while stacks_passed < len(stacks) and name.startswith(stacks[stacks_passed][0] + "."):
+            stacks_passed += 1
+        current = stacks_passed - 1
+        in_stack = current >= 0 and name.startswith(stacks[current][0] + ".")
+        after_own_stack = current >= 0 and not in_stack and (
+            current == len(stacks) - 1 or name.startswith(stack_parents[current] + ".")
+        )
         # A head tied to the embeddings is listed once, under the embedding's name; never train it here.
-        after_blocks = past_blocks and not in_blocks and parameter is not input_embedding
-        if name.startswith(trained_prefixes) or after_blocks or any(key in name for key in trainable_modules):
+        follows_stack = after_own_stack and parameter is not input_embedding
+        if name.startswith(tuple(trained_prefixes)) or follows_stack or any(key in name for key in trainable_modules):
             names.add(name)
     return names
 

@@ -42,9 +42,12 @@ def check_prefixes_fit(peft_model) -> None:
     import torch
 
     probe = torch.zeros((1, 1), dtype=torch.long, device=next(peft_model.parameters()).device)
+    inputs = {"input_ids": probe}
+    if getattr(peft_model.config, "is_encoder_decoder", False):
+        inputs["decoder_input_ids"] = probe  # an encoder-decoder needs a decoder step to run at all
     try:
         with torch.no_grad():
-            peft_model(input_ids=probe)
+            peft_model(**inputs)
     except ValueError as err:
         if "past key values" not in str(err):
             raise
@@ -57,5 +60,7 @@ def check_prefixes_fit(peft_model) -> None:
 
 
 def expected_prompt_params(model, cfg) -> int:
-    """Prompt tuning on a decoder: one ``hidden``-wide embedding per virtual token."""
-    return cfg.num_virtual_tokens * model.get_input_embeddings().embedding_dim
+    """Prompt tuning: one ``hidden``-wide embedding per virtual token, for the encoder and again for
+    the decoder of an encoder-decoder (peft prompts both)."""
+    stacks = 2 if getattr(model.config, "is_encoder_decoder", False) else 1
+    return stacks * cfg.num_virtual_tokens * model.get_input_embeddings().embedding_dim

@@ -80,6 +80,16 @@ class Task:
         """``{"scores": {metric: float}, "predictions": [str], ...}`` of one model on the test rows."""
         raise NotImplementedError
 
+    # --- use -----------------------------------------------------------------------------------
+    def answer(self, model, tokenizer, conversations: list[list[dict]], max_new_tokens: int) -> list[str]:
+        """The model's reply to each conversation (chat messages, system prompt first): the chat
+        template renders it and the model continues it."""
+        from tuneloop.evaluate.generate import generate_texts
+        from tuneloop.train.sft_data import render_prompt
+
+        rendered = [render_prompt(tokenizer, conversation) for conversation in conversations]
+        return generate_texts(model, tokenizer, rendered, max_new_tokens)
+
 
 def check_labels_shared(splits, labels: list[str]) -> None:
     """Every validation/test label must be one the model can learn from the training split."""

@@ -99,6 +99,13 @@ class Seq2SeqTask(Task):
         loss_sum = F.cross_entropy(logits.flatten(0, 1), labels.flatten(), ignore_index=IGNORE, reduction="sum")
         return loss_sum, int((labels != IGNORE).sum())
 
+    # --- use -----------------------------------------------------------------------------------
+    def answer(self, model, tokenizer, conversations, max_new_tokens):
+        """The encoder reads the conversation as training framed sources (every turn, system prompt
+        first); the decoder writes the target."""
+        sources = [encode(tokenizer, "\n".join(message["content"] for message in conversation)) for conversation in conversations]
+        return generate_targets(model, tokenizer, sources, max_new_tokens, batch_size=len(sources))
+
     # --- held-out evaluation ----------------------------------------------------------------
     def score(self, model, tokenizer, test, config, labels, packs):
         from tuneloop.evaluate.loss import heldout_loss
@@ -181,15 +188,20 @@ def generate_targets(model, tokenizer, sources: list[list[int]], max_new_tokens:
 
 
 def text_scores(predictions: list[str], references: list[str]) -> dict[str, float]:
-    """chrF and BLEU (corpus-level, sacrebleu, scaled to 0..1), mean ROUGE-L and exact match."""
-    import sacrebleu
+    """chrF and BLEU (corpus-level, sacrebleu, scaled to 0..1), mean ROUGE-L and exact match.
+
+    BLEU uses effective order: n-gram orders no reference is long enough to have are left out, so
+    targets of one to three words (word translations, titles) still score; on longer texts every
+    order is present and the number is sacrebleu's standard corpus BLEU.
+    """
+    from sacrebleu.metrics import BLEU, CHRF
 
     from tuneloop.evaluate.metrics import exact_match, rouge_l
 
     pairs = list(zip(predictions, references))
     return {
-        "chrf": sacrebleu.corpus_chrf(predictions, [references]).score / 100,
-        "bleu": sacrebleu.corpus_bleu(predictions, [references]).score / 100,
+        "chrf": CHRF().corpus_score(predictions, [references]).score / 100,
+        "bleu": BLEU(effective_order=True).corpus_score(predictions, [references]).score / 100,
         "rouge_l": sum(rouge_l(p, r) for p, r in pairs) / len(pairs),
         "exact_match": sum(exact_match(p, r) for p, r in pairs) / len(pairs),
     }

@@ -1,7 +1,9 @@
 """The contract every fine-tuning method in ``METHODS`` keeps, checked on the tiny Llama.
 
 A method trains (loss falls on a fixed toy batch), touches only its own parameters (frozen ones
-stay bit-identical), trains as many parameters as its formula says, and survives save -> load.
+stay bit-identical), trains as many parameters as its formula says, and survives save -> load,
+for every task the method applies to: causal LM (tiny Llama), classification (tiny BERT) and
+seq2seq (tiny T5).
 """
 
 from __future__ import annotations
@@ -62,15 +64,29 @@ def expected_trainable(name: str, base, cfg) -> int | None:
     return formulas[name]() if name in formulas else None
 
 
-def batch_loss(model, batch: torch.Tensor) -> torch.Tensor:
-    return model(input_ids=batch, labels=batch).loss
+def batch_loss(model, batch: dict) -> torch.Tensor:
+    return model(**batch).loss
 
 
-def classification_loss(model, batch: torch.Tensor) -> torch.Tensor:
-    return model(input_ids=batch, labels=CLASS_LABELS).loss
+def causal_batch() -> dict:
+    return {"input_ids": toy_batch(), "labels": toy_batch()}
 
 
-CLASS_LABELS = torch.tensor([0, 1, 0, 1])
+def classification_batch() -> dict:
+    return {"input_ids": toy_batch(), "labels": torch.tensor([0, 1, 0, 1])}
+
+
+def seq2seq_batch() -> dict:
+    """Four fixed source -> target pairs with a simple arithmetic pattern to memorise."""
+    from tuneloop.objectives.seq2seq import SEQ2SEQ, Seq2SeqExample
+
+    rows = [
+        Seq2SeqExample([10 + (7 * row + 3 * col) % 50 for col in range(8)], [10 + (5 * row + 2 * col) % 40 for col in range(6)])
+        for row in range(4)
+    ]
+    batch = SEQ2SEQ.collate(rows, pad_token_id=0)
+    batch.pop("real_tokens")
+    return batch
 
 
 @dataclass(frozen=True)
@@ -79,7 +95,7 @@ class TaskCase:
 
     task_type: str
     make: Callable  # (tiny model dirs) -> fresh base model, identically seeded on every call
-    loss: Callable  # (model, batch) -> scalar loss
+    batch: Callable  # () -> the fixed toy batch: keyword arguments of the model's forward, labels included
     head: str | None = None  # module a fresh task head lives in (trained by every method)
 
 
@@ -94,17 +110,25 @@ def bert_classifier(dirs):
     return AutoModelForSequenceClassification.from_pretrained(dirs["bert"], num_labels=2)
 
 
+def t5(dirs):
+    from transformers import AutoModelForSeq2SeqLM
+
+    torch.manual_seed(0)
+    return AutoModelForSeq2SeqLM.from_pretrained(dirs["t5"])
+
+
 TASK_CASES = {
-    "sft": TaskCase("CAUSAL_LM", causal_lm, batch_loss),
-    "classify": TaskCase("SEQ_CLS", bert_classifier, classification_loss, head="classifier"),
+    "sft": TaskCase("CAUSAL_LM", causal_lm, causal_batch),
+    "classify": TaskCase("SEQ_CLS", bert_classifier, classification_batch, head="classifier"),
+    "seq2seq": TaskCase("SEQ_2_SEQ_LM", t5, seq2seq_batch),
 }
 # (method, task) pairs that cannot apply: the builder must say so with a ConfigError.
 NOT_APPLICABLE = {("prefix", "classify")}  # transformers 5's BERT takes no past_key_values
 
 
 @pytest.fixture(scope="module")
-def tiny_dirs(tiny_model_dir, tiny_bert_dir):
-    return {"llama": tiny_model_dir, "bert": tiny_bert_dir}
+def tiny_dirs(tiny_model_dir, tiny_bert_dir, tiny_t5_dir):
+    return {"llama": tiny_model_dir, "bert": tiny_bert_dir, "t5": tiny_t5_dir}
 
 
 def expected_with_head(name: str, base, cfg, case: TaskCase) -> int | None:
@@ -122,19 +146,19 @@ def expected_with_head(name: str, base, cfg, case: TaskCase) -> int | None:
     return None if backbone is None else backbone + sum(p.numel() for p in head.parameters())
 
 
-def train(model, batch: torch.Tensor, learning_rate: float, loss_fn=batch_loss) -> tuple[float, float]:
+def train(model, batch: dict, learning_rate: float) -> tuple[float, float]:
     """A few AdamW steps (no weight decay, so untouched parameters stay put); loss before and after."""
     model.train()
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=learning_rate, weight_decay=0.0)
     with torch.no_grad():
-        first = loss_fn(model, batch).item()
+        first = batch_loss(model, batch).item()
     for _ in range(STEPS):
         optimizer.zero_grad()
-        loss_fn(model, batch).backward()
+        batch_loss(model, batch).backward()
         optimizer.step()
     with torch.no_grad():
-        return first, loss_fn(model, batch).item()
+        return first, batch_loss(model, batch).item()
 
 
 def save_and_reload(name: str, model, fresh_base, folder):
@@ -145,14 +169,16 @@ def save_and_reload(name: str, model, fresh_base, folder):
 
 
 @torch.no_grad()
-def logits(model, batch: torch.Tensor) -> torch.Tensor:
-    return model.eval()(input_ids=batch).logits
+def logits(model, batch: torch.Tensor | dict) -> torch.Tensor:
+    inputs = batch if isinstance(batch, dict) else {"input_ids": batch}
+    return model.eval()(**inputs).logits
 
 
 @pytest.mark.parametrize("task", sorted(TASK_CASES))
 @pytest.mark.parametrize("name", sorted(METHODS))
 def test_method_contract(name, task, tiny_dirs, tmp_path):
-    case, cfg, batch = TASK_CASES[task], method_config(name), toy_batch()
+    case, cfg = TASK_CASES[task], method_config(name)
+    batch = case.batch()
     base = case.make(tiny_dirs)
     if (name, task) in NOT_APPLICABLE:
         with pytest.raises(ConfigError, match="does not apply"):
@@ -167,7 +193,7 @@ def test_method_contract(name, task, tiny_dirs, tmp_path):
         assert sum(p.numel() for p in model.parameters() if p.requires_grad) == expected
 
     learning_rate = TASK_LEARNING_RATES.get((name, task), LEARNING_RATES.get(name, 1e-2))
-    first, last = train(model, batch, learning_rate, case.loss)
+    first, last = train(model, batch, learning_rate)
     assert last < first, f"{name}/{task}: loss {first:.4f} -> {last:.4f}"
     changed = {n for n, p in model.named_parameters() if not torch.equal(p, before[n])}
     assert changed - trainable == set(), "frozen parameters moved"
