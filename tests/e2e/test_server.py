@@ -37,11 +37,12 @@ def test_concurrent_requests_share_batches_and_match_sequential_answers(client, 
     _, _, app = server
     models = ["triage:v1", "triage:v2", "base", "triage:v1"] * 2
     sequential = [ask(client, m) for m in models]
-    batches_before = app.state.engine.batches_run
+    stats = app.state.engine.stats
+    steps_before, rows_before = stats.steps, stats.row_steps
     with concurrent.futures.ThreadPoolExecutor(len(models)) as pool:
         concurrent_answers = list(pool.map(lambda m: ask(client, m), models))
     assert concurrent_answers == sequential
-    assert app.state.engine.batches_run - batches_before < len(models)  # some requests rode together
+    assert stats.row_steps - rows_before > stats.steps - steps_before  # some decode steps advanced several requests
 
 
 def test_streaming_gives_the_same_text_as_a_plain_answer(client):
@@ -50,6 +51,18 @@ def test_streaming_gives_the_same_text_as_a_plain_answer(client):
     assert "".join(c.choices[0].delta.content or "" for c in chunks) == ask(client, "triage:v2")
     assert chunks[-1].choices[0].finish_reason in ("stop", "length")
     assert len({c.id for c in chunks}) == 1 and chunks[0].id.startswith("req_")
+
+
+def test_stream_with_include_usage_ends_with_the_token_counts(client):
+    stream = client.chat.completions.create(
+        model="triage:v2", messages=PROMPT, max_tokens=12, stream=True, stream_options={"include_usage": True}
+    )
+    chunks = list(stream)
+    *answer, last = chunks
+    assert last.choices == [] and last.usage.completion_tokens == client.chat.completions.create(
+        model="triage:v2", messages=PROMPT, max_tokens=12
+    ).usage.completion_tokens
+    assert all(chunk.usage is None for chunk in answer)
 
 
 def test_text_completions(client):
@@ -94,4 +107,4 @@ def test_health_and_metrics(server):
     assert requests.get(f"{url}/metrics").status_code == 401
     text = requests.get(f"{url}/metrics", headers={"Authorization": f"Bearer {key}"}).text
     assert 'tuneloop_requests_total{endpoint="chat.completions",model="triage:v1",status="200"}' in text
-    assert "tuneloop_batches_total" in text
+    assert "tuneloop_decode_steps_total" in text and "tuneloop_decode_rows_total" in text

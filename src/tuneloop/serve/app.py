@@ -33,6 +33,10 @@ class ChatMessage(BaseModel):
     content: str
 
 
+class StreamOptions(BaseModel):
+    include_usage: bool = False  # a last chunk (no choices) carries the request's token counts
+
+
 class ChatRequest(BaseModel):
     model: str
     messages: list[ChatMessage] = Field(min_length=1)
@@ -41,6 +45,7 @@ class ChatRequest(BaseModel):
     temperature: float = Field(0.0, ge=0.0, le=2.0)
     top_p: float = Field(1.0, gt=0.0, le=1.0)
     stream: bool = False
+    stream_options: StreamOptions | None = None
 
 
 class CompletionRequest(BaseModel):
@@ -50,6 +55,7 @@ class CompletionRequest(BaseModel):
     temperature: float = Field(0.0, ge=0.0, le=2.0)
     top_p: float = Field(1.0, gt=0.0, le=1.0)
     stream: bool = False
+    stream_options: StreamOptions | None = None
 
 
 class FeedbackRequest(BaseModel):
@@ -168,12 +174,13 @@ def create_app(engine, store, base_model: str, limits: Limits = Limits()):
         job.started = time.perf_counter()
         engine.submit(generation)
         if body.stream:
-            return StreamingResponse(stream_events(job, generation, pieces), media_type="text/event-stream")
+            with_usage = body.stream_options is not None and body.stream_options.include_usage
+            return StreamingResponse(stream_events(job, generation, pieces, with_usage), media_type="text/event-stream")
         await asyncio.get_running_loop().run_in_executor(None, generation.finished.wait)
         finish(job, generation)
         return job.response(generation)
 
-    async def stream_events(job: "Job", generation, pieces: asyncio.Queue):
+    async def stream_events(job: "Job", generation, pieces: asyncio.Queue, with_usage: bool):
         while not (generation.finished.is_set() and pieces.empty()):
             try:
                 piece = await asyncio.wait_for(pieces.get(), timeout=0.05)
@@ -182,6 +189,8 @@ def create_app(engine, store, base_model: str, limits: Limits = Limits()):
             yield sse(job.chunk(piece, None))
         finish(job, generation)
         yield sse(job.chunk("", generation.finish_reason))
+        if with_usage:
+            yield sse(job.usage_chunk(generation))
         yield "data: [DONE]\n\n"
 
     def finish(job: "Job", generation) -> str:
@@ -255,9 +264,13 @@ class Job:
     def endpoint(self) -> str:
         return "chat.completions" if self.kind == "chat" else "completions"
 
+    @staticmethod
+    def usage(generation) -> dict:
+        prompt, completion = generation.prompt_tokens, len(generation.token_ids)
+        return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+
     def response(self, generation) -> dict:
-        usage = {"prompt_tokens": generation.prompt_tokens, "completion_tokens": len(generation.token_ids)}
-        usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
+        usage = self.usage(generation)
         if self.kind == "chat":
             choice = {"index": 0, "message": {"role": "assistant", "content": generation.text}, "finish_reason": generation.finish_reason}
             return {"id": self.request_id, "object": "chat.completion", "created": int(time.time()), "model": self.model, "choices": [choice], "usage": usage}
@@ -271,6 +284,11 @@ class Job:
             return {"id": self.request_id, "object": "chat.completion.chunk", "created": int(time.time()), "model": self.model, "choices": [choice]}
         choice = {"index": 0, "text": piece, "finish_reason": finish_reason, "logprobs": None}
         return {"id": self.request_id, "object": "text_completion", "created": int(time.time()), "model": self.model, "choices": [choice]}
+
+    def usage_chunk(self, generation) -> dict:
+        """The last chunk of a stream asked for with ``stream_options.include_usage``: no choices, the usage."""
+        kind = "chat.completion.chunk" if self.kind == "chat" else "text_completion"
+        return {"id": self.request_id, "object": kind, "created": int(time.time()), "model": self.model, "choices": [], "usage": self.usage(generation)}
 
 
 def sse(payload: dict) -> str:

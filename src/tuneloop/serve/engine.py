@@ -1,10 +1,20 @@
-"""One base model in memory, many LoRA adapters, concurrent requests generated in shared batches.
+"""One base model in memory, many LoRA adapters, concurrent requests generated together.
 
-Requests queue up; a single worker thread takes up to ``max_batch`` of those with the same
-sampling settings and generates them together. peft's mixed-adapter batches
-(``adapter_names=[...]``, one entry per row, ``"__base__"`` for the plain base) let rows of
-different adapters share one forward pass. New tokens reach each request as they are produced
-(for streaming), through a streamer that splits every generation step by row.
+Continuous batching: a single worker thread keeps one batch of running requests and advances all
+of them by one token per forward pass. A request that arrives while others run joins at the next
+step: its prompt is prefilled (together with any others that arrived meanwhile) and its key/value
+cache is merged into the running batch's; a request that finishes leaves at once and its row is
+dropped. So the batch stays as full as the traffic allows, no request waits for another to finish,
+and no step is spent on finished rows. Clients that wait for one answer before sending the next
+(chat users, most scripts) would otherwise fall into groups that take turns with part-full batches.
+
+Rows of one batch may use different adapters (peft's mixed-adapter batches: ``adapter_names``, one
+entry per row, ``"__base__"`` for the plain base) and different sampling settings (each row is
+sampled with its own temperature and top-p). New tokens reach each request as they are produced,
+for streaming.
+
+The running cache is left-padded: every row's latest token sits in the last column, so one
+attention mask (zeros on the padding) and per-row position ids describe the whole batch.
 """
 
 from __future__ import annotations
@@ -38,8 +48,16 @@ class Generation:
     error: Exception | None = None
     text: str = ""  # generated text so far (never ends inside a multi-byte character)
 
-    def sampling_key(self) -> tuple:
-        return (self.temperature > 0, round(self.temperature, 4), round(self.top_p, 4))
+
+@dataclass
+class EngineStats:
+    """Counters for /metrics and benchmarks: forward passes, and the rows they advanced."""
+
+    prefills: int = 0  # forward passes over newly admitted prompts
+    steps: int = 0  # decode forward passes (one new token for every running row)
+    row_steps: int = 0  # sum of the running rows over decode steps (row_steps / steps = mean batch)
+    requests_finished: int = 0
+    busy_seconds: float = 0.0  # time spent inside forward passes and sampling
 
 
 class Engine:
@@ -49,19 +67,20 @@ class Engine:
         self.model = model
         self.tokenizer = tokenizer
         self.max_batch = max_batch
-        self.max_wait_s = max_wait_s
+        self.max_wait_s = max_wait_s  # an idle engine waits this long for a burst to arrive together
         self.adapters: dict[str, Path] = {}
+        self.stats = EngineStats()
+        self._running = 0  # rows in the running batch, as of the last step
+        self.stop_ids = stop_token_ids(model, tokenizer)
         self._pending: queue.Queue[Generation] = queue.Queue()
-        self._load_lock = threading.Lock()
+        self._model_lock = threading.Lock()  # adapters load between forward passes, never during one
         self._worker = threading.Thread(target=self._serve_forever, name="tuneloop-engine", daemon=True)
         self._worker.start()
-        self.batches_run = 0
-        self.rows_generated = 0
 
     # --- adapters ------------------------------------------------------------------------------
     def ensure_adapter(self, name: str, folder: Path) -> None:
         """Load the adapter in ``folder`` under ``name`` the first time it is asked for."""
-        with self._load_lock:
+        with self._model_lock:
             if name in self.adapters:
                 return
             from peft import PeftModel
@@ -89,85 +108,99 @@ class Engine:
 
     # --- the worker ----------------------------------------------------------------------------
     def _serve_forever(self) -> None:
+        batch = RunningBatch()
         while True:
-            batch = self._next_batch()
+            arrivals = self._arrivals(idle=not batch.rows)
             try:
-                self._run_batch(batch)
-            except Exception as err:  # a failed batch fails its requests, never the worker
-                for generation in batch:
-                    generation.error = err
-            finally:
-                for generation in batch:
-                    generation.finished.set()
+                with self._model_lock:
+                    started = time.perf_counter()
+                    if arrivals:
+                        self._admit(batch, arrivals)
+                    if batch.rows:
+                        self._step(batch)
+                    self.stats.busy_seconds += time.perf_counter() - started
+            except Exception as err:  # a failed pass fails its requests, never the worker
+                for row in batch.rows + [Row(generation) for generation in arrivals]:
+                    row.generation.error = err
+                    row.generation.finished.set()
+                batch = RunningBatch()
+            self._release_finished(batch)
 
-    def _next_batch(self) -> list[Generation]:
-        """The oldest request, plus others with the same sampling settings that arrive within max_wait_s."""
-        first = self._pending.get()
-        batch, deferred = [first], []
-        deadline = time.monotonic() + self.max_wait_s
-        while len(batch) < self.max_batch:
+    def _arrivals(self, idle: bool) -> list[Generation]:
+        """Requests to admit now: all that are waiting, up to the free rows. An idle engine blocks for
+        the first one and then gives a burst ``max_wait_s`` to arrive, so it starts with one prefill."""
+        room = self.max_batch - self._running
+        arrivals: list[Generation] = []
+        if idle:
+            arrivals.append(self._pending.get())
+            deadline = time.monotonic() + self.max_wait_s
+            while len(arrivals) < room:
+                try:
+                    arrivals.append(self._pending.get(timeout=max(0.0, deadline - time.monotonic())))
+                except queue.Empty:
+                    break
+        while len(arrivals) < room:
             try:
-                candidate = self._pending.get(timeout=max(0.0, deadline - time.monotonic()))
+                arrivals.append(self._pending.get_nowait())
             except queue.Empty:
                 break
-            (batch if candidate.sampling_key() == first.sampling_key() else deferred).append(candidate)
-        for generation in deferred:
-            self._pending.put(generation)
-        return batch
+        return arrivals
 
-    def _run_batch(self, batch: list[Generation]) -> None:
+    def _admit(self, batch: "RunningBatch", arrivals: list[Generation]) -> None:
+        """Prefill the new prompts together (left-padded), sample each one's first token, merge their cache in."""
         import torch
 
         tokenizer = self.tokenizer
         tokenizer.padding_side = "left"
-        inputs = tokenizer([g.prompt for g in batch], return_tensors="pt", padding=True, add_special_tokens=False)
-        for generation, mask in zip(batch, inputs["attention_mask"]):
-            generation.prompt_tokens = int(mask.sum())
-        settings = dict(
-            max_new_tokens=max(g.max_tokens for g in batch),
-            pad_token_id=tokenizer.pad_token_id,
-            eos_token_id=tokenizer.eos_token_id,
-            streamer=RowStreamer(batch, tokenizer),
-        )
-        first = batch[0]
-        if first.temperature > 0:
-            settings.update(do_sample=True, temperature=first.temperature, top_p=first.top_p)
-        else:
-            settings.update(do_sample=False)
-        if self.adapters:
-            settings["adapter_names"] = [g.adapter for g in batch]
+        inputs = tokenizer([g.prompt for g in arrivals], return_tensors="pt", padding=True, add_special_tokens=False)
+        mask = inputs["attention_mask"]
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
         with torch.no_grad():
-            self.model.generate(**inputs.to(self.model.device), **settings)
-        self.batches_run += 1
-        self.rows_generated += len(batch)
+            output = self.model(
+                input_ids=inputs["input_ids"].to(self.model.device), attention_mask=mask.to(self.model.device),
+                position_ids=positions.to(self.model.device), use_cache=True, logits_to_keep=1, **self._adapter_kwargs(arrivals),
+            )  # fmt: skip
+        self.stats.prefills += 1
+        rows = [Row(generation, prompt_tokens=int(row_mask.sum())) for generation, row_mask in zip(arrivals, mask)]
+        for row in rows:
+            row.generation.prompt_tokens = row.length = row.prompt_tokens
+        batch.merge(rows, output.past_key_values, mask.to(self.model.device))
+        self._take_tokens(rows, output.logits[:, -1, :])
 
+    def _step(self, batch: "RunningBatch") -> None:
+        """One new token for every running row."""
+        import torch
 
-class RowStreamer:
-    """transformers streamer that hands each row's new tokens to its own request.
+        rows = batch.rows
+        last = torch.tensor([[row.next_token] for row in rows], device=self.model.device)
+        positions = torch.tensor([[row.length] for row in rows], device=self.model.device)
+        batch.extend_mask()
+        with torch.no_grad():
+            output = self.model(
+                input_ids=last, attention_mask=batch.mask, position_ids=positions, cache=batch.cache,
+                use_cache=True, logits_to_keep=1, **self._adapter_kwargs([row.generation for row in rows]),
+            )  # fmt: skip
+        batch.cache = output.past_key_values
+        for row in rows:
+            row.length += 1
+        self.stats.steps += 1
+        self.stats.row_steps += len(rows)
+        self._take_tokens(rows, output.logits[:, -1, :])
 
-    ``put`` receives the prompt first (ignored), then one token per row per step.
-    """
+    def _adapter_kwargs(self, generations: list[Generation]) -> dict:
+        return {"adapter_names": [g.adapter for g in generations]} if self.adapters else {}
 
-    def __init__(self, batch: list[Generation], tokenizer):
-        self.batch = batch
-        self.tokenizer = tokenizer
-        self.prompt_seen = False
-        self.done = [False] * len(batch)
+    def _take_tokens(self, rows: list["Row"], logits) -> None:
+        """Sample each row's next token and hand it to its request (the token is fed in at the next step)."""
+        for row, token in zip(rows, sample_rows(logits, rows)):
+            row.next_token = token
+            row.done = self._append(row.generation, token)
 
-    def put(self, value) -> None:
-        if not self.prompt_seen:
-            self.prompt_seen = True
-            return
-        for row, token in enumerate(value.reshape(-1).tolist()):
-            if not self.done[row]:
-                self._append(row, token)
-
-    def _append(self, row: int, token: int) -> None:
-        generation = self.batch[row]
-        if token == self.tokenizer.eos_token_id:
-            self.done[row] = True
+    def _append(self, generation: Generation, token: int) -> bool:
+        """Add one token to the request's text; True when the request is complete."""
+        if token in self.stop_ids:
             generation.finish_reason = "stop"
-            return
+            return True
         generation.token_ids.append(token)
         text = self.tokenizer.decode(generation.token_ids, skip_special_tokens=True)
         if not text.endswith("\ufffd"):  # hold back half of a multi-byte character
@@ -175,10 +208,116 @@ class RowStreamer:
             if piece and generation.on_text is not None:
                 generation.on_text(piece)
         if len(generation.token_ids) >= generation.max_tokens:
-            self.done[row] = True
             generation.finish_reason = "length"
+            return True
+        return False
 
-    def end(self) -> None:
-        for row, generation in enumerate(self.batch):
-            if not self.done[row] and len(generation.token_ids) >= generation.max_tokens:
-                generation.finish_reason = "length"
+    def _release_finished(self, batch: "RunningBatch") -> None:
+        for row in batch.drop_finished():
+            self.stats.requests_finished += 1
+            row.generation.finished.set()
+        self._running = len(batch.rows)
+
+
+@dataclass
+class Row:
+    """A running request: its cache row's real length and the token to feed in next."""
+
+    generation: Generation
+    prompt_tokens: int = 0
+    length: int = 0  # real tokens in its cache (its next position id)
+    next_token: int = 0
+    done: bool = False
+
+
+class RunningBatch:
+    """The rows in flight, their shared left-padded key/value cache and attention mask."""
+
+    def __init__(self):
+        self.rows: list[Row] = []
+        self.cache = None
+        self.mask = None  # [rows, cached columns]: 1 on real tokens, 0 on left padding
+
+    def merge(self, rows: list[Row], cache, mask) -> None:
+        """Append newly prefilled rows: both sides are left-padded to the longer one's columns."""
+        if not self.rows:
+            self.rows, self.cache, self.mask = list(rows), cache, mask
+            return
+        from transformers import DynamicCache
+
+        width = max(self.mask.shape[1], mask.shape[1])
+        layers = [
+            (cat_left_padded(old.keys, new.keys, width), cat_left_padded(old.values, new.values, width))
+            for old, new in zip(self.cache.layers, cache.layers)
+        ]
+        self.cache = DynamicCache(ddp_cache_data=layers)
+        self.mask = cat_left_padded(self.mask, mask, width, dim=1)
+        self.rows += rows
+
+    def extend_mask(self) -> None:
+        """One more real column: the token every row is about to feed in."""
+        import torch
+
+        self.mask = torch.cat([self.mask, self.mask.new_ones((self.mask.shape[0], 1))], dim=1)
+
+    def drop_finished(self) -> list[Row]:
+        """Remove finished rows (and padding columns no row needs any more); returns the removed rows."""
+        import torch
+
+        finished = [row for row in self.rows if row.done]
+        if not finished:
+            return []
+        keep = [index for index, row in enumerate(self.rows) if not row.done]
+        self.rows = [self.rows[index] for index in keep]
+        if not self.rows:
+            self.cache = self.mask = None
+            return finished
+        index = torch.tensor(keep, device=self.mask.device)
+        self.mask = self.mask.index_select(0, index)
+        first = int(self.mask.argmax(dim=1).min())  # the leftmost real column of any remaining row
+        self.mask = self.mask[:, first:]
+        for layer in self.cache.layers:
+            layer.keys = layer.keys.index_select(0, index)[:, :, first:, :]
+            layer.values = layer.values.index_select(0, index)[:, :, first:, :]
+        return finished
+
+
+def cat_left_padded(old, new, width: int, dim: int = 2):
+    """Concatenate two row blocks along the batch dimension after left-padding each to ``width`` along ``dim``."""
+    import torch
+    import torch.nn.functional as F
+
+    def pad(tensor):
+        missing = width - tensor.shape[dim]
+        if missing == 0:
+            return tensor
+        spec = [0, 0] * (tensor.dim() - 1 - dim) + [missing, 0]  # F.pad lists the last dimension first
+        return F.pad(tensor, spec)
+
+    return torch.cat([pad(old), pad(new)], dim=0)
+
+
+def sample_rows(logits, rows: list[Row]) -> list[int]:
+    """Each row's next token: argmax for temperature 0, else temperature + nucleus (top-p) sampling."""
+    import torch
+
+    tokens = logits.argmax(dim=-1)
+    sampled = [index for index, row in enumerate(rows) if row.generation.temperature > 0]
+    for index in sampled:
+        generation = rows[index].generation
+        probs = torch.softmax(logits[index].float() / generation.temperature, dim=-1)
+        if generation.top_p < 1.0:
+            sorted_probs, order = probs.sort(descending=True)
+            outside = sorted_probs.cumsum(0) - sorted_probs > generation.top_p  # tokens past the nucleus
+            sorted_probs[outside] = 0.0
+            probs = torch.zeros_like(probs).scatter_(0, order, sorted_probs)
+        tokens[index] = torch.multinomial(probs, 1)[0]
+    return tokens.tolist()
+
+
+def stop_token_ids(model, tokenizer) -> set[int]:
+    """End-of-sequence ids: the tokenizer's and the model's generation config's (end of turn)."""
+    ids = {tokenizer.eos_token_id}
+    configured = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    ids |= set(configured) if isinstance(configured, (list, tuple)) else {configured}
+    return {i for i in ids if i is not None}

@@ -36,10 +36,14 @@ class ServerMetrics:
                 lines.append(f'tuneloop_request_seconds_sum{{model="{_label(model)}"}} {self.latency_sum[model]:.6f}')
                 lines.append(f'tuneloop_request_seconds_count{{model="{_label(model)}"}} {self.latency_count[model]}')
         lines += [
-            "# HELP tuneloop_batches_total Generation batches run by the engine.", "# TYPE tuneloop_batches_total counter",
-            f"tuneloop_batches_total {engine.batches_run}",
-            "# HELP tuneloop_batched_rows_total Requests generated inside those batches.", "# TYPE tuneloop_batched_rows_total counter",
-            f"tuneloop_batched_rows_total {engine.rows_generated}",
+            "# HELP tuneloop_prefills_total Forward passes over newly admitted prompts.", "# TYPE tuneloop_prefills_total counter",
+            f"tuneloop_prefills_total {engine.stats.prefills}",
+            "# HELP tuneloop_decode_steps_total Decode passes, each one token for every running request.", "# TYPE tuneloop_decode_steps_total counter",
+            f"tuneloop_decode_steps_total {engine.stats.steps}",
+            "# HELP tuneloop_decode_rows_total Running requests summed over decode passes (divided by steps: mean batch).", "# TYPE tuneloop_decode_rows_total counter",
+            f"tuneloop_decode_rows_total {engine.stats.row_steps}",
+            "# HELP tuneloop_engine_busy_seconds_total Time the engine spent in forward passes and sampling.", "# TYPE tuneloop_engine_busy_seconds_total counter",
+            f"tuneloop_engine_busy_seconds_total {engine.stats.busy_seconds:.6f}",
             "# HELP tuneloop_adapters_loaded Adapters held on the base model.", "# TYPE tuneloop_adapters_loaded gauge",
             f"tuneloop_adapters_loaded {len(engine.adapters)}",
         ]  # fmt: skip

@@ -1,0 +1,71 @@
+"""The continuous-batching engine: requests that join a running batch, leave it early, or sample,
+get exactly what they would get alone, and a failing pass never stops the worker."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+import torch
+
+from tuneloop.serve.engine import Engine, Generation
+
+PROMPTS = ["Hello there, how are", "The invoice for March", "Reset my password please", "Why is the API slow today"]
+
+
+@pytest.fixture(scope="module")
+def engine(tiny_model_dir):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir).eval()
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    return Engine(model, tokenizer, max_batch=4, max_wait_s=0.0)
+
+
+def alone(engine, prompt: str, max_tokens: int) -> list[int]:
+    """Greedy ids from plain transformers ``generate`` at batch 1: the reference."""
+    ids = engine.tokenizer(prompt, return_tensors="pt", add_special_tokens=False).input_ids
+    with torch.no_grad():
+        out = engine.model.generate(ids, max_new_tokens=max_tokens, do_sample=False, pad_token_id=engine.tokenizer.pad_token_id)
+    new = out[0, ids.shape[1] :].tolist()
+    stop = next((i for i, token in enumerate(new) if token in engine.stop_ids), len(new))
+    return new[:stop]
+
+
+def test_requests_joining_and_leaving_a_running_batch_get_their_answer_alone(engine):
+    first = engine.submit(Generation(PROMPTS[0], max_tokens=24))
+    while len(first.token_ids) < 4:  # the first request is mid-flight when the others join
+        time.sleep(0.001)
+    others = [engine.submit(Generation(prompt, max_tokens=tokens)) for prompt, tokens in zip(PROMPTS[1:], (3, 16, 9))]
+    for generation in [first, *others]:
+        assert generation.finished.wait(60) and generation.error is None
+    assert first.token_ids == alone(engine, PROMPTS[0], 24)
+    for generation, prompt, tokens in zip(others, PROMPTS[1:], (3, 16, 9)):
+        assert generation.token_ids == alone(engine, prompt, tokens)
+        assert generation.finish_reason == "length" or len(generation.token_ids) < tokens
+    assert engine.stats.row_steps > engine.stats.steps  # steps advanced several requests at once
+
+
+def test_nucleus_smaller_than_the_top_token_is_greedy(engine):
+    sampled = engine.generate(Generation(PROMPTS[2], max_tokens=8, temperature=0.7, top_p=1e-6), timeout=60)
+    assert sampled.token_ids == alone(engine, PROMPTS[2], 8)
+    hot = engine.generate(Generation(PROMPTS[2], max_tokens=8, temperature=5.0), timeout=60)
+    assert len(hot.token_ids) <= 8 and all(0 <= t < engine.model.config.vocab_size for t in hot.token_ids)
+
+
+def test_a_failing_pass_fails_its_requests_and_the_engine_keeps_serving(engine, monkeypatch):
+    real_forward = engine.model.forward
+    broken = threading.Event()
+
+    def failing_once(*args, **kwargs):
+        if not broken.is_set():
+            broken.set()
+            raise RuntimeError("simulated kernel failure")
+        return real_forward(*args, **kwargs)
+
+    monkeypatch.setattr(engine.model, "forward", failing_once)
+    failed = engine.submit(Generation(PROMPTS[3], max_tokens=4))
+    assert failed.finished.wait(60) and isinstance(failed.error, RuntimeError)
+    monkeypatch.undo()
+    assert engine.generate(Generation(PROMPTS[3], max_tokens=4), timeout=60).token_ids == alone(engine, PROMPTS[3], 4)
