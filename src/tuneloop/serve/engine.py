@@ -13,8 +13,7 @@ entry per row, ``"__base__"`` for the plain base) and different sampling setting
 sampled with its own temperature and top-p). New tokens reach each request as they are produced,
 for streaming.
 
-The running cache is left-padded: every row's latest token sits in the last column, so one
-attention mask (zeros on the padding) and per-row position ids describe the whole batch.
+The batch's key/value cache (left-padded, growing in place) is in :mod:`tuneloop.serve.batch_cache`.
 """
 
 from __future__ import annotations
@@ -71,6 +70,7 @@ class Engine:
         self.adapters: dict[str, Path] = {}
         self.stats = EngineStats()
         self._running = 0  # rows in the running batch, as of the last step
+        self._adapter_mode: tuple | None = None  # how the adapters are set up now (see _adapters_for)
         self.stop_ids = stop_token_ids(model, tokenizer)
         self._pending: queue.Queue[Generation] = queue.Queue()
         self._model_lock = threading.Lock()  # adapters load between forward passes, never during one
@@ -91,6 +91,7 @@ class Engine:
                 self.model = PeftModel.from_pretrained(self.model, str(folder), adapter_name=name)
             self.model.eval()
             self.adapters[name] = Path(folder)
+            self._adapter_mode = None  # loading may change which adapter is active
 
     # --- requests ------------------------------------------------------------------------------
     def submit(self, generation: Generation) -> Generation:
@@ -108,6 +109,8 @@ class Engine:
 
     # --- the worker ----------------------------------------------------------------------------
     def _serve_forever(self) -> None:
+        from tuneloop.serve.batch_cache import RunningBatch
+
         batch = RunningBatch()
         while True:
             arrivals = self._arrivals(idle=not batch.rows)
@@ -146,7 +149,7 @@ class Engine:
                 break
         return arrivals
 
-    def _admit(self, batch: "RunningBatch", arrivals: list[Generation]) -> None:
+    def _admit(self, batch, arrivals: list[Generation]) -> None:
         """Prefill the new prompts together (left-padded), sample each one's first token, merge their cache in."""
         import torch
 
@@ -155,10 +158,11 @@ class Engine:
         inputs = tokenizer([g.prompt for g in arrivals], return_tensors="pt", padding=True, add_special_tokens=False)
         mask = inputs["attention_mask"]
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        adapter_kwargs = self._adapters_for(arrivals)
         with torch.no_grad():
             output = self.model(
                 input_ids=inputs["input_ids"].to(self.model.device), attention_mask=mask.to(self.model.device),
-                position_ids=positions.to(self.model.device), use_cache=True, logits_to_keep=1, **self._adapter_kwargs(arrivals),
+                position_ids=positions.to(self.model.device), use_cache=True, logits_to_keep=1, **adapter_kwargs,
             )  # fmt: skip
         self.stats.prefills += 1
         rows = [Row(generation, prompt_tokens=int(row_mask.sum())) for generation, row_mask in zip(arrivals, mask)]
@@ -167,7 +171,7 @@ class Engine:
         batch.merge(rows, output.past_key_values, mask.to(self.model.device))
         self._take_tokens(rows, output.logits[:, -1, :])
 
-    def _step(self, batch: "RunningBatch") -> None:
+    def _step(self, batch) -> None:
         """One new token for every running row."""
         import torch
 
@@ -175,20 +179,40 @@ class Engine:
         last = torch.tensor([[row.next_token] for row in rows], device=self.model.device)
         positions = torch.tensor([[row.length] for row in rows], device=self.model.device)
         batch.extend_mask()
+        adapter_kwargs = self._adapters_for([row.generation for row in rows])
         with torch.no_grad():
             output = self.model(
                 input_ids=last, attention_mask=batch.mask, position_ids=positions, cache=batch.cache,
-                use_cache=True, logits_to_keep=1, **self._adapter_kwargs([row.generation for row in rows]),
-            )  # fmt: skip
-        batch.cache = output.past_key_values
+                use_cache=True, logits_to_keep=1, **adapter_kwargs,
+            )  # fmt: skip  (the batch's cache grows in place)
         for row in rows:
             row.length += 1
         self.stats.steps += 1
         self.stats.row_steps += len(rows)
         self._take_tokens(rows, output.logits[:, -1, :])
 
-    def _adapter_kwargs(self, generations: list[Generation]) -> dict:
-        return {"adapter_names": [g.adapter for g in generations]} if self.adapters else {}
+    def _adapters_for(self, generations: list[Generation]) -> dict:
+        """Set the adapters up for one pass over these rows; returns extra forward arguments.
+
+        peft's per-row ``adapter_names`` path splits every adapted layer's input by adapter, so it
+        is used only for a batch that mixes adapters; rows that all use one adapter run with it
+        active, rows that all use the base with adapter layers switched off. Switching walks every
+        module of the model, so it happens only when the kind of batch changes, not at every step.
+        """
+        names = {g.adapter for g in generations}
+        if not self.adapters:
+            return {}
+        wanted = ("off",) if names == {BASE} else ("only", *names) if len(names) == 1 else ("mixed",)
+        if wanted != self._adapter_mode:
+            if wanted[0] == "off":
+                self.model.base_model.disable_adapter_layers()
+            else:
+                if self._adapter_mode in (None, ("off",)):
+                    self.model.base_model.enable_adapter_layers()
+                if wanted[0] == "only":
+                    self.model.set_adapter(wanted[1])
+            self._adapter_mode = wanted
+        return {"adapter_names": [g.adapter for g in generations]} if wanted == ("mixed",) else {}
 
     def _take_tokens(self, rows: list["Row"], logits) -> None:
         """Sample each row's next token and hand it to its request (the token is fed in at the next step)."""
@@ -212,7 +236,7 @@ class Engine:
             return True
         return False
 
-    def _release_finished(self, batch: "RunningBatch") -> None:
+    def _release_finished(self, batch) -> None:
         for row in batch.drop_finished():
             self.stats.requests_finished += 1
             row.generation.finished.set()
@@ -228,73 +252,6 @@ class Row:
     length: int = 0  # real tokens in its cache (its next position id)
     next_token: int = 0
     done: bool = False
-
-
-class RunningBatch:
-    """The rows in flight, their shared left-padded key/value cache and attention mask."""
-
-    def __init__(self):
-        self.rows: list[Row] = []
-        self.cache = None
-        self.mask = None  # [rows, cached columns]: 1 on real tokens, 0 on left padding
-
-    def merge(self, rows: list[Row], cache, mask) -> None:
-        """Append newly prefilled rows: both sides are left-padded to the longer one's columns."""
-        if not self.rows:
-            self.rows, self.cache, self.mask = list(rows), cache, mask
-            return
-        from transformers import DynamicCache
-
-        width = max(self.mask.shape[1], mask.shape[1])
-        layers = [
-            (cat_left_padded(old.keys, new.keys, width), cat_left_padded(old.values, new.values, width))
-            for old, new in zip(self.cache.layers, cache.layers)
-        ]
-        self.cache = DynamicCache(ddp_cache_data=layers)
-        self.mask = cat_left_padded(self.mask, mask, width, dim=1)
-        self.rows += rows
-
-    def extend_mask(self) -> None:
-        """One more real column: the token every row is about to feed in."""
-        import torch
-
-        self.mask = torch.cat([self.mask, self.mask.new_ones((self.mask.shape[0], 1))], dim=1)
-
-    def drop_finished(self) -> list[Row]:
-        """Remove finished rows (and padding columns no row needs any more); returns the removed rows."""
-        import torch
-
-        finished = [row for row in self.rows if row.done]
-        if not finished:
-            return []
-        keep = [index for index, row in enumerate(self.rows) if not row.done]
-        self.rows = [self.rows[index] for index in keep]
-        if not self.rows:
-            self.cache = self.mask = None
-            return finished
-        index = torch.tensor(keep, device=self.mask.device)
-        self.mask = self.mask.index_select(0, index)
-        first = int(self.mask.argmax(dim=1).min())  # the leftmost real column of any remaining row
-        self.mask = self.mask[:, first:]
-        for layer in self.cache.layers:
-            layer.keys = layer.keys.index_select(0, index)[:, :, first:, :]
-            layer.values = layer.values.index_select(0, index)[:, :, first:, :]
-        return finished
-
-
-def cat_left_padded(old, new, width: int, dim: int = 2):
-    """Concatenate two row blocks along the batch dimension after left-padding each to ``width`` along ``dim``."""
-    import torch
-    import torch.nn.functional as F
-
-    def pad(tensor):
-        missing = width - tensor.shape[dim]
-        if missing == 0:
-            return tensor
-        spec = [0, 0] * (tensor.dim() - 1 - dim) + [missing, 0]  # F.pad lists the last dimension first
-        return F.pad(tensor, spec)
-
-    return torch.cat([pad(old), pad(new)], dim=0)
 
 
 def sample_rows(logits, rows: list[Row]) -> list[int]:
