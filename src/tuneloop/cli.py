@@ -140,6 +140,26 @@ def compare_command() -> click.Command:
     )
 
 
+def tune_command() -> click.Command:
+    """``tuneloop tune``: the train flags plus the tune section's (--trials, --workers, --metric, ...)."""
+
+    def action(config):
+        from tuneloop.tune.study import tune
+
+        summary = tune(config, origin=click.get_current_context().params.get("config_file") or "flags")
+        out = Path(summary["test"]["run"]).parent
+        typer.echo(f"trials: {out / 'trials.md'}  summary: {out / 'tune.json'}  plots: {', '.join(str(out / p) for p in summary['plots'])}")
+
+    return config_command(
+        "tune",
+        "Search the config's tune.space with Optuna (TPE sampler, median pruner on validation values). Trials see "
+        "only the train and validation splits; the best configuration is retrained in OUT/best and evaluated once "
+        "on the test split. The study lives in OUT/study.db: run the same command again to resume it or add trials.",
+        action,
+        [],
+    )
+
+
 @app.command("eval")
 @user_errors
 def eval_command(
@@ -327,6 +347,7 @@ def build_cli() -> click.Group:
     command = typer.main.get_command(app)
     command.add_command(train_command())
     command.add_command(compare_command())
+    command.add_command(tune_command())
     return command
 
 

@@ -10,9 +10,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from tuneloop.errors import ConfigError
+from tuneloop.tune.space import TuneConfig
 
 FORMATS = ("chat", "prompt_completion", "alpaca", "sharegpt", "text", "label", "pairs")
 TASKS = ("sft", "qa", "cpt", "classify", "seq2seq")
@@ -53,6 +54,13 @@ class DataConfig(_Section):
     stratify: bool = Field(True, description="Stratify the split by label when the format has labels.")
     seed: int = Field(0, description="Seed of the split.")
     max_length: int = Field(512, gt=8, description="Examples longer than this many tokens are dropped and reported.")
+    replay_fraction: float = Field(
+        0.0, ge=0.0, le=1.0,
+        description="Against forgetting: add general prompts answered by the base model to the training split, "
+        "this share of its size (0: off; chat tasks).",
+    )  # fmt: skip
+    replay_model: str | None = Field(None, description="Model that answers the replay prompts (default: model.name).")
+    replay_max_new_tokens: int = Field(96, gt=0, description="Tokens the base model may use per replay answer.")
 
     @field_validator("path", mode="before")
     @classmethod
@@ -88,7 +96,15 @@ class TrainConfig(_Section):
     save_steps: int = Field(0, ge=0, description="Checkpoint every N steps (0: only the final model).")
     eval_steps: int = Field(0, ge=0, description="Validation loss every N steps (0: once per epoch).")
     early_stopping_patience: int = Field(3, ge=0, description="Stop after N evaluations without improvement (0: off).")
-    early_stopping_min_delta: float = Field(0.0, ge=0, description="Smallest validation-loss drop that counts as an improvement.")
+    early_stopping_min_delta: float = Field(0.0, ge=0, description="Smallest change of the early-stopping metric that counts as an improvement.")
+    early_stopping_metric: str = Field(
+        "loss",
+        description="Validation metric for early stopping and for the checkpoint kept: loss, perplexity, or a task metric "
+        "scored on the validation split (exact_match, token_f1, json_field_accuracy, accuracy, macro_f1, ...).",
+    )
+    early_stopping_direction: Literal["auto", "minimize", "maximize"] = Field(
+        "auto", description="Whether the early-stopping metric should fall or rise: auto = minimize loss/perplexity, maximize the rest."
+    )
     seed: int = Field(0, description="Seed of model init, data order and dropout.")
     threads: int = Field(0, ge=0, description="CPU threads (0: all cores; split between processes with --nproc).")
     precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
@@ -106,6 +122,22 @@ class EvalConfig(_Section):
     max_examples: int = Field(0, ge=0, description="Evaluate on at most this many test rows (0: all).")
     primary: str = Field("auto", description="Headline metric: auto, exact_match, token_f1, rouge_l, json_field_accuracy.")
     metric_hook: str | None = Field(None, description="Custom metric 'module:function(predictions, references) -> dict'.")
+    few_shot: list[int] | None = Field(
+        None,
+        description="Few-shot baselines: the base model given k training examples, for each k listed "
+        "(default 0,1,3,5 as far as the training split allows; empty: off; chat tasks).",
+    )
+    few_shot_max_examples: int = Field(50, ge=0, description="Few-shot baselines on at most this many test rows (0: all).")
+    forgetting: bool = Field(True, description="Measure forgetting: base vs tuned on the general-ability suite (generative tasks).")
+    forgetting_prompts: int = Field(24, ge=1, description="Forgetting: held-out general prompts both models answer.")
+    forgetting_max_new_tokens: int = Field(48, gt=0, description="Forgetting: tokens generated per general prompt.")
+
+    @field_validator("few_shot")
+    @classmethod
+    def _shots_not_negative(cls, value: list[int] | None) -> list[int] | None:
+        if value is not None and any(k < 0 for k in value):
+            raise ValueError("every k must be 0 or more")
+        return sorted(set(value)) if value is not None else None
 
 
 class RunConfig(_Section):
@@ -121,6 +153,14 @@ class RunConfig(_Section):
     method: MethodConfig = Field(default_factory=MethodConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
+    tune: TuneConfig = Field(default_factory=TuneConfig)
+
+    @model_validator(mode="after")
+    def _replay_model_defaults_to_base(self) -> "RunConfig":
+        # Recorded in the resolved config, so a run names the model its replay answers came from.
+        if self.data.replay_fraction > 0 and self.data.replay_model is None:
+            self.data.replay_model = self.model.name
+        return self
 
 
 def format_validation_error(err: ValidationError, origin: str, prefix: str = "") -> str:

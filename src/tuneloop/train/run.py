@@ -24,8 +24,10 @@ def default_out_dir(config: RunConfig) -> Path:
     return Path("runs") / config.project / time.strftime("%Y%m%d-%H%M%S")
 
 
-def train(config: RunConfig, resume: bool = False) -> Path:
+def train(config: RunConfig, resume: bool = False, callbacks: tuple = ()) -> Path:
     """Fine-tune ``config.model`` on ``config.data``; returns the run folder.
+
+    ``callbacks`` are extra transformers TrainerCallbacks (``tuneloop tune`` prunes trials through one).
 
     >>> out = train(load_config("configs/support_triage.yaml"))  # doctest: +SKIP
     """
@@ -47,9 +49,12 @@ def train(config: RunConfig, resume: bool = False) -> Path:
         run_launched(config.model_copy(update={"out": str(out)}), resume)
         return out
     model = load_model_with_method(task, config, data.labels)
+    scorer = validation_scorer(task, tokenizer, data, config)
+    if scorer is not None:
+        scorer(model, data.splits.val[:1])  # an unknown metric fails here, before the run folder is written
     if is_main_process():
         write_run_header(out, config, data)
-    trainer = build_trainer(model, tokenizer, data, config, out, task)
+    trainer = build_trainer(model, tokenizer, data, config, out, task, scorer, callbacks)
     started = time.perf_counter()
     trainer.train(resume_from_checkpoint=last_checkpoint(out) if resume else None)
     if is_main_process():
@@ -129,7 +134,43 @@ def continue_adapter(model, config: RunConfig):
 PEFT_CONTINUABLE = ("lora", "dora", "rslora", "ia3")
 
 
-def build_trainer(model, tokenizer, data: PreparedData, config: RunConfig, out: Path, task):
+def validation_scorer(task, tokenizer, data: PreparedData, config: RunConfig):
+    """``score(model, rows=val split) -> {metric: float}`` when early stopping follows a task metric, else None.
+
+    Loss and perplexity come from the trainer's own validation pass; other metrics (exact_match,
+    json_field_accuracy, accuracy, ...) are the task's held-out scores, here on the validation split.
+    """
+    from tuneloop.methods import get_method
+
+    metric = config.train.early_stopping_metric
+    if metric in LOWER_IS_BETTER or not data.splits.val:
+        return None
+    packs = get_method(config.method.name).packs and task.packs
+
+    def score(model, rows=data.splits.val) -> dict:
+        was_training = model.training
+        scores = task.score(model, tokenizer, rows, config, data.labels, packs)["scores"]
+        model.train(was_training)
+        numbers = {name: float(value) for name, value in scores.items() if isinstance(value, (int, float))}
+        if metric not in numbers:
+            raise ConfigError(
+                f"train.early_stopping_metric: task {config.task!r} scores no {metric!r} on the validation split; "
+                f"choose one of: {', '.join(sorted(set(numbers) | set(LOWER_IS_BETTER)))}"
+            )
+        return numbers
+
+    return score
+
+
+LOWER_IS_BETTER = ("loss", "perplexity")
+
+
+def greater_is_better(metric: str, direction: str) -> bool:
+    """``train.early_stopping_direction`` resolved: auto minimises loss and perplexity, maximises the rest."""
+    return direction == "maximize" or (direction == "auto" and metric not in LOWER_IS_BETTER)
+
+
+def build_trainer(model, tokenizer, data: PreparedData, config: RunConfig, out: Path, task, scorer=None, extra_callbacks=()):
     from transformers import EarlyStoppingCallback
     from transformers.integrations import TensorBoardCallback
     from torch.utils.tensorboard import SummaryWriter
@@ -148,6 +189,7 @@ def build_trainer(model, tokenizer, data: PreparedData, config: RunConfig, out: 
     callbacks = [JsonlLogCallback(out / "log.jsonl"), RichProgressCallback(), TensorBoardCallback(SummaryWriter(str(out / "tensorboard")))]
     if val_rows and t.early_stopping_patience:
         callbacks.append(EarlyStoppingCallback(t.early_stopping_patience, t.early_stopping_min_delta))
+    callbacks.extend(extra_callbacks)
     trainer = TuneloopTrainer(
         model=model,
         args=args,
@@ -156,6 +198,7 @@ def build_trainer(model, tokenizer, data: PreparedData, config: RunConfig, out: 
         data_collator=lambda rows: task.collate(rows, tokenizer.pad_token_id),
         callbacks=callbacks,
         loss_fn=task.summed_loss,
+        score_fn=scorer,
     )
     remove_default_printers(trainer)
     return trainer
@@ -211,8 +254,8 @@ def training_arguments(config: RunConfig, out: Path, rows_per_step: int, train_r
         save_steps=save_every,
         save_total_limit=2,
         load_best_model_at_end=has_validation,
-        metric_for_best_model="eval_loss",
-        greater_is_better=False,
+        metric_for_best_model=f"eval_{t.early_stopping_metric}",
+        greater_is_better=greater_is_better(t.early_stopping_metric, t.early_stopping_direction),
         seed=t.seed,
         report_to="none",
         disable_tqdm=True,
@@ -262,7 +305,8 @@ def write_train_summary(out: Path, trainer, seconds: float) -> None:
         {
             "steps": state.global_step,
             "epochs": state.epoch,
-            "best_eval_loss": state.best_metric,
+            "best_eval_loss": state.best_metric if trainer.args.metric_for_best_model == "eval_loss" else None,
+            "best_metric": {"name": trainer.args.metric_for_best_model, "value": state.best_metric},
             "best_checkpoint": state.best_model_checkpoint,
             "real_tokens": trainer.real_tokens_seen,
             "seconds": round(seconds, 2),

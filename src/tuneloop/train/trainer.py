@@ -2,6 +2,8 @@
 
 Only ``compute_loss`` and ``evaluate`` change: everything else (optimiser, schedule,
 checkpoints, resume, callbacks, accelerate's DDP/FSDP/DeepSpeed) stays transformers' own.
+``evaluate`` can add task metrics scored on the validation split (``score_fn``), so early
+stopping and the kept checkpoint may follow any of them, not only the loss.
 """
 
 from __future__ import annotations
@@ -20,13 +22,15 @@ class TuneloopTrainer(Trainer):
 
     Batches carry ``real_tokens`` (non-padding tokens) for the throughput log. The default loss
     is the causal-LM one for rows from :func:`tuneloop.train.sft_data.collate_rows`.
+    ``score_fn(model) -> {metric: float}`` adds validation metrics (``eval_<metric>``) to each evaluation.
     """
 
     loss_is_scaled_for_ga = True  # normalised by the label count of the whole optimiser step
 
-    def __init__(self, *args, loss_fn=summed_label_loss, **kwargs):
+    def __init__(self, *args, loss_fn=summed_label_loss, score_fn=None, **kwargs):
         super().__init__(*args, **kwargs)
         self.loss_fn = loss_fn
+        self.score_fn = score_fn
         self.real_tokens_seen = 0
         self.train_started = time.perf_counter()
 
@@ -65,6 +69,10 @@ class TuneloopTrainer(Trainer):
         totals = self.accelerator.reduce(torch.tensor([total, float(count)]), reduction="sum")
         loss = float(totals[0] / max(float(totals[1]), 1.0))
         metrics = {f"{metric_key_prefix}_loss": loss, f"{metric_key_prefix}_perplexity": math.exp(min(loss, 50.0))}
+        if self.score_fn is not None:
+            with torch.no_grad():
+                for name, value in self.score_fn(model).items():
+                    metrics.setdefault(f"{metric_key_prefix}_{name}", value)
         self.log(metrics)
         self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
         model.train(was_training)
