@@ -55,6 +55,7 @@ def prepare_dataset(cfg: DataConfig, tokenizer, task) -> PreparedData:
     manifest = split_manifest(cfg, report, splits)
     if labels is not None:
         manifest["labels"] = labels
+    mix_replay(cfg, task, splits, manifest, count_tokens)
 
     def tokenized(examples: list[Example]) -> list:
         return [
@@ -64,6 +65,26 @@ def prepare_dataset(cfg: DataConfig, tokenizer, task) -> PreparedData:
         ]
 
     return PreparedData(report, splits, manifest, tokenized(splits.train), tokenized(splits.val), labels)
+
+
+def mix_replay(cfg: DataConfig, task, splits, manifest: dict, count_tokens) -> None:
+    """Add the base model's answers to general prompts to the training split only (``data.replay_fraction``).
+
+    Replay rows over ``max_length`` tokens are left out; the manifest's ``replay`` entry records
+    how many went in, which model answered, and hashes of the pool and of the rows.
+    """
+    from tuneloop.data.split import check_no_leakage
+    from tuneloop.evaluate.general_replay import replay_examples
+
+    rows, record = replay_examples(cfg, task, len(splits.train))
+    if record is None:
+        return
+    kept = [example for example in rows if count_tokens(example) <= cfg.max_length]
+    record.update(rows=len(kept), too_long_skipped=len(rows) - len(kept))
+    splits.train = splits.train + kept
+    check_no_leakage(splits)  # a company row that repeats a general prompt must not sit in val/test
+    manifest["replay"] = record
+    manifest["split_sizes"]["train_with_replay"] = len(splits.train)
 
 
 def check_dataset(cfg: DataConfig, model: str | None = None) -> dict:

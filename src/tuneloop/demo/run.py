@@ -1,7 +1,9 @@
 """``tuneloop demo``: the whole loop on generated support tickets and the built-in SmolLM2.
 
 generate a company CSV -> data check -> split -> LoRA fine-tune -> base vs tuned on the
-held-out test split -> report. Everything is seeded; the figures printed are measured.
+held-out test split, beside few-shot baselines (the base model shown k = 0, 1, 3, 5 training
+tickets) and the forgetting measures on the general-ability suite -> report. Everything is
+seeded; the figures printed are measured.
 """
 
 from __future__ import annotations
@@ -68,7 +70,7 @@ def run_demo(out: Path, rows: int = 600, seed: int = 0, fresh: bool = True) -> d
     check_dataset(config.data, DEMO_MODEL)
     console().rule("2/4 LoRA fine-tuning of " + DEMO_MODEL)
     train(config)
-    console().rule("3/4 base vs tuned on the held-out test split")
+    console().rule("3/4 base vs tuned on the held-out test split, few-shot baselines, forgetting")
     metrics = evaluate_run(out)
     console().rule("4/4 result")
     print_metrics(metrics, out)

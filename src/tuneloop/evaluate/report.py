@@ -22,7 +22,7 @@ PLOT_TITLES = {
 MAX_SAMPLES = 10
 MAX_PROMPT_CHARS = 800
 # Top-level keys rendered in their own place, not as "other results".
-_MAIN_KEYS = {"base", "tuned", "primary"}
+_MAIN_KEYS = {"base", "tuned", "primary", "few_shot", "forgetting"}
 
 CSS = """
 body { font-family: -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; color: #1f2328; margin: 0; background: #f6f8fa; }
@@ -130,6 +130,54 @@ def confusion_tables(confusion: dict) -> list[tuple[str, list[str], list[list[st
             rows = [[label, *map(str, counts)] for label, counts in zip(entry["labels"], entry["matrix"])]
             tables.append((f"confusion matrix, {model} (rows: true label, columns: predicted)", ["", *entry["labels"]], rows))
     return tables
+
+
+def few_shot_section(metrics: dict) -> tuple[str, list[str], list[list[str]]] | None:
+    """(note, header, rows): the base model with k training examples beside the tuned model, same test rows."""
+    section = metrics.get("few_shot")
+    if not section:
+        return None
+    if "skipped" in section:
+        return f"Few-shot baselines: {section['skipped']}.", [], []
+    scores = section["scores"]
+    primary = metrics.get("primary")
+    names = list(dict.fromkeys(n for inner in scores.values() for n in inner))
+    names.sort(key=lambda n: n != primary)  # the headline metric first
+    labels = {key: f"base, {key[2:]}-shot" for key in scores if key.startswith("k=")} | {"tuned": "tuned (fine-tuned, 0-shot)"}
+    rows = [[labels.get(key, key), *(fmt(inner.get(n)) for n in names)] for key, inner in scores.items()]
+    header = ["model", *(f"{n} (primary)" if n == primary else n for n in names)]
+    note = (
+        f"The base model prompted with k examples from the training split (seeded draw, the same for every row; "
+        f"k=0 is the base model of the main table) on the first {section['test_examples']} test rows, "
+        "scored like the tuned model; the last row is the fine-tuned model on the same rows."
+    )
+    return note, header, rows
+
+
+FORGETTING_NOTE = (
+    "The general-ability suite, asked without the run's system prompt: answer_rouge_l and answer_token_f1 "
+    "score the tuned model's answers to {prompts} held-out general prompts against the base model's own answers "
+    "(1.0 = unchanged); qa_accuracy is the share of {questions} general-knowledge questions answered right; "
+    "general_perplexity is measured on {paragraphs} paragraphs of general prose (lower is better)."
+)
+
+
+def forgetting_section(metrics: dict) -> tuple[str, list[dict]] | None:
+    """(note, metric rows) of base vs tuned on the general suite, or the reason it was not measured."""
+    from tuneloop.evaluate.forgetting import LOWER_IS_BETTER as LOWER
+
+    section = metrics.get("forgetting")
+    if not section:
+        return None
+    if "skipped" in section:
+        return f"Forgetting: {section['skipped']}.", []
+    rows = []
+    for name, tuned in section["tuned"].items():
+        base = section["base"].get(name)
+        delta = tuned - base if is_number(base) and is_number(tuned) else None
+        better = None if not delta else (delta < 0 if name in LOWER else delta > 0)
+        rows.append({"name": name, "base": base, "tuned": tuned, "delta": delta, "better": better, "primary": False})
+    return FORGETTING_NOTE.format(**section["suite"]), rows
 
 
 def lower_is_better_note(rows: list[dict]) -> str:
@@ -253,6 +301,17 @@ def render_markdown(title: str, metrics: dict, plot_names: list[str], samples: l
     if plot_names:
         parts.append("## Plots")
         parts += [f"![{PLOT_TITLES[name]}](plots/{name}.png)" for name in plot_names]
+    few_shot = few_shot_section(metrics)
+    if few_shot:
+        note, header, table_rows = few_shot
+        parts += ["## Few-shot baselines vs the fine-tuned model", note]
+        parts += [md_table(header, table_rows)] if table_rows else []
+    forgetting = forgetting_section(metrics)
+    if forgetting:
+        note, forgetting_rows = forgetting
+        parts += ["## Forgetting: general ability, base vs tuned", note]
+        if forgetting_rows:
+            parts.append(md_table(["metric", "base", "tuned", "delta"], _metric_table_cells(forgetting_rows)))
     for table_title, header, table_rows in extra_tables(metrics):
         parts += [f"## {table_title}", md_table(header, table_rows)]
     if samples:
@@ -332,6 +391,17 @@ def render_html(title: str, metrics: dict, plots: dict[str, bytes], samples: lis
     parts.append(f'<p class="note">{_esc(lower_is_better_note(rows))}</p>')
     if plots:
         parts += ["<h2>Plots</h2>", *(html_figure(name, png) for name, png in plots.items())]
+    few_shot = few_shot_section(metrics)
+    if few_shot:
+        note, header, table_rows = few_shot
+        parts += ["<h2>Few-shot baselines vs the fine-tuned model</h2>", f'<p class="note">{_esc(note)}</p>']
+        parts += [html_table(header, [[row[0], *((c, "num") for c in row[1:])] for row in table_rows])] if table_rows else []
+    forgetting = forgetting_section(metrics)
+    if forgetting:
+        note, forgetting_rows = forgetting
+        parts += ["<h2>Forgetting: general ability, base vs tuned</h2>", f'<p class="note">{_esc(note)}</p>']
+        if forgetting_rows:
+            parts.append(html_table(["metric", "base", "tuned", "delta"], _html_metric_rows(forgetting_rows)))
     for table_title, header, table_rows in extra_tables(metrics):
         parts += [f"<h2>{_esc(table_title)}</h2>", html_table(header, table_rows)]
     if samples:

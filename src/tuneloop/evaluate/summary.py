@@ -22,18 +22,57 @@ def print_metrics(metrics: dict, run_dir: Path | None = None) -> None:
         table.add_row(label, _fmt(base), _fmt(tuned), _delta(name, base, tuned))
     console = Console()
     console.print(table)
+    for extra in (few_shot_table(metrics), forgetting_table(metrics)):
+        if extra is not None:
+            console.print(extra)
     if run_dir is not None:
         console.print(f"report: {Path(run_dir) / 'report.html'}  (markdown: {Path(run_dir) / 'report.md'})")
+
+
+def few_shot_table(metrics: dict):
+    """Base model with k examples vs the tuned model on the few-shot rows; None when not measured."""
+    from rich.table import Table
+
+    from tuneloop.evaluate.report import few_shot_section
+
+    section = few_shot_section(metrics)
+    if not section or not section[2]:
+        return None
+    note, header, rows = section
+    table = Table(title=f"few-shot baselines ({metrics['few_shot']['test_examples']} test rows)")
+    for column in header:
+        table.add_column(column, justify="left" if column == "model" else "right")
+    for row in rows:
+        table.add_row(*row)
+    return table
+
+
+def forgetting_table(metrics: dict):
+    """General-ability suite, base vs tuned; None when not measured."""
+    from rich.table import Table
+
+    from tuneloop.evaluate.forgetting import LOWER_IS_BETTER as LOWER
+
+    section = metrics.get("forgetting") or {}
+    if "tuned" not in section:
+        return None
+    table = Table(title="forgetting: general-ability suite, base vs tuned")
+    for column in ("metric", "base", "tuned", "delta"):
+        table.add_column(column, justify="left" if column == "metric" else "right")
+    for name, tuned in section["tuned"].items():
+        base = section["base"].get(name)
+        table.add_row(name, _fmt(base), _fmt(tuned), _delta(name, base, tuned, LOWER))
+    return table
 
 
 def _fmt(value) -> str:
     return "-" if value is None else f"{value:.3f}"
 
 
-def _delta(name: str, base, tuned) -> str:
+def _delta(name: str, base, tuned, lower_is_better=LOWER_IS_BETTER) -> str:
     if base is None:
         return "-"
     delta = tuned - base
-    better = delta < 0 if name in LOWER_IS_BETTER else delta > 0
+    better = delta < 0 if name in lower_is_better else delta > 0
     colour = "green" if better else ("red" if delta else "white")
     return f"[{colour}]{delta:+.3f}[/{colour}]"

@@ -16,8 +16,12 @@ METRICS = {
               "json_valid": 1.0, "loss": 0.3, "perplexity": 1.35},
     "test_examples": 120,
     "model": "smollm2-135m-instruct",
-    "few_shot": {"base+3-shot": {"json_field_accuracy": 0.55, "json_valid": 0.9}},
-    "forgetting": {"general_loss_delta": 0.04},
+    "few_shot": {"scores": {"k=0": {"json_field_accuracy": 0.0, "json_valid": 0.1}, "k=3": {"json_field_accuracy": 0.55, "json_valid": 0.9},
+                            "tuned": {"json_field_accuracy": 0.9, "json_valid": 1.0}}, "test_examples": 50, "shots": [], "seed": 0},
+    "forgetting": {"base": {"answer_rouge_l": 1.0, "qa_accuracy": 0.75, "general_perplexity": 10.0},
+                   "tuned": {"answer_rouge_l": 0.6, "qa_accuracy": 0.7, "general_perplexity": 11.5},
+                   "suite": {"prompts": 24, "questions": 48, "paragraphs": 20, "max_new_tokens": 48}},
+    "bias": {"gap": 0.04},
 }  # fmt: skip
 LOG = [
     *({"step": s, "epoch": s / 40, "loss": 2.5 / s**0.5, "learning_rate": 1e-3, "tokens_per_s": 900.0} for s in range(1, 41)),
@@ -55,8 +59,10 @@ def test_markdown_has_headline_table_plots_extras_and_samples(report):
     assert "| metric | base | tuned | delta |" in md
     assert "| perplexity | 12.180 | 1.350 | -10.830 |" in md
     assert "](plots/loss.png)" in md and "](plots/base_vs_tuned.png)" in md
-    assert "## few_shot" in md and "| base+3-shot | 0.550 | 0.900 |" in md
-    assert "## forgetting" in md and "0.040" in md
+    assert "## Few-shot baselines vs the fine-tuned model" in md and "| base, 3-shot | 0.550 | 0.900 |" in md
+    assert "| tuned (fine-tuned, 0-shot) | 0.900 | 1.000 |" in md
+    assert "## Forgetting: general ability, base vs tuned" in md and "| general_perplexity | 10.000 | 11.500 | +1.500 |" in md
+    assert "## bias" in md and "0.040" in md
     assert "test_examples: 120" in md
     assert "````text\n```json" in md  # a fence longer than the backticks inside the sample
 

@@ -1,0 +1,191 @@
+"""Forgetting experiment: full fine-tuning vs LoRA vs LoRA + replay, on the demo's triage job.
+
+The same data (``configs/support_triage.yaml`` on the checked-in ``examples/support_tickets.csv``),
+the same built-in model (smollm2-135m-instruct) and the same budget for every variant: ``--steps``
+optimiser steps of 1,024 real tokens. Each variant is trained and evaluated with the ordinary
+``tuneloop train`` / ``tuneloop eval`` commands (printed, and recorded in the result); the table
+puts task quality (held-out test) beside the forgetting measures of ``tuneloop eval``:
+
+* answer_rouge_l / answer_token_f1: the tuned model's answers to held-out general prompts scored
+  against the base model's own answers (1.0 = unchanged),
+* qa_accuracy: general-knowledge questions answered right,
+* general_perplexity: on paragraphs of general prose (lower is better).
+
+Variants: ``full`` (method full at its usual learning rate), ``lora`` (the demo's LoRA), and
+``lora+replay`` (the demo's LoRA with ``--replay-fraction``: general prompts answered by the base
+model mixed into the training split). A variant whose ``metrics.json`` exists is not re-run.
+
+    python bench/forgetting.py                      # runs/forgetting/*, docs/results/forgetting/*
+    python bench/forgetting.py --steps 10 --out /tmp/fg --results /tmp/fg/results   # a quicker look
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIG = "configs/support_triage.yaml"
+TASK_METRICS = ("json_field_accuracy", "json_valid", "exact_match")
+FORGETTING_METRICS = ("answer_rouge_l", "answer_token_f1", "qa_accuracy", "general_perplexity")
+
+
+def variants(replay_fraction: float, full_lr: float) -> dict[str, list[str]]:
+    """Variant name -> the flags that make it differ from the shared command."""
+    return {
+        "lora": ["--method", "lora"],
+        "lora+replay": ["--method", "lora", "--replay-fraction", f"{replay_fraction:g}", "--replay-max-new-tokens", "64"],
+        "full": ["--method", "full", "--lr", f"{full_lr:g}"],
+    }
+
+
+def commands(name: str, flags: list[str], out: Path, steps: int, test_rows: int) -> list[list[str]]:
+    run = out / name.replace("+", "-")
+    train = [
+        "tuneloop", "train", CONFIG, "--out", str(run), "--max-steps", str(steps), "--eval-steps", str(max(1, steps // 2)),
+        "--few-shot", "", *flags,
+    ]  # fmt: skip
+    return [train, ["tuneloop", "eval", str(run), "--max-examples", str(test_rows)]]
+
+
+def run_variant(name: str, cmds: list[list[str]], run: Path) -> None:
+    if (run / "metrics.json").is_file():
+        print(f"{name}: {run}/metrics.json exists, not re-run", flush=True)
+        return
+    if run.exists():
+        raise SystemExit(f"{run} holds an unfinished run; remove it first")
+    executable = Path(sys.executable).parent / "tuneloop"
+    for cmd in cmds:
+        print("$", shlex.join(cmd), flush=True)
+        subprocess.run([str(executable), *cmd[1:]], cwd=ROOT, check=True)
+
+
+def result_row(name: str, run: Path, cmds: list[list[str]]) -> dict:
+    metrics = json.loads((run / "metrics.json").read_text())
+    train = json.loads((run / "train.json").read_text())
+    data = json.loads((run / "data.json").read_text())
+    return {
+        "variant": name,
+        "method": metrics["method"],
+        "learning_rate": _config_value(run, "learning_rate"),
+        "steps": train["steps"],
+        "real_tokens": train["real_tokens"],
+        "train_seconds": train["seconds"],
+        "trainable_parameters": train["trainable_parameters"],
+        "replay_rows": (data.get("replay") or {}).get("rows", 0),
+        "train_rows": data["split_sizes"]["train"],
+        "test_examples": metrics["test_examples"],
+        "task": {"base": {m: metrics["base"][m] for m in TASK_METRICS}, "tuned": {m: metrics["tuned"][m] for m in TASK_METRICS}},
+        "forgetting": {role: {m: metrics["forgetting"][role][m] for m in FORGETTING_METRICS} for role in ("base", "tuned")},
+        "forgetting_suite": metrics["forgetting"]["suite"],
+        "commands": [shlex.join(c) for c in cmds],
+    }
+
+
+def _config_value(run: Path, key: str):
+    import yaml
+
+    return yaml.safe_load((run / "config.yaml").read_text())["train"][key]
+
+
+def render_markdown(result: dict) -> str:
+    rows = result["variants"]
+    base = rows[0]
+    lines = [
+        "# Forgetting: full fine-tuning vs LoRA vs LoRA + replay",
+        "",
+        f"Measured {result['date']} on {result['machine']} (CPU only, shared with other work), "
+        f"smollm2-135m-instruct on the support-triage job (`{CONFIG}`), {result['steps']} steps of up to "
+        f"{result['tokens_per_batch']:,} real tokens each for every variant. Task quality on the "
+        f"{base['test_examples']} held-out test tickets; forgetting on tuneloop's general-ability suite "
+        f"({base['forgetting_suite']['prompts']} held-out general prompts, {base['forgetting_suite']['questions']} "
+        f"general-knowledge questions, {base['forgetting_suite']['paragraphs']} paragraphs of general prose), "
+        "asked without the triage system prompt.",
+        "",
+        "| variant | lr | replay rows | train s | json_field_accuracy | exact_match | answer_rouge_l vs base | "
+        "answer_token_f1 vs base | qa_accuracy | general_perplexity |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| base model (no training) | – | – | – | {json_field_accuracy:.3f} | {exact_match:.3f} | 1.000 | 1.000 | {qa:.3f} | {ppl:.2f} |".format(
+            **base["task"]["base"], qa=base["forgetting"]["base"]["qa_accuracy"], ppl=base["forgetting"]["base"]["general_perplexity"]
+        ),
+    ]
+    for row in rows:
+        task, kept = row["task"]["tuned"], row["forgetting"]["tuned"]
+        lines.append(
+            f"| {row['variant']} | {row['learning_rate']:g} | {row['replay_rows']} | {row['train_seconds']:.0f} "
+            f"| {task['json_field_accuracy']:.3f} | {task['exact_match']:.3f} | {kept['answer_rouge_l']:.3f} "
+            f"| {kept['answer_token_f1']:.3f} | {kept['qa_accuracy']:.3f} | {kept['general_perplexity']:.2f} |"
+        )
+    lines += ["", *reading(rows)]
+    lines += ["", "Commands (from the repository root; `python bench/forgetting.py` runs them all and writes this file):", "", "```bash"]
+    lines += [command for row in rows for command in row["commands"]]
+    lines += ["```", ""]
+    return "\n".join(lines)
+
+
+def reading(rows: list[dict]) -> list[str]:
+    """Sentences comparing LoRA + replay with the other variants, every figure read from the rows."""
+    by_name = {row["variant"]: row for row in rows}
+    replay = by_name.get("lora+replay")
+    if replay is None:
+        return []
+    lines = ["What the table says (computed from the numbers above):", ""]
+    for other in (by_name[name] for name in ("lora", "full") if name in by_name):
+        kept, other_kept = replay["forgetting"]["tuned"], other["forgetting"]["tuned"]
+        task, other_task = replay["task"]["tuned"], other["task"]["tuned"]
+        lines.append(
+            f"- lora+replay vs {other['variant']}: answer_rouge_l vs base {kept['answer_rouge_l']:.3f} vs "
+            f"{other_kept['answer_rouge_l']:.3f} ({kept['answer_rouge_l'] - other_kept['answer_rouge_l']:+.3f}), "
+            f"qa_accuracy {kept['qa_accuracy'] - other_kept['qa_accuracy']:+.3f}, general_perplexity "
+            f"{kept['general_perplexity'] - other_kept['general_perplexity']:+.2f} (lower is better); task "
+            f"json_field_accuracy {task['json_field_accuracy'] - other_task['json_field_accuracy']:+.3f}."
+        )
+    return lines
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", type=Path, default=Path("runs/forgetting"), help="Folder of the runs.")
+    parser.add_argument("--results", type=Path, default=Path("docs/results/forgetting"), help="Folder of the result files.")
+    parser.add_argument("--steps", type=int, default=30, help="Optimiser steps of every variant.")
+    parser.add_argument("--replay-fraction", type=float, default=0.2, help="Replay rows, as a share of the training split.")
+    parser.add_argument("--full-lr", type=float, default=5e-5, help="Learning rate of full fine-tuning (LoRA keeps the config's).")
+    parser.add_argument("--test-rows", type=int, default=60, help="Held-out test tickets each variant is scored on.")
+    parser.add_argument("--only", default="", help="Comma-separated variants to run (default: all).")
+    args = parser.parse_args()
+
+    from tuneloop.atomic import write_json_atomic, write_text_atomic
+    from tuneloop.config import load_config
+
+    chosen = variants(args.replay_fraction, args.full_lr)
+    if args.only:
+        chosen = {name: flags for name, flags in chosen.items() if name in args.only.split(",")}
+    rows = []
+    for name, flags in chosen.items():
+        cmds = commands(name, flags, args.out, args.steps, args.test_rows)
+        run = Path(cmds[1][2])
+        run_variant(name, cmds, ROOT / run if not run.is_absolute() else run)
+        rows.append(result_row(name, ROOT / run if not run.is_absolute() else run, cmds))
+    result = {
+        "date": datetime.date.today().isoformat(),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+        "steps": args.steps,
+        "tokens_per_batch": load_config(ROOT / CONFIG).train.tokens_per_batch,
+        "replay_fraction": args.replay_fraction,
+        "variants": rows,
+    }
+    results = args.results if args.results.is_absolute() else ROOT / args.results
+    write_json_atomic(results / "forgetting.json", result)
+    write_text_atomic(results / "forgetting.md", render_markdown(result))
+    print(render_markdown(result))
+
+
+if __name__ == "__main__":
+    main()

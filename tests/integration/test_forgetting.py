@@ -1,0 +1,91 @@
+"""Replay against forgetting and the forgetting section of every eval report, on tiny models."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from helpers import run_cli, tiny_config, toy_label_rows, write_jsonl
+from tuneloop.config import RunConfig
+from tuneloop.evaluate import general_replay
+from tuneloop.evaluate.general_suite import eval_prompts, replay_prompts
+
+
+@pytest.fixture
+def replay_answers(monkeypatch, tmp_path):
+    """Deterministic base answers (a tiny random model mostly answers nothing)."""
+    monkeypatch.setenv("TUNELOOP_HOME", str(tmp_path / "home"))
+    monkeypatch.setattr(general_replay, "generate_answers", lambda model, prompts, n: [f"Answer: {p}" for p in prompts])
+
+
+def split_rows(run, name: str) -> list[dict]:
+    return [json.loads(line) for line in (run / "splits" / f"{name}.jsonl").read_text().splitlines()]
+
+
+@pytest.fixture
+def replay_run(tiny_model_dir, toy_chat_file, tmp_path, replay_answers):
+    from tuneloop.train.run import train
+
+    raw = tiny_config(tiny_model_dir, toy_chat_file, tmp_path / "run", max_steps=3).model_dump()
+    raw["data"]["replay_fraction"] = 0.25
+    raw["eval"].update(forgetting_prompts=4, forgetting_max_new_tokens=6, max_new_tokens=6, few_shot=[])
+    return train(RunConfig.model_validate(raw))
+
+
+def test_replay_rows_join_the_training_split_only_and_are_recorded(replay_run):
+    manifest = json.loads((replay_run / "data.json").read_text())
+    record = manifest["replay"]
+    company_train = manifest["split_sizes"]["train"]
+    assert record["rows"] == round(0.25 * company_train) > 0
+    assert manifest["split_sizes"]["train_with_replay"] == company_train + record["rows"]
+    train = split_rows(replay_run, "train")
+    replayed = [r for r in train if r["source"] == general_replay.REPLAY_SOURCE]
+    assert len(replayed) == record["rows"] and len(train) == company_train + record["rows"]
+    assert all(r["messages"][0]["content"] in replay_prompts() for r in replayed)
+    for name in ("val", "test"):
+        assert all(r["source"] != general_replay.REPLAY_SOURCE for r in split_rows(replay_run, name))
+    assert "replay_model:" in (replay_run / "config.yaml").read_text()
+
+
+def test_eval_writes_the_forgetting_section_and_report(replay_run):
+    from tuneloop.evaluate.heldout import evaluate_run
+
+    metrics = evaluate_run(replay_run)
+    forgetting = metrics["forgetting"]
+    measures = {"answer_rouge_l", "answer_token_f1", "qa_accuracy", "general_perplexity"}
+    assert set(forgetting["base"]) == set(forgetting["tuned"]) == measures
+    assert forgetting["base"]["answer_rouge_l"] == 1.0  # the base agrees with itself
+    assert 0.0 <= forgetting["tuned"]["answer_rouge_l"] <= 1.0
+    assert forgetting["suite"]["prompts"] == 4 and forgetting["base"]["general_perplexity"] > 1.0
+    assert json.loads((replay_run / "metrics.json").read_text())["forgetting"] == forgetting
+    answers = [json.loads(line) for line in (replay_run / "forgetting.jsonl").read_text().splitlines()]
+    assert [a["prompt"] for a in answers] == list(eval_prompts()[:4])
+    report = (replay_run / "report.md").read_text()
+    assert "## Forgetting: general ability, base vs tuned" in report and "| qa_accuracy |" in report
+    assert "Forgetting: general ability" in (replay_run / "report.html").read_text()
+    assert metrics["few_shot"] == {"skipped": "off (eval.few_shot is empty)"}
+
+
+def test_classification_says_why_forgetting_and_few_shot_do_not_apply(tiny_bert_dir, tmp_path):
+    data = write_jsonl(tmp_path / "tickets.jsonl", toy_label_rows())
+    out = tmp_path / "run"
+    args = ("train", "--task", "classify", "--model", str(tiny_bert_dir), "--data", str(data), "--format", "label",
+            "--max-steps", "2", "--tokens-per-batch", "256", "--early-stopping-patience", "0", "--out", str(out))  # fmt: skip
+    assert run_cli(*args).exit_code == 0
+    result = run_cli("eval", str(out))
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert "does not generate text" in metrics["forgetting"]["skipped"]
+    assert "few-shot applies to sft, qa" in metrics["few_shot"]["skipped"]
+    assert "Forgetting: not measured" in (out / "report.md").read_text()
+
+
+def test_replay_for_a_task_without_chat_rows_fails_before_the_run_folder(tiny_bert_dir, tmp_path):
+    data = write_jsonl(tmp_path / "tickets.jsonl", toy_label_rows())
+    out = tmp_path / "run"
+    result = run_cli("train", "--task", "classify", "--model", str(tiny_bert_dir), "--data", str(data), "--format", "label",
+                     "--replay-fraction", "0.1", "--out", str(out))  # fmt: skip
+    assert result.exit_code == 2
+    assert "data.replay_fraction" in result.output and "'classify' cannot train on" in result.output
+    assert not out.exists()
