@@ -185,7 +185,14 @@ def build_trainer(model, tokenizer, data: PreparedData, config: RunConfig, out: 
     val_rows = task.batch_rows(data.val_tokens, packs, t.pack_length, t.seed)
     row_length = t.pack_length if packs else max(len(row) for row in train_rows)
     rows_per_step = max(1, t.tokens_per_batch // row_length)
-    args = training_arguments(config, out, rows_per_process(rows_per_step), len(train_rows), has_validation=bool(val_rows))
+    rows_per_pass, curriculum = len(train_rows), None
+    if t.curriculum != "none":
+        from tuneloop.train.curriculum import curriculum_rows
+
+        train_rows, curriculum = curriculum_rows(model, data.train_tokens, config, packs, rows_per_step, rows_per_pass)
+    args = training_arguments(
+        config, out, rows_per_process(rows_per_step), rows_per_pass, has_validation=bool(val_rows), ordered=curriculum is not None
+    )
     callbacks = [JsonlLogCallback(out / "log.jsonl"), RichProgressCallback(), TensorBoardCallback(SummaryWriter(str(out / "tensorboard")))]
     if val_rows and t.early_stopping_patience:
         callbacks.append(EarlyStoppingCallback(t.early_stopping_patience, t.early_stopping_min_delta))
@@ -200,6 +207,7 @@ def build_trainer(model, tokenizer, data: PreparedData, config: RunConfig, out: 
         loss_fn=task.summed_loss,
         score_fn=scorer,
     )
+    trainer.curriculum = curriculum  # recorded in train.json
     remove_default_printers(trainer)
     return trainer
 
@@ -225,7 +233,11 @@ def remove_default_printers(trainer) -> None:
     trainer.remove_callback(PrinterCallback)
 
 
-def training_arguments(config: RunConfig, out: Path, rows_per_step: int, train_rows: int, has_validation: bool):
+def training_arguments(config: RunConfig, out: Path, rows_per_step: int, train_rows: int, has_validation: bool, ordered: bool = False):
+    """transformers' arguments for the run; ``train_rows`` is one pass's rows.
+
+    ``ordered``: the training rows are a curriculum stream that already holds every pass, read in order.
+    """
     from transformers import TrainingArguments
 
     t = config.train
@@ -241,7 +253,8 @@ def training_arguments(config: RunConfig, out: Path, rows_per_step: int, train_r
         output_dir=str(out / "checkpoints"),
         per_device_train_batch_size=rows_per_step,
         per_device_eval_batch_size=rows_per_step,
-        num_train_epochs=t.epochs,
+        num_train_epochs=1 if ordered else t.epochs,
+        train_sampling_strategy="sequential" if ordered else "random",
         max_steps=t.max_steps,
         learning_rate=t.learning_rate,
         warmup_steps=t.warmup_ratio,
@@ -313,5 +326,6 @@ def write_train_summary(out: Path, trainer, seconds: float) -> None:
             "tokens_per_s": round(trainer.real_tokens_seen / max(seconds, 1e-9), 2),
             "trainable_parameters": sum(p.numel() for p in trainer.model.parameters() if p.requires_grad),
             "total_parameters": sum(p.numel() for p in trainer.model.parameters()),
+            "curriculum": getattr(trainer, "curriculum", None),
         },
     )
