@@ -35,7 +35,9 @@ class ModelConfig(_Section):
     )
 
 
-class DataConfig(_Section):
+class SourceConfig(_Section):
+    """Where a dataset's rows come from and how they become examples."""
+
     path: list[str] = Field(default_factory=list, description="Data files (CSV, JSON, JSONL, Parquet, TXT/MD).")
     format: Literal[FORMATS] = Field("chat", description="Row format: " + ", ".join(FORMATS) + ".")
     columns: dict[str, str] = Field(
@@ -49,6 +51,22 @@ class DataConfig(_Section):
         None, description="Build the completion as a JSON object of these columns (structured extraction)."
     )
     system_prompt: str | None = Field(None, description="System message put before every chat example and prompt.")
+
+    @field_validator("path", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: Any) -> Any:
+        return [value] if isinstance(value, (str, Path)) else value
+
+
+class MixSource(SourceConfig):
+    """Another dataset trained in the same run (``data.mix``), with its own files, format and template."""
+
+    name: str = Field(..., pattern=r"^[A-Za-z0-9_.-]+$", description="Task name in the per-task metrics.")
+    path: list[str] = Field(..., min_length=1, description="Data files of this dataset.")
+    weight: float = Field(1.0, gt=0, description="Mixing weight of this dataset (> 0).")
+
+
+class DataConfig(SourceConfig):
     val_fraction: float = Field(0.1, ge=0.0, lt=1.0, description="Share of rows held out for validation.")
     test_fraction: float = Field(0.2, ge=0.0, lt=1.0, description="Share of rows held out for the final test.")
     stratify: bool = Field(True, description="Stratify the split by label when the format has labels.")
@@ -61,11 +79,26 @@ class DataConfig(_Section):
     )  # fmt: skip
     replay_model: str | None = Field(None, description="Model that answers the replay prompts (default: model.name).")
     replay_max_new_tokens: int = Field(96, gt=0, description="Tokens the base model may use per replay answer.")
+    task_name: str = Field("main", pattern=r"^[A-Za-z0-9_.-]+$", description="Name of this dataset in per-task metrics when data.mix adds others.")
+    task_weight: float = Field(1.0, gt=0, description="Mixing weight of this dataset when data.mix adds others (> 0).")
+    mix: list[MixSource] = Field(
+        default_factory=list,
+        description="Multi-task (YAML): further datasets trained in the same run, each {name, path, format, columns, "
+        "prompt_template, target_columns, system_prompt, weight}; split on their own, scored per task.",
+        json_schema_extra={"yaml_only": True},
+    )
+    mixing: Literal["proportional", "temperature"] = Field(
+        "proportional", description="Multi-task sampling: proportional to weight x rows, or temperature (weight x rows^(1/T))."
+    )
+    mixing_temperature: float = Field(2.0, ge=1.0, description="Multi-task temperature T (1 = proportional; higher lifts small tasks).")
 
-    @field_validator("path", mode="before")
-    @classmethod
-    def _one_or_many(cls, value: Any) -> Any:
-        return [value] if isinstance(value, (str, Path)) else value
+    @model_validator(mode="after")
+    def _task_names_differ(self) -> "DataConfig":
+        names = [self.task_name, *(entry.name for entry in self.mix)]
+        repeated = sorted({name for name in names if names.count(name) > 1})
+        if repeated:
+            raise ValueError(f"task names must differ (data.task_name and every data.mix name); repeated: {', '.join(repeated)}")
+        return self
 
 
 class MethodConfig(_Section):
@@ -106,6 +139,17 @@ class TrainConfig(_Section):
         "auto", description="Whether the early-stopping metric should fall or rise: auto = minimize loss/perplexity, maximize the rest."
     )
     seed: int = Field(0, description="Seed of model init, data order and dropout.")
+    curriculum: Literal["none", "length", "loss"] = Field(
+        "none",
+        description="Curriculum learning: order the training stream easy to hard by token length or by the model's "
+        "loss before training (none: shuffled).",
+    )
+    curriculum_pacing: Literal["linear", "root"] = Field(
+        "root", description="Curriculum: how fast harder examples are let in (competence grows linearly or as a square root)."
+    )
+    curriculum_start: float = Field(
+        0.25, gt=0.0, le=1.0, description="Curriculum: share of the easiest training examples available at the first step."
+    )
     threads: int = Field(0, ge=0, description="CPU threads (0: all cores; split between processes with --nproc).")
     precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
         "auto", description="Mixed precision: auto = bf16 on GPUs that support it, fp32 on CPU (bf16 is slow without AMX)."

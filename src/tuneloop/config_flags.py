@@ -39,6 +39,8 @@ def config_flags(config_class) -> list[ConfigFlag]:
 
 def _leaf_fields(config_class, prefix: str = ""):
     for name, field in config_class.model_fields.items():
+        if isinstance(field.json_schema_extra, dict) and field.json_schema_extra.get("yaml_only"):
+            continue  # a list of sections has no sensible flag
         if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel):
             yield from _leaf_fields(field.annotation, f"{prefix}{name}.")
         else:

@@ -32,15 +32,15 @@ def prepare_dataset(cfg: DataConfig, tokenizer, task) -> PreparedData:
 
     >>> data = prepare_dataset(config.data, tokenizer, get_task("sft"))  # doctest: +SKIP
     """
-    from tuneloop.data.split import check_no_leakage, split_manifest, split_train_val_test
-    from tuneloop.data.validate import drop_too_long, load_examples
+    from tuneloop.data.split import check_no_leakage, split_manifest
+    from tuneloop.data.validate import drop_too_long
 
     if not cfg.path:
         from tuneloop.errors import ConfigError
 
         raise ConfigError("data.path: no data file given (--data FILE)")
-    report = load_examples(cfg)
-    labels = task.labels_of(report.examples)
+    sources, reports = load_sources(cfg)
+    labels = task.labels_of([example for report in reports for example in report.examples])
     tokens = {}
 
     def count_tokens(example: Example) -> int:
@@ -48,11 +48,15 @@ def prepare_dataset(cfg: DataConfig, tokenizer, task) -> PreparedData:
         return len(tokens[id(example)])
 
     if task.drops_too_long:
-        report = drop_too_long(report, count_tokens, cfg.max_length)
-    splits = split_train_val_test(report.examples, cfg.val_fraction, cfg.test_fraction, cfg.seed, cfg.stratify)
+        reports = [drop_too_long(report, count_tokens, cfg.max_length) for report in reports]
+    report = merged_report(reports)
+    splits, mix_record = split_sources(cfg, sources, reports)
     check_no_leakage(splits)
     task.check_splits(splits)
-    manifest = split_manifest(cfg, report, splits)
+    paths = [path for source in sources for path in source.config.path] or cfg.path
+    manifest = split_manifest(cfg.model_copy(update={"path": paths}), report, splits)
+    if mix_record is not None:
+        manifest["mix"] = mix_record
     if labels is not None:
         manifest["labels"] = labels
     mix_replay(cfg, task, splits, manifest, count_tokens)
@@ -65,6 +69,47 @@ def prepare_dataset(cfg: DataConfig, tokenizer, task) -> PreparedData:
         ]
 
     return PreparedData(report, splits, manifest, tokenized(splits.train), tokenized(splits.val), labels)
+
+
+def load_sources(cfg: DataConfig) -> tuple[list, list]:
+    """(the datasets of the run, each one's row report): ``data`` alone, or with ``data.mix`` tagged by task."""
+    from tuneloop.data.mixing import mixture_sources, tag
+    from tuneloop.data.validate import load_examples
+
+    if not cfg.mix:
+        return [], [load_examples(cfg)]
+    sources = mixture_sources(cfg)
+    reports = [load_examples(source.config) for source in sources]
+    for source, report in zip(sources, reports):
+        tag(report.examples, source.name)
+    return sources, reports
+
+
+def merged_report(reports: list):
+    from tuneloop.data.validate import DataReport
+
+    if len(reports) == 1:
+        return reports[0]
+    return DataReport(
+        examples=[e for r in reports for e in r.examples],
+        dropped=[d for r in reports for d in r.dropped],
+        rows_read=sum(r.rows_read for r in reports),
+    )
+
+
+def split_sources(cfg: DataConfig, sources: list, reports: list):
+    """(the run's splits, the mixture record or None): each dataset split on its own, training rows mixed."""
+    from tuneloop.data.mixing import mix_training_rows
+    from tuneloop.data.split import Splits, split_train_val_test
+
+    per_source = [split_train_val_test(r.examples, cfg.val_fraction, cfg.test_fraction, cfg.seed, cfg.stratify) for r in reports]
+    if not sources:
+        return per_source[0], None
+    train, record = mix_training_rows([s.train for s in per_source], sources, cfg.mixing, cfg.mixing_temperature, cfg.seed)
+    for source, split in zip(sources, per_source):
+        record["tasks"][source.name].update(val_rows=len(split.val), test_rows=len(split.test))
+    splits = Splits(train=train, val=[e for s in per_source for e in s.val], test=[e for s in per_source for e in s.test])
+    return splits, record
 
 
 def mix_replay(cfg: DataConfig, task, splits, manifest: dict, count_tokens) -> None:

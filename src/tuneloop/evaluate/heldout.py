@@ -13,6 +13,7 @@ from pathlib import Path
 from tuneloop.atomic import write_json_atomic, write_text_atomic
 from tuneloop.errors import TuneloopError
 from tuneloop.evaluate.forgetting import answer_rows
+from tuneloop.evaluate.per_task import limit_rows, per_task_scores
 
 
 def evaluate_run(run_dir: str | Path, max_examples: int | None = None) -> dict:
@@ -35,7 +36,7 @@ def evaluate_run(run_dir: str | Path, max_examples: int | None = None) -> dict:
         raise TuneloopError(f"{run_dir} has no splits/test.jsonl to evaluate on; evaluate the runs it was made from")
     test = load_split(run_dir / "splits" / "test.jsonl")
     limit = max_examples if max_examples is not None else config.eval.max_examples
-    test = test[:limit] if limit else test
+    test = limit_rows(test, limit)
     if not test:
         raise TuneloopError(f"{run_dir}: the test split is empty; set data.test_fraction > 0")
     task, labels = get_task(config.task), run_labels(run_dir)
@@ -51,6 +52,7 @@ def evaluate_run(run_dir: str | Path, max_examples: int | None = None) -> dict:
     tuned_extras = score_extras(plan.without_few_shot(), task, model, tokenizer, config, packs, None)
     metrics = assemble_metrics(base, tuned, test, config, task)
     metrics.update(extra_sections(plan, base_extras, tuned_extras, tuned["predictions"], task, config))
+    metrics.update(per_task_scores(task, test, base["predictions"], tuned["predictions"], config))
     rows = prediction_rows(test, base["predictions"], tuned["predictions"])
     write_text_atomic(run_dir / "predictions.jsonl", jsonl(rows))
     if plan.forgetting:
