@@ -50,7 +50,7 @@ def commands(name: str, flags: list[str], out: Path, steps: int, test_rows: int)
     run = out / name.replace("+", "-")
     train = [
         "tuneloop", "train", CONFIG, "--out", str(run), "--max-steps", str(steps), "--eval-steps", str(max(1, steps // 2)),
-        "--few-shot", "", "--forgetting-prompts", "24", *flags,
+        "--few-shot", "", *flags,
     ]  # fmt: skip
     return [train, ["tuneloop", "eval", str(run), "--max-examples", str(test_rows)]]
 

@@ -48,10 +48,7 @@ def demo_config(data_path: Path, out: Path, seed: int) -> RunConfig:
                 "early_stopping_patience": 3,
                 "seed": seed,
             },
-            "eval": {
-                "max_new_tokens": 40, "batch_size": 32, "primary": "json_field_accuracy",
-                "few_shot_max_examples": 30, "forgetting_prompts": 16,
-            },  # fmt: skip
+            "eval": {"max_new_tokens": 40, "batch_size": 32, "primary": "json_field_accuracy"},
         }
     )
 
