@@ -41,10 +41,13 @@ def trained_run(name: str, runs: Path) -> Path:
     return run
 
 
-def merged_run(sources: list[Path], combination: str, out: Path) -> Path:
+def merged_run(sources: list[Path], spec: str, out: Path) -> Path:
+    """``spec`` is a combination (``ties``) or a combination with one weight per task (``ties@0.5/1``)."""
+    combination, _, weights = spec.partition("@")
     if out.exists():
         shutil.rmtree(out)
-    tuneloop("merge", *map(str, sources), "--combination", combination, "--out", str(out))
+    extra = ["--weights", weights.replace("/", ",")] if weights else []
+    tuneloop("merge", *map(str, sources), "--combination", combination, *extra, "--out", str(out))
     return out
 
 
@@ -126,12 +129,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--runs", type=Path, default=ROOT / "runs" / "merge-two-tasks", help="Folder of the runs.")
     parser.add_argument("--max-examples", type=int, default=80, help="Test rows scored per task.")
-    parser.add_argument("--combinations", default="cat,linear,ties", help="Merges to try (tuneloop merge --combination).")
+    parser.add_argument(
+        "--combinations", default="cat,linear,ties",
+        help="Merges to try (tuneloop merge --combination), each optionally with task weights: ties@0.5/1 (triage/subject).",
+    )  # fmt: skip
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "results" / "merge_two_tasks", help="Results path (no suffix).")
     args = parser.parse_args()
 
     runs = {name: trained_run(name, args.runs) for name in TASKS}
-    merges = {c: merged_run(list(runs.values()), c, args.runs / f"merged-{c}") for c in args.combinations.split(",")}
+    merges = {c: merged_run(list(runs.values()), c, args.runs / f"merged-{c.replace('@', '-').replace('/', '-')}") for c in args.combinations.split(",")}
     scores = {"base": {t: base_score(runs[t], args.max_examples) for t in TASKS}}
     for name, model_run in {**{f"{n} adapter": r for n, r in runs.items()}, **{f"merged ({c})": m for c, m in merges.items()}}.items():
         scores[name] = {t: task_score(model_run, runs[t], args.max_examples) for t in TASKS}
