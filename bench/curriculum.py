@@ -138,9 +138,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=Path("runs/curriculum"), help="Folder of the runs.")
     parser.add_argument("--results", type=Path, default=Path("docs/results/curriculum"), help="Folder of the result files.")
-    parser.add_argument("--steps", type=int, default=24, help="Optimiser steps of every variant.")
+    parser.add_argument("--steps", type=int, default=16, help="Optimiser steps of every variant.")
     parser.add_argument("--eval-every", type=int, default=8, help="Validation loss every N steps.")
-    parser.add_argument("--test-rows", type=int, default=40, help="Held-out test tickets each variant is scored on.")
+    parser.add_argument("--test-rows", type=int, default=30, help="Held-out test tickets each variant is scored on.")
     parser.add_argument("--only", default="", help="Comma-separated variants to run (default: all).")
     args = parser.parse_args()
 
