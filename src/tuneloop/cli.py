@@ -69,6 +69,55 @@ def data_check(
     check_dataset(cfg, model)
 
 
+@data_app.command("synth")
+@user_errors
+def data_synth(
+    docs: list[Path] = typer.Argument(..., help="Company documents: .txt/.md/.csv files, or folders searched for them."),
+    out: Path = typer.Option(..., "--out", help="Dataset to write: .jsonl, .json, .csv or .parquet (OUT.manifest.json beside it)."),
+    model: str = typer.Option("smollm2-135m-instruct", help="Causal LM that writes the questions (built-in name, folder, .gguf, hub id)."),
+    generator: str = typer.Option(
+        "model", help="model: the model writes a question for an answer span cut from the passage; model-qa: it writes "
+        "question and answer (kept only when the passage supports the answer); rules: no model, template/cloze questions.",
+    ),  # fmt: skip
+    per_passage: int = typer.Option(3, help="Questions asked per passage (model-qa: one per passage)."),
+    max_new_tokens: int = typer.Option(40, help="Most tokens the model writes per question."),
+    min_support: float = typer.Option(0.8, help="Keep an answer only when at least this share of its words is found in the passage (0-1)."),
+    seed: int = typer.Option(0, help="Seed of which facts are asked about when a passage has more than --per-passage."),
+    limit: Optional[int] = typer.Option(None, help="Use only the first N passages (a quick look)."),
+    batch_size: int = typer.Option(16, help="Prompts generated at once."),
+    passage_tokens: int = typer.Option(192, help="Target passage size in (estimated) tokens; longer sections are split."),
+    context: bool = typer.Option(True, "--context/--no-context", help="Put the passage in each prompt (open book) or ask the bare question."),
+    attempts: int = typer.Option(2, help="--generator model: tries per fact (the worked examples reordered) until a question passes the filters."),
+    roundtrip: bool = typer.Option(
+        True, "--roundtrip/--no-roundtrip", help="Model generators: ask the model its own question with the passage and keep the row only when it gives the answer back."
+    ),
+):
+    """Turn company documents into question/answer rows (format prompt_completion) with provenance per row.
+
+    Each row has prompt ("Context: PASSAGE / Question: ..."), completion (the answer) and where it came from: source, lines, passage_id, method.
+
+    Duplicate questions, answers the passage does not support, and too short or too long questions or answers are dropped; the counts per reason are printed and kept in OUT.manifest.json. Nothing is written when no row survives.
+
+    Train on it with: tuneloop train --data OUT --format prompt_completion --task qa
+    """
+    from tuneloop.data.synth import SynthSettings, synthesize
+
+    settings = SynthSettings(
+        model=model, generator=generator, per_passage=per_passage, max_new_tokens=max_new_tokens, min_support=min_support,
+        seed=seed, limit=limit, batch_size=batch_size, passage_tokens=passage_tokens, context=context, roundtrip=roundtrip,
+        attempts=attempts,
+    )  # fmt: skip
+    result = synthesize(docs, out, settings)
+    manifest = result.manifest
+    typer.echo(
+        f"{manifest['rows']} rows from {manifest['passages_with_rows']}/{manifest['passages']} passages of "
+        f"{len(manifest['documents'])} documents ({manifest['candidates']} candidates, {manifest['dropped']} dropped)"
+    )
+    for reason, count in manifest["dropped_by_reason"].items():
+        typer.echo(f"  dropped {count:>4}  {reason}")
+    typer.echo(f"dataset: {result.out}  manifest: {result.manifest_path}")
+
+
 def data_config(**fields):
     from pydantic import ValidationError
 
