@@ -116,6 +116,15 @@ def ordered_rows(tokenized: list, stream: list[int], packs: bool, pack_length: i
     return rows + (pack_examples(window, pack_length, seed + len(rows)) if window else [])
 
 
+def check_curriculum(config, packs: bool) -> None:
+    """ConfigError, before any work, for a curriculum the run cannot follow."""
+    if config.train.curriculum == "loss" and not packs:
+        raise ConfigError(
+            "train.curriculum: 'loss' scores examples with packed rows; this method/task trains unpacked "
+            "(prompt-learning methods, classification): use train.curriculum: length"
+        )
+
+
 def curriculum_rows(model, tokenized: list, config, packs: bool, rows_per_step: int, rows_per_pass: int) -> tuple[list, dict]:
     """Training rows in curriculum order for the whole run, and what ``train.json`` records about it.
 
@@ -123,13 +132,7 @@ def curriculum_rows(model, tokenized: list, config, packs: bool, rows_per_step: 
     for ``train.max_steps`` steps (at the rows-per-example ratio of one shuffled pass).
     """
     t = config.train
-    if t.curriculum == "loss" and not packs:
-        raise ConfigError(
-            "train.curriculum: 'loss' scores examples with packed rows; this method/task trains unpacked "
-            "(prompt-learning methods, classification): use train.curriculum: length"
-        )
-    with_status = t.curriculum == "loss"
-    if with_status:
+    if t.curriculum == "loss":
         from tuneloop.progress import status
 
         with status(f"Curriculum: the model's loss on {len(tokenized)} training examples"):

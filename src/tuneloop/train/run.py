@@ -31,7 +31,9 @@ def train(config: RunConfig, resume: bool = False, callbacks: tuple = ()) -> Pat
 
     >>> out = train(load_config("configs/support_triage.yaml"))  # doctest: +SKIP
     """
+    from tuneloop.methods import get_method
     from tuneloop.objectives import get_task
+    from tuneloop.train.curriculum import check_curriculum
     from tuneloop.train.launch import inside_launch, is_main_process, run_launched
 
     set_threads(config.train.threads)
@@ -41,6 +43,7 @@ def train(config: RunConfig, resume: bool = False, callbacks: tuple = ()) -> Pat
     task = get_task(config.task)
     task.check_config(config)
     task.check_model(config.model)
+    check_curriculum(config, get_method(config.method.name).packs and task.packs)
     tokenizer = task.load_tokenizer(config.model)
     data = prepare_dataset(config.data, tokenizer, task)
     if resume:

@@ -83,3 +83,15 @@ def test_training_with_a_curriculum_records_it_and_learns(tiny_model_dir, toy_ch
     assert summary["curriculum"]["difficulty"] == "loss" and summary["curriculum"]["draws"] == 3 * 24
     losses = [r["loss"] for r in map(json.loads, (out / "log.jsonl").read_text().splitlines()) if "loss" in r]
     assert losses[-1] < losses[0]
+
+
+def test_loss_curriculum_on_an_unpacked_method_is_refused_before_the_run_folder_exists(tiny_model_dir, toy_chat_file, tmp_path):
+    from helpers import tiny_config
+    from tuneloop.errors import ConfigError
+    from tuneloop.train.run import train
+
+    config = tiny_config(tiny_model_dir, toy_chat_file, tmp_path / "run", curriculum="loss")
+    config.method.name = "prompt"  # prompt tuning trains on padded rows, so it cannot be scored packed
+    with pytest.raises(ConfigError, match="'loss' scores examples with packed rows"):
+        train(config)
+    assert not (tmp_path / "run").exists()
