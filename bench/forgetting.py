@@ -37,12 +37,13 @@ TASK_METRICS = ("json_field_accuracy", "json_valid", "exact_match")
 FORGETTING_METRICS = ("answer_rouge_l", "answer_token_f1", "qa_accuracy", "general_perplexity")
 
 
-def variants(replay_fraction: float, replay_tokens: int, full_lr: float) -> dict[str, list[str]]:
+def variants(replay_fraction: float, replay_tokens: int, full_lr: float, lora_lr: float | None) -> dict[str, list[str]]:
     """Variant name -> the flags that make it differ from the shared command."""
     replay = ["--replay-fraction", f"{replay_fraction:g}", "--replay-max-new-tokens", str(replay_tokens)]
+    lora = ["--method", "lora", *(["--lr", f"{lora_lr:g}"] if lora_lr is not None else [])]
     return {
-        "lora": ["--method", "lora"],
-        "lora+replay": ["--method", "lora", *replay],
+        "lora": lora,
+        "lora+replay": [*lora, *replay],
         "full": ["--method", "full", "--lr", f"{full_lr:g}"],
     }
 
@@ -158,7 +159,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=30, help="Optimiser steps of every variant.")
     parser.add_argument("--replay-fraction", type=float, default=0.2, help="Replay rows, as a share of the training split.")
     parser.add_argument("--replay-tokens", type=int, default=64, help="Tokens the base model may use per replay answer.")
-    parser.add_argument("--full-lr", type=float, default=5e-5, help="Learning rate of full fine-tuning (LoRA keeps the config's).")
+    parser.add_argument("--full-lr", type=float, default=5e-5, help="Learning rate of full fine-tuning.")
+    parser.add_argument("--lora-lr", type=float, default=None, help="Learning rate of both LoRA variants (default: the config's).")
     parser.add_argument("--test-rows", type=int, default=60, help="Held-out test tickets each variant is scored on.")
     parser.add_argument("--only", default="", help="Comma-separated variants to run (default: all).")
     args = parser.parse_args()
@@ -166,7 +168,7 @@ def main() -> None:
     from tuneloop.atomic import write_json_atomic, write_text_atomic
     from tuneloop.config import load_config
 
-    chosen = variants(args.replay_fraction, args.replay_tokens, args.full_lr)
+    chosen = variants(args.replay_fraction, args.replay_tokens, args.full_lr, args.lora_lr)
     if args.only:
         chosen = {name: flags for name, flags in chosen.items() if name in args.only.split(",")}
     rows = []
