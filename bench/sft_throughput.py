@@ -15,6 +15,10 @@ per trainer, and why each figure is defined the way it is:
   time, fp32) on the same held-out rows, after every trainer has seen the same real tokens:
   each makes ``--epochs`` passes over the same training rows.
 
+tuneloop also runs a second time with ``train.fused_kernels`` off (peft's LoRA forward and
+transformers' masked SDPA over whole packed rows), so what those kernels add is measured in the
+same run too.
+
 Each trainer runs in its own subprocess so that neither memory nor warm caches leak between
 them. The machine may be shared with other work: compare the ratios, which are measured
 within one run; the JSON records the load average and the cores each trainer actually got.
@@ -39,10 +43,11 @@ import tempfile
 import time
 from pathlib import Path
 
-TRAINERS = ("trl", "hf", "tuneloop")
+TRAINERS = ("trl", "hf", "tuneloop-unfused", "tuneloop")
 NAMES = {
     "trl": "TRL SFTTrainer",
     "hf": "transformers Trainer + peft, padding collator",
+    "tuneloop-unfused": "tuneloop, train.fused_kernels off",
     "tuneloop": "tuneloop",
     "base": "base model, untrained",
 }
@@ -740,13 +745,14 @@ def hf_worker(spec: dict) -> dict:
     return {**timing, "settings": settings, "model": trainer.model, "tokenizer": tokenizer}
 
 
-def tuneloop_worker(spec: dict) -> dict:
+def tuneloop_worker(spec: dict, fused_kernels: bool = True) -> dict:
     """tuneloop's own recipe, ``train(config)``, on the same rows (no split held back: the
-    validation rows live in their own file); the trained adapter is then loaded back for scoring."""
+    validation rows live in their own file); the trained adapter is then loaded back for scoring.
+    ``fused_kernels=False`` measures what the fused LoRA layers and per-example attention add."""
     from tuneloop.config import load_config
     from tuneloop.train.run import train
 
-    run_dir = Path(spec["workdir"]) / "tuneloop-run"
+    run_dir = Path(spec["workdir"]) / f"{spec['trainer']}-run"
     settings = {
         "project": "bench", "out": str(run_dir), "model.name": spec["model"],
         "data.path": [spec["train_path"]], "data.format": "alpaca", "data.val_fraction": 0.0,
@@ -755,7 +761,7 @@ def tuneloop_worker(spec: dict) -> dict:
         "method.dropout": spec["lora"]["dropout"], "method.target_modules": spec["lora"]["target_modules"],
         "train.epochs": spec["epochs"], "train.learning_rate": spec["lr"], "train.warmup_ratio": spec["warmup_ratio"],
         "train.tokens_per_batch": spec["tokens_per_batch"], "train.pack_length": spec["max_length"],
-        "train.seed": spec["seed"], "train.early_stopping_patience": 0,
+        "train.seed": spec["seed"], "train.early_stopping_patience": 0, "train.fused_kernels": fused_kernels,
     }  # fmt: skip
     if run_dir.exists():
         import shutil
@@ -772,7 +778,7 @@ def tuneloop_worker(spec: dict) -> dict:
         "fed_tokens": None,
         "steps": summary["steps"],
         "settings": {"tokens_per_batch": spec["tokens_per_batch"], "pack_length": spec["max_length"], "packing": True,
-                     "train_json_seconds": summary["seconds"]},  # fmt: skip
+                     "fused_kernels": fused_kernels, "train_json_seconds": summary["seconds"]},  # fmt: skip
         "model": model,
         "tokenizer": tokenizer,
     }
@@ -818,7 +824,12 @@ def load_tuneloop_adapter(model_name: str, out: Path):
     return PeftModel.from_pretrained(base, str(out / "adapter")), tokenizer
 
 
-WORKERS = {"base": base_worker, "trl": trl_worker, "hf": hf_worker, "tuneloop": tuneloop_worker}
+def tuneloop_unfused_worker(spec: dict) -> dict:
+    return tuneloop_worker(spec, fused_kernels=False)
+
+
+WORKERS = {"base": base_worker, "trl": trl_worker, "hf": hf_worker, "tuneloop-unfused": tuneloop_unfused_worker,
+           "tuneloop": tuneloop_worker}  # fmt: skip
 
 
 if __name__ == "__main__":

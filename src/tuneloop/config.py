@@ -151,6 +151,11 @@ class TrainConfig(_Section):
         0.25, gt=0.0, le=1.0, description="Curriculum: share of the easiest training examples available at the first step."
     )
     threads: int = Field(0, ge=0, description="CPU threads (0: all cores; split between processes with --nproc).")
+    fused_kernels: bool = Field(
+        True,
+        description="LoRA layers in one fused matmul pair and, on packed rows under SDPA, attention computed per "
+        "example (false: peft's and transformers' own paths, e.g. to measure the difference).",
+    )
     precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
         "auto", description="Mixed precision: auto = bf16 on GPUs that support it, fp32 on CPU (bf16 is slow without AMX)."
     )

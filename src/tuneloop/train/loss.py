@@ -2,15 +2,18 @@
 
 The LM head is the largest matmul of a small model (SmolLM2: 576 x 49,152) and its logits the
 largest activation; prompt tokens carry no loss, so their logits are never computed. transformers
-accepts a boolean ``logits_to_keep`` mask and returns logits for the kept positions only,
-flattened to ``[kept, vocab]``; the call still goes through the (possibly DDP-wrapped) model's
-own forward, so gradient synchronisation is untouched.
+accepts a boolean ``logits_to_keep`` mask and hands the head only the kept positions; the head and
+its cross-entropy then run fused and chunked (:mod:`tuneloop.train.linear_ce`), so no
+``[kept, vocab]`` logits tensor exists. The call still goes through the (possibly DDP-wrapped)
+model's own forward, so gradient synchronisation is untouched.
 """
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+
+from tuneloop.train.linear_ce import fusable_head, head_loss
 
 IGNORE = -100
 
@@ -39,9 +42,13 @@ def summed_label_loss(model, batch: dict) -> tuple[torch.Tensor, int]:
 
 def packed_label_loss(model, input_ids: torch.Tensor, position_ids: torch.Tensor, labels: torch.Tensor):
     keep, targets = label_positions(labels)
-    outputs = model(input_ids=input_ids, position_ids=position_ids, logits_to_keep=keep, use_cache=False)
-    logits = outputs.logits.float()
-    return F.cross_entropy(logits, targets, reduction="sum"), targets.numel()
+    head = fusable_head(getattr(model, "module", model))  # DDP keeps the model in .module
+    if head is None:  # a head that is adapted or rescales its logits: plain logits for the kept positions
+        outputs = model(input_ids=input_ids, position_ids=position_ids, logits_to_keep=keep, use_cache=False)
+        return F.cross_entropy(outputs.logits.float(), targets, reduction="sum"), targets.numel()
+    with head_loss(head, targets) as fused:
+        model(input_ids=input_ids, position_ids=position_ids, logits_to_keep=keep, use_cache=False)
+    return fused["loss"], targets.numel()
 
 
 def padded_label_loss(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, labels: torch.Tensor):

@@ -43,7 +43,8 @@ def train(config: RunConfig, resume: bool = False, callbacks: tuple = ()) -> Pat
     task = get_task(config.task)
     task.check_config(config)
     task.check_model(config.model)
-    check_curriculum(config, get_method(config.method.name).packs and task.packs)
+    packs = get_method(config.method.name).packs and task.packs
+    check_curriculum(config, packs)
     tokenizer = task.load_tokenizer(config.model)
     data = prepare_dataset(config.data, tokenizer, task)
     if resume:
@@ -52,6 +53,8 @@ def train(config: RunConfig, resume: bool = False, callbacks: tuple = ()) -> Pat
         run_launched(config.model_copy(update={"out": str(out)}), resume)
         return out
     model = load_model_with_method(task, config, data.labels)
+    if config.train.fused_kernels:
+        use_fused_kernels(model, packs)
     scorer = validation_scorer(task, tokenizer, data, config)
     if scorer is not None:
         scorer(model, data.splits.val[:1])  # an unknown metric fails here, before the run folder is written
@@ -116,6 +119,16 @@ def load_model_with_method(task, config: RunConfig, labels: list[str] | None):
     total = sum(p.numel() for p in model.parameters())
     console().print(f"method {config.method.name}: {trainable:,} trainable of {total:,} parameters ({100 * trainable / total:.2f}%)")
     return model
+
+
+def use_fused_kernels(model, packs: bool) -> None:
+    """Fused LoRA layers, and per-example attention where rows are packed (both fall back per call where they do not apply)."""
+    from tuneloop.train.fused_lora import fuse_lora_layers
+    from tuneloop.train.segmented_attention import use_segmented_attention
+
+    fuse_lora_layers(model)
+    if packs:
+        use_segmented_attention(model)
 
 
 def continue_adapter(model, config: RunConfig):

@@ -79,3 +79,31 @@ def test_padded_loss_equals_packed_loss(tiny_model_dir):
         padded_sum, padded_count = summed_label_loss(model, padded)
     assert packed_count == padded_count
     torch.testing.assert_close(padded_sum, packed_sum, rtol=1e-5, atol=1e-5)
+
+
+def test_fused_head_loss_and_gradients_equal_plain_logits_over_many_chunks(tiny_model_dir, monkeypatch):
+    from tuneloop.train import linear_ce, loss
+
+    model, tokenizer = load_causal_lm(str(tiny_model_dir))
+    assert linear_ce.fusable_head(model) is model.get_output_embeddings()
+    batch = collate_packed([PackedRow.from_examples(examples(tokenizer, 3))], tokenizer.pad_token_id)
+    batch.pop("real_tokens")
+    monkeypatch.setattr(linear_ce, "CHUNK_ELEMENTS", 7 * model.config.vocab_size)  # several chunks, the last one short
+    fused_loss, fused_grads = per_example_losses_and_grads(model, [batch])
+    monkeypatch.setattr(loss, "fusable_head", lambda model: None)
+    plain_loss, plain_grads = per_example_losses_and_grads(model, [batch])
+    assert int((batch["labels"] != -100).sum()) > 7
+    torch.testing.assert_close(fused_loss, plain_loss, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(fused_grads[0], plain_grads[0], rtol=1e-5, atol=1e-5)
+
+
+def test_fused_head_without_gradients_gives_the_plain_loss(tiny_model_dir):
+    model, tokenizer = load_causal_lm(str(tiny_model_dir))
+    batch = collate_packed([PackedRow.from_examples(examples(tokenizer, 2))], tokenizer.pad_token_id)
+    batch.pop("real_tokens")
+    with torch.no_grad():
+        loss, count = summed_label_loss(model, batch)
+        logits = model(input_ids=batch["input_ids"], position_ids=batch["position_ids"], use_cache=False).logits[0, :-1]
+    plain = F.cross_entropy(logits, batch["labels"][0, 1:], ignore_index=-100, reduction="sum")
+    assert count == int((batch["labels"][0, 1:] != -100).sum())
+    torch.testing.assert_close(loss, plain, rtol=1e-5, atol=1e-5)
