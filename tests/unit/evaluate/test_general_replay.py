@@ -51,7 +51,7 @@ def test_rows_come_from_the_replay_pool_only_and_are_cached(fake_answers):
 
 
 def test_more_rows_than_the_pool_holds_is_refused_before_any_generation(fake_answers):
-    with pytest.raises(ConfigError, match=r"data.replay_fraction 0.5 asks for 500 replay rows .* pool holds 104 prompts"):
+    with pytest.raises(ConfigError, match=r"data.replay_fraction 0.5 asks for 500 replay rows .* pool holds 284 prompts"):
         general_replay.replay_examples(data_config(0.5), get_task("sft"), train_rows=1000)
     assert fake_answers == []
 

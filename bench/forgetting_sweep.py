@@ -1,0 +1,70 @@
+"""One table from several ``bench/forgetting.py`` results: every variant measured, side by side.
+
+``bench/forgetting.py`` writes one result file per setting (learning rate, replay share); this
+reads any number of them and writes the variants, ordered by method, learning rate and replay
+rows, with the file each row came from. Every figure is read from those files.
+
+    python bench/forgetting_sweep.py docs/results/forgetting/*.json --out docs/results/forgetting/sweep.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+COLUMNS = ("json_field_accuracy", "answer_rouge_l", "answer_token_f1", "qa_accuracy", "general_perplexity")
+
+
+def sweep_rows(paths: list[Path]) -> tuple[dict, list[dict]]:
+    """The base model's figures and one row per measured variant."""
+    rows, base = [], None
+    for path in paths:
+        for variant in json.loads(path.read_text())["variants"]:
+            base = base or {**variant["task"]["base"], **variant["forgetting"]["base"]}
+            rows.append({
+                "variant": variant["variant"], "lr": variant["learning_rate"], "replay_rows": variant["replay_rows"],
+                "train_rows": variant["train_rows"], "steps": variant["steps"], "source": path.name,
+                **variant["task"]["tuned"], **variant["forgetting"]["tuned"],
+            })  # fmt: skip
+    rows.sort(key=lambda r: (r["variant"] != "full", r["variant"], -r["lr"], r["replay_rows"]))
+    return base, rows
+
+
+def render(base: dict, rows: list[dict]) -> str:
+    lines = [
+        "# Forgetting: every variant measured",
+        "",
+        "The triage job on smollm2-135m-instruct, each variant trained for the steps shown and scored on the same "
+        "held-out test tickets and general-ability suite (see `forgetting.md`). Higher is better except perplexity.",
+        "",
+        "| variant | lr | replay rows / train rows | steps | " + " | ".join(COLUMNS) + " | from |",
+        "|---|---:|---:|---:|" + "---:|" * len(COLUMNS) + "---|",
+        "| base model | – | – | – | " + " | ".join(_figure(base, c) for c in COLUMNS) + " | |",
+    ]
+    for row in rows:
+        lines.append(
+            f"| {row['variant']} | {row['lr']:g} | {row['replay_rows']} / {row['train_rows']} | {row['steps']} | "
+            + " | ".join(_figure(row, c) for c in COLUMNS) + f" | {row['source']} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def _figure(row: dict, column: str) -> str:
+    return f"{row[column]:.2f}" if column == "general_perplexity" else f"{row[column]:.3f}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("results", nargs="+", type=Path, help="result JSON files of bench/forgetting.py")
+    parser.add_argument("--out", type=Path, required=True, help="Markdown table to write.")
+    args = parser.parse_args()
+    from tuneloop.atomic import write_text_atomic
+
+    text = render(*sweep_rows(args.results))
+    write_text_atomic(args.out, text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
