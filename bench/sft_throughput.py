@@ -15,9 +15,10 @@ per trainer, and why each figure is defined the way it is:
   time, fp32) on the same held-out rows, after every trainer has seen the same real tokens:
   each makes ``--epochs`` passes over the same training rows.
 
-tuneloop also runs a second time with ``train.fused_kernels`` off (peft's LoRA forward and
-transformers' masked SDPA over whole packed rows), so what those kernels add is measured in the
-same run too.
+tuneloop also runs with ``train.fused_kernels`` off (peft's LoRA forward and transformers'
+masked SDPA over whole packed rows), so what those kernels add is measured in the same run too,
+and, on a CPU with native bf16 instructions (where TRL's SFTConfig trains in bf16 by default),
+with ``train.precision bf16``; bf16 rows are also set against the bf16 matmul peak.
 
 Each trainer runs in its own subprocess so that neither memory nor warm caches leak between
 them. The machine may be shared with other work: compare the ratios, which are measured
@@ -43,12 +44,13 @@ import tempfile
 import time
 from pathlib import Path
 
-TRAINERS = ("trl", "hf", "tuneloop-unfused", "tuneloop")
+TRAINERS = ("trl", "hf", "tuneloop-unfused", "tuneloop", "tuneloop-bf16")
 NAMES = {
     "trl": "TRL SFTTrainer",
     "hf": "transformers Trainer + peft, padding collator",
     "tuneloop-unfused": "tuneloop, train.fused_kernels off",
     "tuneloop": "tuneloop",
+    "tuneloop-bf16": "tuneloop, train.precision bf16",
     "base": "base model, untrained",
 }
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -205,12 +207,13 @@ def read_jsonl(path: str | Path) -> list[dict]:
 # --- the machine -----------------------------------------------------------------------------
 
 
-def matmul_peak_gflops(n: int = 2048, repeats: int = 4, rounds: int = 5) -> float:
-    """Best fp32 ``torch.mm`` rate over all threads: the roof useful FLOP/s are compared against."""
+def matmul_peak_gflops(n: int = 2048, repeats: int = 4, rounds: int = 5, dtype: str = "fp32") -> float:
+    """Best ``torch.mm`` rate over all threads: the roof useful FLOP/s are compared against."""
     import torch
 
     torch.set_num_threads(os.cpu_count() or 1)
-    a, b, out = torch.randn(n, n), torch.randn(n, n), torch.empty(n, n)
+    kind = {"fp32": torch.float32, "bf16": torch.bfloat16}[dtype]
+    a, b, out = torch.randn(n, n, dtype=kind), torch.randn(n, n, dtype=kind), torch.empty(n, n, dtype=kind)
     torch.mm(a, b, out=out)  # first call pays for thread start-up and packing buffers
     best = 0.0
     for _ in range(rounds):
@@ -221,9 +224,9 @@ def matmul_peak_gflops(n: int = 2048, repeats: int = 4, rounds: int = 5) -> floa
     return best
 
 
-def sample_peak() -> float:
-    gflops = matmul_peak_gflops()
-    print(f"fp32 matmul: {gflops:.1f} GFLOP/s", flush=True)
+def sample_peak(dtype: str = "fp32") -> float:
+    gflops = matmul_peak_gflops(dtype=dtype)
+    print(f"{dtype} matmul: {gflops:.1f} GFLOP/s", flush=True)
     return gflops
 
 
@@ -274,11 +277,17 @@ def main(argv: list[str] | None = None) -> int:
     spec = prepare(args, workdir)
     load_before = os.getloadavg()
     peaks, runs = [], {}
-    for name in ["base", *args.trainers.split(",")]:
+    names = args.trainers.split(",")
+    if "tuneloop-bf16" in names and not native_bf16():
+        print("no native bf16 on this CPU (bf16 would be emulated): tuneloop-bf16 left out", flush=True)
+        names.remove("tuneloop-bf16")
+    bf16_peaks = [sample_peak("bf16")] if native_bf16() else []
+    for name in ["base", *names]:
         peaks.append(sample_peak())  # sampled between trainers: on a shared machine the best sample is the roof
         runs[name] = run_least_disturbed({**spec, "trainer": name}, workdir, args, peaks)
     peaks.append(sample_peak())
-    report = build_report(args, spec, runs, peaks, (load_before, os.getloadavg()))
+    bf16_peaks += [sample_peak("bf16")] if bf16_peaks else []
+    report = build_report(args, spec, runs, peaks, (load_before, os.getloadavg()), bf16_peaks)
     write_results(report, args.out)
     print_report(report)
     return 0 if all("error" not in run for run in runs.values()) else 1
@@ -378,10 +387,11 @@ def run_worker(spec: dict, workdir: Path) -> dict:
 # --- report ----------------------------------------------------------------------------------
 
 
-def build_report(args, spec: dict, runs: dict, peaks: list[float], loads: tuple) -> dict:
+def build_report(args, spec: dict, runs: dict, peaks: list[float], loads: tuple, bf16_peaks: list[float]) -> dict:
     peak = max(peaks)
+    bf16_peak = max(bf16_peaks) if bf16_peaks else None
     params = runs["base"].get("base_parameters")
-    trainers = {name: trainer_figures(run, params, peak) for name, run in runs.items() if name != "base"}
+    trainers = {name: trainer_figures(run, params, peak, bf16_peak) for name, run in runs.items() if name != "base"}
     return {
         "benchmark": "sft_throughput",
         "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]) if sys.argv[0] else "",
@@ -389,6 +399,8 @@ def build_report(args, spec: dict, runs: dict, peaks: list[float], loads: tuple)
             **machine_info(),
             "matmul_peak_gflops": round(peak, 1),
             "matmul_gflops_samples": [round(p, 1) for p in peaks],  # before each trainer and at the end
+            "bf16_matmul_peak_gflops": round(bf16_peak, 1) if bf16_peak else None,
+            "bf16_matmul_gflops_samples": [round(p, 1) for p in bf16_peaks],  # at the start and the end
             "load_average_1m_before_after": [round(loads[0][0], 2), round(loads[1][0], 2)],
             "note": "the machine may be shared with other jobs; compare ratios taken within one run",
         },
@@ -419,14 +431,17 @@ def setup_summary(args, spec: dict, params: int | None) -> dict:
     }
 
 
-def trainer_figures(run: dict, params: int | None, peak: float) -> dict:
+def trainer_figures(run: dict, params: int | None, peak: float, bf16_peak: float | None) -> dict:
     """Per-trainer figures, every one computed from what the worker measured."""
     if "error" in run:
         return run
     tokens_per_s = run["real_tokens"] / run["train_seconds"]
     gflops = LORA_FLOPS_PER_PARAM * params * tokens_per_s / 1e9 if params else None
+    precision = run.get("settings", {}).get("precision", "fp32")
     return {
         "name": NAMES[run["trainer"]],
+        "precision": precision,
+        "share_of_bf16_peak": round(gflops / bf16_peak, 4) if gflops and bf16_peak and precision == "bf16" else None,
         "real_tokens_per_s": round(tokens_per_s, 2),
         "useful_gflops": round(gflops, 2) if gflops else None,
         "share_of_peak": round(gflops / peak, 4) if gflops else None,
@@ -495,16 +510,16 @@ def markdown_table(report: dict) -> str:
         f"torch {machine['torch']}; fp32 matmul peak {machine['matmul_peak_gflops']} GFLOP/s measured in the same run. "
         f"Useful FLOPs = {setup['useful_flops_per_real_token']} per real (non-padding) token.",
         "",
-        "| trainer | real tokens/s | useful GFLOP/s | % of matmul peak | peak RSS (MB) | val loss | steps | real tokens "
-        "| train s | cores used | other load |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| trainer | precision | real tokens/s | useful GFLOP/s | % of fp32 matmul peak | peak RSS (MB) | val loss | steps "
+        "| real tokens | train s | cores used | other load |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for name, run in report["trainers"].items():
         if "error" in run:
-            lines.append(f"| {NAMES[name]} | failed: {run['error']} | | | | | | | | | |")
+            lines.append(f"| {NAMES[name]} | failed: {run['error']} | | | | | | | | | | |")
             continue
         lines.append(
-            f"| {run['name']} | {run['real_tokens_per_s']:.1f} | {run['useful_gflops']:.1f} | "
+            f"| {run['name']} | {run['precision']} | {run['real_tokens_per_s']:.1f} | {run['useful_gflops']:.1f} | "
             f"{100 * run['share_of_peak']:.1f}% | {run['peak_rss_mb']:,.0f} | {run['val_loss']:.4f} | {run['steps']} | "
             f"{run['real_tokens']:,} | {run['train_seconds']:.1f} | {run['cores_used']:.2f} | "
             f"{run['other_load_cores'] if run['other_load_cores'] is not None else 'n/a'} |"
@@ -518,6 +533,14 @@ def markdown_table(report: dict) -> str:
         f"load average {machine['load_average_1m_before_after'][0]} before, {machine['load_average_1m_before_after'][1]} after.",
         "",
     ]
+    bf16_rows = [run for run in report["trainers"].values() if run.get("share_of_bf16_peak")]
+    if bf16_rows:
+        lines += [
+            f"bf16 matmul peak {machine['bf16_matmul_peak_gflops']} GFLOP/s (samples "
+            f"{', '.join(str(p) for p in machine['bf16_matmul_gflops_samples'])}); against it, in bf16: "
+            + "; ".join(f"{run['name']} {100 * run['share_of_bf16_peak']:.1f}%" for run in bf16_rows) + ".",
+            "",
+        ]
     lines += ratio_lines(report)
     return "\n".join(lines) + "\n"
 
@@ -719,6 +742,7 @@ def trl_worker(spec: dict) -> dict:
                 "bf16": spec["trl_precision"] == "bf16"}  # fmt: skip
     args = SFTConfig(**common_arguments(spec, f"{spec['workdir']}/trl-run"), **settings)
     settings["gradient_checkpointing"] = args.gradient_checkpointing  # SFTConfig's default, recorded
+    settings["precision"] = spec["trl_precision"]
     trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
                          peft_config=lora_config(spec))  # fmt: skip
     counter = CountingCollator(trainer.data_collator)
@@ -745,14 +769,15 @@ def hf_worker(spec: dict) -> dict:
     return {**timing, "settings": settings, "model": trainer.model, "tokenizer": tokenizer}
 
 
-def tuneloop_worker(spec: dict, fused_kernels: bool = True) -> dict:
+def tuneloop_worker(spec: dict, fused_kernels: bool = True, precision: str = "auto") -> dict:
     """tuneloop's own recipe, ``train(config)``, on the same rows (no split held back: the
     validation rows live in their own file); the trained adapter is then loaded back for scoring.
     ``fused_kernels=False`` measures what the fused LoRA layers and per-example attention add."""
     from tuneloop.config import load_config
-    from tuneloop.train.run import train
+    from tuneloop.train.run import mixed_precision, train
 
     run_dir = Path(spec["workdir"]) / f"{spec['trainer']}-run"
+    resolved = "bf16" if mixed_precision(precision)["bf16"] else "fp32"  # what "auto" means here
     settings = {
         "project": "bench", "out": str(run_dir), "model.name": spec["model"],
         "data.path": [spec["train_path"]], "data.format": "alpaca", "data.val_fraction": 0.0,
@@ -762,6 +787,7 @@ def tuneloop_worker(spec: dict, fused_kernels: bool = True) -> dict:
         "train.epochs": spec["epochs"], "train.learning_rate": spec["lr"], "train.warmup_ratio": spec["warmup_ratio"],
         "train.tokens_per_batch": spec["tokens_per_batch"], "train.pack_length": spec["max_length"],
         "train.seed": spec["seed"], "train.early_stopping_patience": 0, "train.fused_kernels": fused_kernels,
+        "train.precision": precision,
     }  # fmt: skip
     if run_dir.exists():
         import shutil
@@ -778,7 +804,7 @@ def tuneloop_worker(spec: dict, fused_kernels: bool = True) -> dict:
         "fed_tokens": None,
         "steps": summary["steps"],
         "settings": {"tokens_per_batch": spec["tokens_per_batch"], "pack_length": spec["max_length"], "packing": True,
-                     "fused_kernels": fused_kernels, "train_json_seconds": summary["seconds"]},  # fmt: skip
+                     "fused_kernels": fused_kernels, "precision": resolved, "train_json_seconds": summary["seconds"]},  # fmt: skip
         "model": model,
         "tokenizer": tokenizer,
     }
@@ -828,8 +854,12 @@ def tuneloop_unfused_worker(spec: dict) -> dict:
     return tuneloop_worker(spec, fused_kernels=False)
 
 
+def tuneloop_bf16_worker(spec: dict) -> dict:
+    return tuneloop_worker(spec, precision="bf16")
+
+
 WORKERS = {"base": base_worker, "trl": trl_worker, "hf": hf_worker, "tuneloop-unfused": tuneloop_unfused_worker,
-           "tuneloop": tuneloop_worker}  # fmt: skip
+           "tuneloop": tuneloop_worker, "tuneloop-bf16": tuneloop_bf16_worker}  # fmt: skip
 
 
 if __name__ == "__main__":

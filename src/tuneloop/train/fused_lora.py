@@ -34,7 +34,8 @@ def fused_forward(self, x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
     if args or kwargs or adapter is None:
         return self.peft_forward(x, *args, **kwargs)
     lora_a, lora_b = self.lora_A[adapter].weight, self.lora_B[adapter].weight
-    if x.dtype != lora_a.dtype or self.lora_B[adapter].bias is not None:
+    mixed_dtypes = x.dtype != lora_a.dtype and not torch.is_autocast_enabled(x.device.type)  # autocast casts them
+    if mixed_dtypes or self.lora_B[adapter].bias is not None:
         return self.peft_forward(x)
     flat = x.reshape(-1, x.shape[-1])
     out = F.linear(flat, self.base_layer.weight, self.base_layer.bias)
