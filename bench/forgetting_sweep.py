@@ -27,7 +27,7 @@ def sweep_rows(paths: list[Path]) -> tuple[dict, list[dict]]:
                 "train_rows": variant["train_rows"], "steps": variant["steps"], "source": path.name,
                 **variant["task"]["tuned"], **variant["forgetting"]["tuned"],
             })  # fmt: skip
-    rows.sort(key=lambda r: (r["variant"] != "full", r["variant"], -r["lr"], r["replay_rows"]))
+    rows.sort(key=lambda r: (r["variant"] != "full", r["variant"], -r["lr"], r["replay_rows"], r["steps"]))
     return base, rows
 
 
