@@ -46,7 +46,7 @@ class LinearCrossEntropy(torch.autograd.Function):
 def chunked_loss_and_grads(hidden, weight, bias, targets, needs: tuple[bool, bool, bool]):
     """Summed fp32 loss and, where ``needs`` asks, the gradients of hidden, weight and bias."""
     most_rows = max(1, CHUNK_ELEMENTS // weight.shape[0])
-    chunks = -(-hidden.shape[0] // most_rows)
+    chunks = max(1, -(-hidden.shape[0] // most_rows))  # one (empty) chunk when no position has a label
     rows = max(1, -(-hidden.shape[0] // chunks))  # equal chunks: a short last one would run slowly
     total = torch.zeros((), dtype=torch.float32, device=hidden.device)
     hidden_grad = torch.empty_like(hidden) if needs[0] else None

@@ -107,3 +107,12 @@ def test_fused_head_without_gradients_gives_the_plain_loss(tiny_model_dir):
     plain = F.cross_entropy(logits, batch["labels"][0, 1:], ignore_index=-100, reduction="sum")
     assert count == int((batch["labels"][0, 1:] != -100).sum())
     torch.testing.assert_close(loss, plain, rtol=1e-5, atol=1e-5)
+
+
+def test_fused_head_loss_of_a_batch_without_labels_is_zero():
+    from tuneloop.train.linear_ce import LinearCrossEntropy
+
+    hidden = torch.zeros(0, 8, requires_grad=True)
+    loss = LinearCrossEntropy.apply(hidden, torch.randn(50, 8), None, torch.zeros(0, dtype=torch.long))
+    loss.backward()
+    assert float(loss) == 0.0 and hidden.grad.shape == (0, 8)
