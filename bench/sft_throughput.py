@@ -277,16 +277,16 @@ def main(argv: list[str] | None = None) -> int:
     spec = prepare(args, workdir)
     load_before = os.getloadavg()
     peaks, runs = [], {}
-    names = args.trainers.split(",")
-    if "tuneloop-bf16" in names and not native_bf16():
+    names, has_bf16 = args.trainers.split(","), native_bf16()
+    if "tuneloop-bf16" in names and not has_bf16:
         print("no native bf16 on this CPU (bf16 would be emulated): tuneloop-bf16 left out", flush=True)
         names.remove("tuneloop-bf16")
-    bf16_peaks = [sample_peak("bf16")] if native_bf16() else []
+    bf16_peaks = [sample_peak("bf16")] if has_bf16 else []
     for name in ["base", *names]:
         peaks.append(sample_peak())  # sampled between trainers: on a shared machine the best sample is the roof
         runs[name] = run_least_disturbed({**spec, "trainer": name}, workdir, args, peaks)
     peaks.append(sample_peak())
-    bf16_peaks += [sample_peak("bf16")] if bf16_peaks else []
+    bf16_peaks += [sample_peak("bf16")] if has_bf16 else []
     report = build_report(args, spec, runs, peaks, (load_before, os.getloadavg()), bf16_peaks)
     write_results(report, args.out)
     print_report(report)

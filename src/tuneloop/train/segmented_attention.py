@@ -17,13 +17,14 @@ from __future__ import annotations
 import torch
 
 NAME = "tuneloop_segmented_sdpa"
+_last_spans: tuple = (None, -1, None)  # (position_ids, its version, spans): every layer of a forward gets the same tensor
 
 
 def segmented_attention(module, query, key, value, attention_mask, dropout=0.0, scaling=None, position_ids=None, **kwargs):
     """``query`` ``[batch, heads, seq, dim]`` -> ``([batch, seq, heads, dim], None)``, as transformers' SDPA."""
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
-    spans = example_spans(position_ids) if query.shape[2] == key.shape[2] else None
+    spans = spans_of_forward(position_ids) if query.shape[2] == key.shape[2] else None
     if spans is None or len(spans) != query.shape[0]:
         return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs)
     rows = []
@@ -37,6 +38,16 @@ def segmented_attention(module, query, key, value, attention_mask, dropout=0.0, 
         ]  # fmt: skip
         rows.append(torch.cat(parts, dim=1))
     return torch.cat(rows, dim=0), None
+
+
+def spans_of_forward(position_ids: torch.Tensor | None) -> list[list[tuple[int, int]]] | None:
+    """:func:`example_spans`, read once per forward pass rather than once per layer (a device sync on GPUs)."""
+    global _last_spans
+    tensor, version, spans = _last_spans
+    if position_ids is None or tensor is not position_ids or version != position_ids._version:
+        spans = example_spans(position_ids)
+        _last_spans = (position_ids, -1 if position_ids is None else position_ids._version, spans)
+    return spans
 
 
 def example_spans(position_ids: torch.Tensor | None) -> list[list[tuple[int, int]]] | None:

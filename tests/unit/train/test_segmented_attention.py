@@ -3,6 +3,7 @@
 import torch
 
 from tuneloop.models.load import load_causal_lm
+from tuneloop.train import segmented_attention
 from tuneloop.train.segmented_attention import NAME, example_spans, use_segmented_attention
 
 
@@ -44,3 +45,15 @@ def test_generation_is_unchanged_by_segmented_attention(tiny_model_dir):
         use_segmented_attention(model)
         generated = model.generate(prompts, **settings)
     assert torch.equal(generated, expected)
+
+
+def test_example_spans_are_read_once_per_forward(tiny_model_dir, monkeypatch):
+    model, _ = load_causal_lm(str(tiny_model_dir))
+    use_segmented_attention(model)
+    reads = []
+    monkeypatch.setattr(segmented_attention, "example_spans", lambda ids: reads.append(1) or example_spans(ids))
+    ids = torch.randint(3, model.config.vocab_size, (1, 10))
+    with torch.no_grad():
+        for _ in range(2):
+            model(input_ids=ids, position_ids=torch.tensor([[*range(4), *range(6)]]), use_cache=False)
+    assert model.config.num_hidden_layers > 1 and len(reads) == 2
