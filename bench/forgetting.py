@@ -37,9 +37,13 @@ TASK_METRICS = ("json_field_accuracy", "json_valid", "exact_match")
 FORGETTING_METRICS = ("answer_rouge_l", "answer_token_f1", "qa_accuracy", "general_perplexity")
 
 
-def variants(replay_fraction: float, replay_tokens: int, full_lr: float, lora_lr: float | None) -> dict[str, list[str]]:
+def variants(
+    replay_fraction: float, replay_tokens: int, full_lr: float, lora_lr: float | None, replay_temperature: float | None = None
+) -> dict[str, list[str]]:
     """Variant name -> the flags that make it differ from the shared command."""
     replay = ["--replay-fraction", f"{replay_fraction:g}", "--replay-max-new-tokens", str(replay_tokens)]
+    if replay_temperature is not None:
+        replay += ["--replay-temperature", f"{replay_temperature:g}"]
     lora = ["--method", "lora", *(["--lr", f"{lora_lr:g}"] if lora_lr is not None else [])]
     return {
         "lora": lora,
@@ -82,6 +86,7 @@ def result_row(name: str, run: Path, cmds: list[list[str]]) -> dict:
         "train_seconds": train["seconds"],
         "trainable_parameters": train["trainable_parameters"],
         "replay_rows": (data.get("replay") or {}).get("rows", 0),
+        "replay_temperature": (data.get("replay") or {}).get("temperature", 0.0),  # runs before it was recorded: greedy
         "train_rows": data["split_sizes"]["train"],
         "test_examples": metrics["test_examples"],
         "task": {"base": {m: metrics["base"][m] for m in TASK_METRICS}, "tuned": {m: metrics["tuned"][m] for m in TASK_METRICS}},
@@ -159,6 +164,9 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=30, help="Optimiser steps of every variant.")
     parser.add_argument("--replay-fraction", type=float, default=0.2, help="Replay rows, as a share of the training split.")
     parser.add_argument("--replay-tokens", type=int, default=64, help="Tokens the base model may use per replay answer.")
+    parser.add_argument(
+        "--replay-temperature", type=float, default=None, help="Temperature of the replay answers (default: the config's; 0 is greedy)."
+    )
     parser.add_argument("--full-lr", type=float, default=5e-5, help="Learning rate of full fine-tuning.")
     parser.add_argument("--lora-lr", type=float, default=None, help="Learning rate of both LoRA variants (default: the config's).")
     parser.add_argument("--test-rows", type=int, default=60, help="Held-out test tickets each variant is scored on.")
@@ -168,7 +176,7 @@ def main() -> None:
     from tuneloop.atomic import write_json_atomic, write_text_atomic
     from tuneloop.config import load_config
 
-    chosen = variants(args.replay_fraction, args.replay_tokens, args.full_lr, args.lora_lr)
+    chosen = variants(args.replay_fraction, args.replay_tokens, args.full_lr, args.lora_lr, args.replay_temperature)
     if args.only:
         chosen = {name: flags for name, flags in chosen.items() if name in args.only.split(",")}
     rows = []

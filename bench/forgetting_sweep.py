@@ -24,11 +24,21 @@ def sweep_rows(paths: list[Path]) -> tuple[dict, list[dict]]:
             base = base or {**variant["task"]["base"], **variant["forgetting"]["base"]}
             rows.append({
                 "variant": variant["variant"], "lr": variant["learning_rate"], "replay_rows": variant["replay_rows"],
+                "replay_answers": _replay_answers(variant),
                 "train_rows": variant["train_rows"], "steps": variant["steps"], "source": path.name,
                 **variant["task"]["tuned"], **variant["forgetting"]["tuned"],
             })  # fmt: skip
-    rows.sort(key=lambda r: (r["variant"] != "full", r["variant"], -r["lr"], r["replay_rows"], r["steps"]))
+    rows.sort(key=lambda r: (r["variant"] != "full", r["variant"], -r["lr"], r["replay_rows"], r["replay_answers"], r["steps"]))
     return base, rows
+
+
+def _replay_answers(variant: dict) -> str:
+    """How the replay answers were generated: greedy, or sampled at a temperature (results before the
+    temperature was recorded were greedy)."""
+    if not variant["replay_rows"]:
+        return "–"
+    temperature = variant.get("replay_temperature", 0.0)
+    return f"sampled, T={temperature:g}" if temperature > 0 else "greedy"
 
 
 def render(base: dict, rows: list[dict]) -> str:
@@ -38,13 +48,13 @@ def render(base: dict, rows: list[dict]) -> str:
         "The triage job on smollm2-135m-instruct, each variant trained for the steps shown and scored on the same "
         "held-out test tickets and general-ability suite (see `forgetting.md`). Higher is better except perplexity.",
         "",
-        "| variant | lr | replay rows / train rows | steps | " + " | ".join(COLUMNS) + " | from |",
-        "|---|---:|---:|---:|" + "---:|" * len(COLUMNS) + "---|",
-        "| base model | – | – | – | " + " | ".join(_figure(base, c) for c in COLUMNS) + " | |",
+        "| variant | lr | replay rows / train rows | replay answers | steps | " + " | ".join(COLUMNS) + " | from |",
+        "|---|---:|---:|---|---:|" + "---:|" * len(COLUMNS) + "---|",
+        "| base model | – | – | – | – | " + " | ".join(_figure(base, c) for c in COLUMNS) + " | |",
     ]
     for row in rows:
         lines.append(
-            f"| {row['variant']} | {row['lr']:g} | {row['replay_rows']} / {row['train_rows']} | {row['steps']} | "
+            f"| {row['variant']} | {row['lr']:g} | {row['replay_rows']} / {row['train_rows']} | {row['replay_answers']} | {row['steps']} | "
             + " | ".join(_figure(row, c) for c in COLUMNS) + f" | {row['source']} |"
         )
     return "\n".join(lines) + "\n"

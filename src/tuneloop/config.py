@@ -79,6 +79,11 @@ class DataConfig(SourceConfig):
     )  # fmt: skip
     replay_model: str | None = Field(None, description="Model that answers the replay prompts (default: model.name).")
     replay_max_new_tokens: int = Field(96, gt=0, description="Tokens the base model may use per replay answer.")
+    replay_temperature: float = Field(
+        1.0, ge=0.0, le=2.0,
+        description="Replay answers are sampled from the base model at this temperature (seeded by data.seed); "
+        "1.0 keeps its own distribution, 0 takes greedy answers, which sharpen it.",
+    )  # fmt: skip
     task_name: str = Field("main", pattern=r"^[A-Za-z0-9_.-]+$", description="Name of this dataset in per-task metrics when data.mix adds others.")
     task_weight: float = Field(1.0, gt=0, description="Mixing weight of this dataset when data.mix adds others (> 0).")
     mix: list[MixSource] = Field(

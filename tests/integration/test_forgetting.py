@@ -16,7 +16,7 @@ from tuneloop.evaluate.general_suite import eval_prompts, replay_prompts
 def replay_answers(monkeypatch, tmp_path):
     """Deterministic base answers (a tiny random model mostly answers nothing)."""
     monkeypatch.setenv("TUNELOOP_HOME", str(tmp_path / "home"))
-    monkeypatch.setattr(general_replay, "generate_answers", lambda model, prompts, n: [f"Answer: {p}" for p in prompts])
+    monkeypatch.setattr(general_replay, "generate_answers", lambda model, prompts, settings: [f"Answer: {p}" for p in prompts])
 
 
 def split_rows(run, name: str) -> list[dict]:

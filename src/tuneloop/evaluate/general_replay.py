@@ -5,6 +5,12 @@ the base model; the answers are cached under ``$TUNELOOP_HOME/replay`` keyed by 
 generation settings, and the pairs join the training split as chat rows (never validation or
 test). Training on its own answers anchors the tuned model to the base's general behaviour.
 
+Answers are sampled at ``data.replay_temperature`` (1.0 by default). Cross-entropy on samples
+drawn from the base is, in expectation, the KL divergence from the base's distribution to the
+tuned model's: replay then distils the base rather than its single most likely answer. Greedy
+answers (temperature 0) teach the model to put all its mass on one continuation, which shows as
+higher perplexity on general prose.
+
 >>> rows, record = replay_examples(config.data, get_task("sft"), train_rows=400)  # doctest: +SKIP
 """
 
@@ -15,6 +21,7 @@ import json
 import random
 import re
 from pathlib import Path
+from typing import NamedTuple
 
 from tuneloop.atomic import write_json_atomic
 from tuneloop.data.schema import Example
@@ -58,7 +65,12 @@ def replay_examples(cfg, task, train_rows: int) -> tuple[list[Example], dict | N
         return [], None
     pool = replay_prompts()
     chosen = random.Random(cfg.seed).sample(range(len(pool)), wanted)
-    answers = base_answers(cfg.replay_model, [pool[i] for i in chosen], cfg.replay_max_new_tokens)
+    sampled = cfg.replay_temperature > 0
+    settings = GenerationSettings(cfg.replay_max_new_tokens, cfg.replay_temperature, cfg.seed if sampled else 0)
+    # The whole pool is answered (once, then cached): a sampled answer then depends on its prompt and
+    # the settings only, not on which other prompts an earlier run happened to ask for.
+    everything = base_answers(cfg.replay_model, pool, settings)
+    answers = [everything[i] for i in chosen]
     examples = [
         Example(REPLAY_SOURCE, index + 1, ({"role": "user", "content": pool[index]}, {"role": "assistant", "content": answer}))
         for index, answer in zip(chosen, answers)
@@ -70,6 +82,7 @@ def replay_examples(cfg, task, train_rows: int) -> tuple[list[Example], dict | N
         "fraction": cfg.replay_fraction,
         "model": cfg.replay_model,
         "max_new_tokens": cfg.replay_max_new_tokens,
+        "temperature": cfg.replay_temperature,
         "pool_prompts": len(pool),
         "pool_sha256": content_hash(pool),
         "rows_sha256": content_hash(m["content"] for e in examples for m in e.messages),
@@ -77,29 +90,39 @@ def replay_examples(cfg, task, train_rows: int) -> tuple[list[Example], dict | N
     return examples, record
 
 
-def base_answers(model_name: str, prompts: list[str], max_new_tokens: int) -> list[str]:
+class GenerationSettings(NamedTuple):
+    """How the replay answers are generated: part of their cache key."""
+
+    max_new_tokens: int
+    temperature: float = 0.0
+    seed: int = 0
+
+
+def base_answers(model_name: str, prompts: list[str], settings: GenerationSettings) -> list[str]:
     """The model's answers to ``prompts`` (no system prompt), generating only those not cached yet."""
-    cache_path = replay_cache_path(model_name, max_new_tokens)
+    cache_path = replay_cache_path(model_name, settings)
     cached = json.loads(cache_path.read_text(encoding="utf-8"))["answers"] if cache_path.is_file() else {}
     missing = [p for p in dict.fromkeys(prompts) if p not in cached]
     if missing:
-        cached.update(zip(missing, generate_answers(model_name, missing, max_new_tokens)))
-        write_json_atomic(cache_path, {"model": model_name, "max_new_tokens": max_new_tokens, "answers": cached})
+        cached.update(zip(missing, generate_answers(model_name, missing, settings)))
+        write_json_atomic(cache_path, {"model": model_name, **settings._asdict(), "answers": cached})
     return [cached[p] for p in prompts]
 
 
-def generate_answers(model_name: str, prompts: list[str], max_new_tokens: int) -> list[str]:
+def generate_answers(model_name: str, prompts: list[str], settings: GenerationSettings) -> list[str]:
     from tuneloop.evaluate.general_suite import user_turn
     from tuneloop.evaluate.generate import generate_texts
     from tuneloop.models.load import load_causal_lm
     from tuneloop.progress import status
     from tuneloop.train.sft_data import ensure_chat_template, render_prompt
 
-    with status(f"Replay: {model_name} answers {len(prompts)} general prompts (cached for later runs)"):
+    how = f"sampled at temperature {settings.temperature:g}" if settings.temperature > 0 else "greedy"
+    with status(f"Replay: {model_name} answers {len(prompts)} general prompts ({how}; cached for later runs)"):
         model, tokenizer = load_causal_lm(model_name)
         ensure_chat_template(tokenizer)
         rendered = [render_prompt(tokenizer, user_turn(p)) for p in prompts]
-        return [end_at_sentence(a) for a in generate_texts(model, tokenizer, rendered, max_new_tokens)]
+        answers = generate_texts(model, tokenizer, rendered, settings.max_new_tokens, temperature=settings.temperature, seed=settings.seed)
+        return [end_at_sentence(a) for a in answers]
 
 
 def end_at_sentence(text: str) -> str:
@@ -112,10 +135,10 @@ def end_at_sentence(text: str) -> str:
     return text[: ends[-1]] if ends else text
 
 
-def replay_cache_path(model_name: str, max_new_tokens: int) -> Path:
+def replay_cache_path(model_name: str, settings: GenerationSettings) -> Path:
     from tuneloop.models.load import tuneloop_home
 
-    key = {"model": model_name, "weights": model_identity(model_name), "max_new_tokens": max_new_tokens, "version": CACHE_VERSION}
+    key = {"model": model_name, "weights": model_identity(model_name), **settings._asdict(), "version": CACHE_VERSION}
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:24]
     return tuneloop_home() / "replay" / f"{digest}.json"
 

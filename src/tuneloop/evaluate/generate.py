@@ -1,15 +1,28 @@
-"""Batched greedy generation for evaluation and the CLI."""
+"""Batched generation (greedy, or seeded sampling) for evaluation, replay and the CLI."""
 
 from __future__ import annotations
 
 from typing import Iterable
 
 
-def generate_texts(model, tokenizer, prompts: list[str], max_new_tokens: int = 64, batch_size: int = 16, progress=None) -> list[str]:
-    """Greedy completions of rendered ``prompts``, in input order.
+def generate_texts(
+    model, tokenizer, prompts: list[str], max_new_tokens: int = 64, batch_size: int = 16, progress=None,
+    temperature: float = 0.0, seed: int = 0,
+) -> list[str]:
+    """Completions of rendered ``prompts``, in input order: greedy, or sampled at ``temperature`` > 0
+    (plain ancestral sampling, no top-k/top-p, seeded by ``seed``).
 
     Prompts are batched by length (left-padded) so little compute goes to padding.
     """
+    import torch
+
+    sampling = {"do_sample": True, "temperature": temperature, "top_k": 0, "top_p": 1.0} if temperature > 0 else {"do_sample": False}
+    with torch.random.fork_rng():  # seeded sampling leaves the caller's random state alone
+        torch.manual_seed(seed)
+        return _generate_batches(model, tokenizer, prompts, max_new_tokens, batch_size, progress, sampling)
+
+
+def _generate_batches(model, tokenizer, prompts, max_new_tokens, batch_size, progress, sampling) -> list[str]:
     import torch
 
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
@@ -23,7 +36,7 @@ def generate_texts(model, tokenizer, prompts: list[str], max_new_tokens: int = 6
             generated = model.generate(
                 **batch,
                 max_new_tokens=max_new_tokens,
-                do_sample=False,
+                **sampling,
                 pad_token_id=tokenizer.pad_token_id,
                 eos_token_id=tokenizer.eos_token_id,
             )

@@ -18,9 +18,9 @@ def fake_answers(monkeypatch, tmp_path):
     """The base model's answers without a model: counts the prompts each call generates."""
     calls = []
 
-    def generate(model_name, prompts, max_new_tokens):
-        calls.append(list(prompts))
-        return [f"answer to {p}" for p in prompts]
+    def generate(model_name, prompts, settings):
+        calls.append((list(prompts), settings))
+        return [f"answer to {p} at {settings.temperature:g}" for p in prompts]
 
     monkeypatch.setenv("TUNELOOP_HOME", str(tmp_path / "home"))
     monkeypatch.setattr(general_replay, "generate_answers", generate)
@@ -28,8 +28,8 @@ def fake_answers(monkeypatch, tmp_path):
     return calls
 
 
-def data_config(fraction: float, model: str = "base-model"):
-    return load_config(None, {"model.name": model, "data.replay_fraction": fraction}).data
+def data_config(fraction: float, model: str = "base-model", **overrides):
+    return load_config(None, {"model.name": model, "data.replay_fraction": fraction, **overrides}).data
 
 
 def test_replay_model_defaults_to_the_base_model_and_is_recorded():
@@ -46,8 +46,24 @@ def test_rows_come_from_the_replay_pool_only_and_are_cached(fake_answers):
     assert record["model"] == "base-model" and len(record["pool_sha256"]) == 64
     again, _ = general_replay.replay_examples(data_config(0.1), get_task("sft"), train_rows=200)
     assert again == rows and len(fake_answers) == 1  # the second time everything came from the cache
-    cache = general_replay.replay_cache_path("base-model", 96)
-    assert len(json.loads(cache.read_text())["answers"]) == 20
+    cache = general_replay.replay_cache_path("base-model", general_replay.GenerationSettings(96, 1.0, 0))
+    assert len(json.loads(cache.read_text())["answers"]) == len(replay_prompts())  # the whole pool, once
+
+
+def test_answers_are_sampled_at_the_configured_temperature_and_seed_by_default(fake_answers):
+    rows, record = general_replay.replay_examples(data_config(0.1, **{"data.seed": 7}), get_task("sft"), train_rows=200)
+    (_, settings), = fake_answers
+    assert settings == general_replay.GenerationSettings(96, 1.0, 7) and record["temperature"] == 1.0
+    assert all(r.messages[1]["content"].endswith(" at 1") for r in rows)
+
+
+def test_greedy_answers_have_their_own_cache_which_ignores_the_seed(fake_answers):
+    greedy = {"data.replay_temperature": 0.0}
+    general_replay.replay_examples(data_config(0.1, **greedy), get_task("sft"), train_rows=200)
+    general_replay.replay_examples(data_config(0.1, **greedy, **{"data.seed": 3}), get_task("sft"), train_rows=200)
+    assert [settings for _, settings in fake_answers] == [general_replay.GenerationSettings(96, 0.0, 0)]
+    general_replay.replay_examples(data_config(0.1), get_task("sft"), train_rows=200)  # sampled: not the greedy cache
+    assert len(fake_answers) == 2
 
 
 def test_more_rows_than_the_pool_holds_is_refused_before_any_generation(fake_answers):
