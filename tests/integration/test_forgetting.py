@@ -9,7 +9,7 @@ import pytest
 from helpers import run_cli, tiny_config, toy_label_rows, write_jsonl
 from tuneloop.config import RunConfig
 from tuneloop.evaluate import general_replay
-from tuneloop.evaluate.general_suite import eval_prompts, replay_prompts
+from tuneloop.evaluate.general_suite import eval_prompts, general_questions, replay_prompts
 
 
 @pytest.fixture
@@ -60,7 +60,10 @@ def test_eval_writes_the_forgetting_section_and_report(replay_run):
     assert forgetting["suite"]["prompts"] == 4 and forgetting["base"]["general_perplexity"] > 1.0
     assert json.loads((replay_run / "metrics.json").read_text())["forgetting"] == forgetting
     answers = [json.loads(line) for line in (replay_run / "forgetting.jsonl").read_text().splitlines()]
-    assert [a["prompt"] for a in answers] == list(eval_prompts()[:4])
+    assert [a["prompt"] for a in answers if "prompt" in a] == list(eval_prompts()[:4])
+    replies = [a for a in answers if "question" in a]
+    assert [a["question"] for a in replies] == [q for q, _ in general_questions()]
+    assert sum(a["tuned_right"] for a in replies) / len(replies) == forgetting["tuned"]["qa_accuracy"]
     report = (replay_run / "report.md").read_text()
     assert "## Forgetting: general ability, base vs tuned" in report and "| qa_accuracy |" in report
     assert "Forgetting: general ability" in (replay_run / "report.html").read_text()

@@ -35,7 +35,7 @@ def general_suite_scores(task, model, tokenizer, eval_config, packs: bool) -> di
     prompts = eval_prompts()[: eval_config.forgetting_prompts]
     answers = task.answer(model, tokenizer, [user_turn(p) for p in prompts], eval_config.forgetting_max_new_tokens)
     replies = task.answer(model, tokenizer, [user_turn(q) for q, _ in general_questions()], QA_MAX_NEW_TOKENS)
-    return {"answers": answers, "qa_accuracy": qa_accuracy(replies), **general_perplexity(model, tokenizer, packs)}
+    return {"answers": answers, "qa_replies": replies, "qa_accuracy": qa_accuracy(replies), **general_perplexity(model, tokenizer, packs)}
 
 
 def general_perplexity(model, tokenizer, packs: bool) -> dict:
@@ -73,11 +73,19 @@ def forgetting_section(base: dict, tuned: dict, eval_config) -> dict:
 
 
 def _measures(scores: dict) -> dict:
-    return {key: value for key, value in scores.items() if key != "answers"}
+    return {key: value for key, value in scores.items() if key not in ("answers", "qa_replies")}
 
 
 def answer_rows(base: dict, tuned: dict) -> list[dict]:
-    """``forgetting.jsonl``: each held-out general prompt with both models' answers."""
-    from tuneloop.evaluate.general_suite import eval_prompts
+    """``forgetting.jsonl``: each held-out general prompt with both models' answers, then each
+    general-knowledge question with both replies and whether each was right."""
+    from tuneloop.evaluate.general import answer_is_right
+    from tuneloop.evaluate.general_suite import eval_prompts, general_questions
 
-    return [{"prompt": p, "base": b, "tuned": t} for p, b, t in zip(eval_prompts(), base["answers"], tuned["answers"])]
+    prompts = [{"prompt": p, "base": b, "tuned": t} for p, b, t in zip(eval_prompts(), base["answers"], tuned["answers"])]
+    questions = [
+        {"question": q, "accepted": list(accepted), "base": b, "tuned": t,
+         "base_right": answer_is_right(b, accepted), "tuned_right": answer_is_right(t, accepted)}
+        for (q, accepted), b, t in zip(general_questions(), base["qa_replies"], tuned["qa_replies"], strict=True)
+    ]  # fmt: skip
+    return prompts + questions
