@@ -11,9 +11,10 @@ puts task quality (held-out test) beside the forgetting measures of ``tuneloop e
 * qa_accuracy: general-knowledge questions answered right,
 * general_perplexity: on paragraphs of general prose (lower is better).
 
-Variants: ``full`` (method full at its usual learning rate), ``lora`` (the demo's LoRA), and
-``lora+replay`` (the demo's LoRA with ``--replay-fraction``: general prompts answered by the base
-model mixed into the training split). A variant whose ``metrics.json`` exists is not re-run.
+Variants: ``full`` (method full at ``--full-lr``), ``lora`` (the demo's LoRA at ``--lora-lr``), and
+``lora+replay`` (the same LoRA with ``--replay-fraction``: general prompts answered by the base
+model mixed into the training split). A variant whose folder holds a finished run of the same
+commands is not re-run; one of other settings stops the bench.
 
     python bench/forgetting.py                      # runs/forgetting/*, docs/results/forgetting/*
     python bench/forgetting.py --steps 10 --out /tmp/fg --results /tmp/fg/results   # a quicker look
@@ -38,13 +39,16 @@ FORGETTING_METRICS = ("answer_rouge_l", "answer_token_f1", "qa_accuracy", "gener
 
 
 def variants(
-    replay_fraction: float, replay_tokens: int, full_lr: float, lora_lr: float | None, replay_temperature: float | None = None
+    replay_fraction: float, replay_tokens: int, full_lr: float, lora_lr: float,
+    replay_temperature: float | None = None, replay_greedy_share: float | None = None,
 ) -> dict[str, list[str]]:
     """Variant name -> the flags that make it differ from the shared command."""
     replay = ["--replay-fraction", f"{replay_fraction:g}", "--replay-max-new-tokens", str(replay_tokens)]
     if replay_temperature is not None:
         replay += ["--replay-temperature", f"{replay_temperature:g}"]
-    lora = ["--method", "lora", *(["--lr", f"{lora_lr:g}"] if lora_lr is not None else [])]
+    if replay_greedy_share is not None:
+        replay += ["--replay-greedy-share", f"{replay_greedy_share:g}"]
+    lora = ["--method", "lora", "--lr", f"{lora_lr:g}"]
     return {
         "lora": lora,
         "lora+replay": [*lora, *replay],
@@ -62,15 +66,20 @@ def commands(name: str, flags: list[str], out: Path, steps: int, test_rows: int)
 
 
 def run_variant(name: str, cmds: list[list[str]], run: Path) -> None:
+    """Run the variant's commands, unless ``run`` already holds a finished run of exactly these commands."""
+    record = run / "bench_commands.json"
     if (run / "metrics.json").is_file():
-        print(f"{name}: {run}/metrics.json exists, not re-run", flush=True)
-        return
+        if record.is_file() and json.loads(record.read_text()) == cmds:
+            print(f"{name}: {run} holds a finished run of the same commands, not re-run", flush=True)
+            return
+        raise SystemExit(f"{run} holds a run of other settings; remove it or pass another --out")
     if run.exists():
         raise SystemExit(f"{run} holds an unfinished run; remove it first")
     executable = Path(sys.executable).parent / "tuneloop"
     for cmd in cmds:
         print("$", shlex.join(cmd), flush=True)
         subprocess.run([str(executable), *cmd[1:]], cwd=ROOT, check=True)
+    record.write_text(json.dumps(cmds))
 
 
 def result_row(name: str, run: Path, cmds: list[list[str]]) -> dict:
@@ -87,6 +96,7 @@ def result_row(name: str, run: Path, cmds: list[list[str]]) -> dict:
         "trainable_parameters": train["trainable_parameters"],
         "replay_rows": (data.get("replay") or {}).get("rows", 0),
         "replay_temperature": (data.get("replay") or {}).get("temperature", 0.0),  # runs before it was recorded: greedy
+        "replay_greedy_rows": (data.get("replay") or {}).get("greedy_rows"),
         "train_rows": data["split_sizes"]["train"],
         "test_examples": metrics["test_examples"],
         "task": {"base": {m: metrics["base"][m] for m in TASK_METRICS}, "tuned": {m: metrics["tuned"][m] for m in TASK_METRICS}},
@@ -114,7 +124,7 @@ def render_markdown(result: dict) -> str:
         f"{base['test_examples']} held-out test tickets; forgetting on tuneloop's general-ability suite "
         f"({base['forgetting_suite']['prompts']} held-out general prompts, {base['forgetting_suite']['questions']} "
         f"general-knowledge questions, {base['forgetting_suite']['paragraphs']} paragraphs of general prose), "
-        "asked without the triage system prompt.",
+        "asked without the triage system prompt." + replay_sentence(rows),
         "",
         "| variant | lr | replay rows | train s | json_field_accuracy | exact_match | answer_rouge_l vs base | "
         "answer_token_f1 vs base | qa_accuracy | general_perplexity |",
@@ -135,6 +145,17 @@ def render_markdown(result: dict) -> str:
     lines += [command for row in rows for command in row["commands"]]
     lines += ["```", ""]
     return "\n".join(lines)
+
+
+def replay_sentence(rows: list[dict]) -> str:
+    replay = next((row for row in rows if row["replay_rows"]), None)
+    if replay is None:
+        return ""
+    temperature, greedy = replay["replay_temperature"], replay.get("replay_greedy_rows") or 0
+    how = f"sampled at temperature {temperature:g}" if temperature > 0 else "greedy"
+    if temperature > 0 and greedy:
+        how += f", {greedy} of them greedy"
+    return f" Replay: {replay['replay_rows']} general prompts answered by the base model ({how}) beside the {replay['train_rows']} training rows."
 
 
 def reading(rows: list[dict]) -> list[str]:
@@ -161,14 +182,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=Path("runs/forgetting"), help="Folder of the runs.")
     parser.add_argument("--results", type=Path, default=Path("docs/results/forgetting"), help="Folder of the result files.")
-    parser.add_argument("--steps", type=int, default=30, help="Optimiser steps of every variant.")
-    parser.add_argument("--replay-fraction", type=float, default=0.2, help="Replay rows, as a share of the training split.")
-    parser.add_argument("--replay-tokens", type=int, default=64, help="Tokens the base model may use per replay answer.")
+    parser.add_argument("--steps", type=int, default=60, help="Optimiser steps of every variant.")
+    parser.add_argument("--replay-fraction", type=float, default=0.24, help="Replay rows, as a share of the training split.")
+    parser.add_argument("--replay-tokens", type=int, default=96, help="Tokens the base model may use per replay answer.")
     parser.add_argument(
         "--replay-temperature", type=float, default=None, help="Temperature of the replay answers (default: the config's; 0 is greedy)."
     )
+    parser.add_argument(
+        "--replay-greedy-share", type=float, default=None, help="Share of replay rows answered greedily (default: the config's)."
+    )
     parser.add_argument("--full-lr", type=float, default=5e-5, help="Learning rate of full fine-tuning.")
-    parser.add_argument("--lora-lr", type=float, default=None, help="Learning rate of both LoRA variants (default: the config's).")
+    parser.add_argument("--lora-lr", type=float, default=1e-3, help="Learning rate of both LoRA variants.")
     parser.add_argument("--test-rows", type=int, default=60, help="Held-out test tickets each variant is scored on.")
     parser.add_argument("--only", default="", help="Comma-separated variants to run (default: all).")
     args = parser.parse_args()
@@ -176,7 +200,7 @@ def main() -> None:
     from tuneloop.atomic import write_json_atomic, write_text_atomic
     from tuneloop.config import load_config
 
-    chosen = variants(args.replay_fraction, args.replay_tokens, args.full_lr, args.lora_lr, args.replay_temperature)
+    chosen = variants(args.replay_fraction, args.replay_tokens, args.full_lr, args.lora_lr, args.replay_temperature, args.replay_greedy_share)
     if args.only:
         chosen = {name: flags for name, flags in chosen.items() if name in args.only.split(",")}
     rows = []

@@ -38,7 +38,10 @@ def _replay_answers(variant: dict) -> str:
     if not variant["replay_rows"]:
         return "–"
     temperature = variant.get("replay_temperature", 0.0)
-    return f"sampled, T={temperature:g}" if temperature > 0 else "greedy"
+    greedy = variant.get("replay_greedy_rows") or 0
+    if temperature == 0:
+        return "greedy"
+    return f"sampled, T={temperature:g}" + (f" ({greedy} greedy)" if greedy else "")
 
 
 def render(base: dict, rows: list[dict]) -> str:

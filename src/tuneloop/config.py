@@ -84,6 +84,11 @@ class DataConfig(SourceConfig):
         description="Replay answers are sampled from the base model at this temperature (seeded by data.seed); "
         "1.0 keeps its own distribution, 0 takes greedy answers, which sharpen it.",
     )  # fmt: skip
+    replay_greedy_share: float = Field(
+        0.0, ge=0.0, le=1.0,
+        description="Share of the replay rows answered greedily instead (the base's most likely answer, which keeps "
+        "its facts); the rest are sampled at data.replay_temperature.",
+    )  # fmt: skip
     task_name: str = Field("main", pattern=r"^[A-Za-z0-9_.-]+$", description="Name of this dataset in per-task metrics when data.mix adds others.")
     task_weight: float = Field(1.0, gt=0, description="Mixing weight of this dataset when data.mix adds others (> 0).")
     mix: list[MixSource] = Field(

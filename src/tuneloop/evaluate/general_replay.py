@@ -5,11 +5,13 @@ the base model; the answers are cached under ``$TUNELOOP_HOME/replay`` keyed by 
 generation settings, and the pairs join the training split as chat rows (never validation or
 test). Training on its own answers anchors the tuned model to the base's general behaviour.
 
-Answers are sampled at ``data.replay_temperature`` (1.0 by default). Cross-entropy on samples
+Answers are sampled at ``data.replay_temperature`` (1.0 by default), except a
+``data.replay_greedy_share`` of them, which take the base's greedy answer. Cross-entropy on samples
 drawn from the base is, in expectation, the KL divergence from the base's distribution to the
 tuned model's: replay then distils the base rather than its single most likely answer. Greedy
 answers (temperature 0) teach the model to put all its mass on one continuation, which shows as
-higher perplexity on general prose.
+higher perplexity on general prose; they do keep the base's most likely answer to factual
+questions, which samples from a small model often stray from. A share of each balances the two.
 
 >>> rows, record = replay_examples(config.data, get_task("sft"), train_rows=400)  # doctest: +SKIP
 """
@@ -65,12 +67,7 @@ def replay_examples(cfg, task, train_rows: int) -> tuple[list[Example], dict | N
         return [], None
     pool = replay_prompts()
     chosen = random.Random(cfg.seed).sample(range(len(pool)), wanted)
-    sampled = cfg.replay_temperature > 0
-    settings = GenerationSettings(cfg.replay_max_new_tokens, cfg.replay_temperature, cfg.seed if sampled else 0)
-    # The whole pool is answered (once, then cached): a sampled answer then depends on its prompt and
-    # the settings only, not on which other prompts an earlier run happened to ask for.
-    everything = base_answers(cfg.replay_model, pool, settings)
-    answers = [everything[i] for i in chosen]
+    answers = replay_answers(cfg, pool, chosen)
     examples = [
         Example(REPLAY_SOURCE, index + 1, ({"role": "user", "content": pool[index]}, {"role": "assistant", "content": answer}))
         for index, answer in zip(chosen, answers)
@@ -83,11 +80,30 @@ def replay_examples(cfg, task, train_rows: int) -> tuple[list[Example], dict | N
         "model": cfg.replay_model,
         "max_new_tokens": cfg.replay_max_new_tokens,
         "temperature": cfg.replay_temperature,
+        "greedy_rows": greedy_count(cfg, wanted),
         "pool_prompts": len(pool),
         "pool_sha256": content_hash(pool),
         "rows_sha256": content_hash(m["content"] for e in examples for m in e.messages),
     }
     return examples, record
+
+
+def greedy_count(cfg, wanted: int) -> int:
+    """How many of the ``wanted`` replay rows take the base's greedy answer (all of them at temperature 0)."""
+    return wanted if cfg.replay_temperature == 0 else round(cfg.replay_greedy_share * wanted)
+
+
+def replay_answers(cfg, pool: list[str], chosen: list[int]) -> list[str]:
+    """The answers to the ``chosen`` pool prompts: the first ``greedy_count`` greedy, the rest sampled.
+
+    Each kind answers the whole pool (once, then cached): a sampled answer then depends on its prompt
+    and the settings only, not on which other prompts an earlier run happened to ask for.
+    """
+    greedy = greedy_count(cfg, len(chosen))
+    kinds = [GenerationSettings(cfg.replay_max_new_tokens)] * greedy
+    kinds += [GenerationSettings(cfg.replay_max_new_tokens, cfg.replay_temperature, cfg.seed)] * (len(chosen) - greedy)
+    answered = {settings: base_answers(cfg.replay_model, pool, settings) for settings in dict.fromkeys(kinds)}
+    return [answered[settings][index] for settings, index in zip(kinds, chosen)]
 
 
 class GenerationSettings(NamedTuple):

@@ -86,3 +86,13 @@ def test_answers_cut_off_mid_sentence_end_at_the_last_full_sentence():
     assert general_replay.end_at_sentence("One. Two is cut") == "One."
     assert general_replay.end_at_sentence("Complete sentence.") == "Complete sentence."
     assert general_replay.end_at_sentence("no sentence end at all") == "no sentence end at all"
+
+
+def test_a_greedy_share_of_the_rows_takes_the_greedy_answers_and_the_rest_are_sampled(fake_answers):
+    config = data_config(0.1, **{"data.replay_greedy_share": 0.25})
+    rows, record = general_replay.replay_examples(config, get_task("sft"), train_rows=200)
+    kinds = [r.messages[1]["content"].rsplit(" at ", 1)[1] for r in rows]
+    assert kinds == ["0"] * 5 + ["1"] * 15 and record["greedy_rows"] == 5
+    assert sorted(settings.temperature for _, settings in fake_answers) == [0.0, 1.0]  # each kind answered the pool once
+    again, _ = general_replay.replay_examples(data_config(0.1), get_task("sft"), train_rows=200)
+    assert [r.messages[0] for r in again] == [r.messages[0] for r in rows]  # the same prompts, whatever the share
