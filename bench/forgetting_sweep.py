@@ -29,7 +29,19 @@ def sweep_rows(paths: list[Path]) -> tuple[dict, list[dict]]:
                 **variant["task"]["tuned"], **variant["forgetting"]["tuned"],
             })  # fmt: skip
     rows.sort(key=lambda r: (r["variant"] != "full", r["variant"], -r["lr"], r["replay_rows"], r["replay_answers"], r["steps"]))
-    return base, rows
+    return base, merge_repeats(rows)
+
+
+def merge_repeats(rows: list[dict]) -> list[dict]:
+    """One row per measured setting: a variant found in several files with the same figures lists them all."""
+    merged: dict[tuple, dict] = {}
+    for row in rows:
+        key = tuple((k, v) for k, v in row.items() if k != "source")
+        if key in merged:
+            merged[key]["source"] += ", " + row["source"]
+        else:
+            merged[key] = dict(row)
+    return list(merged.values())
 
 
 def _replay_answers(variant: dict) -> str:
