@@ -6,12 +6,13 @@ generation settings, and the pairs join the training split as chat rows (never v
 test). Training on its own answers anchors the tuned model to the base's general behaviour.
 
 Answers are sampled at ``data.replay_temperature`` (1.0 by default), except a
-``data.replay_greedy_share`` of them, which take the base's greedy answer. Cross-entropy on samples
-drawn from the base is, in expectation and up to the base's entropy, the KL divergence from the
-base's distribution to the tuned model's: replay then distils the base rather than its single most likely answer. Greedy
-answers (temperature 0) teach the model to put all its mass on one continuation, which shows as
-higher perplexity on general prose; they do keep the base's most likely answer to factual
-questions, which samples from a small model often stray from. A share of each balances the two.
+``data.replay_greedy_share`` of them, which take the base's greedy answer. Cross-entropy on
+samples drawn from the base is, in expectation and up to the base's entropy, the KL divergence
+from the base's distribution to the tuned model's: replay then distils the base rather than its
+single most likely answer. Greedy answers (temperature 0) teach the model to put all its mass on
+one continuation, which shows as higher perplexity on general prose; they do keep the base's most
+likely answer to factual questions, which samples from a small model often stray from. A share of
+each balances the two.
 
 >>> rows, record = replay_examples(config.data, get_task("sft"), train_rows=400)  # doctest: +SKIP
 """
