@@ -238,4 +238,5 @@ def test_workers_share_one_study(tiny_model_dir, toy_chat_file, tmp_path):
     # each worker may start one trial before it sees the target reached, never more
     assert 2 <= sum(t["state"] == "COMPLETE" for t in trials) == len(trials) <= 3
     assert len({t["attrs"]["run"] for t in trials}) == len(trials)
+    assert sum(bool(t["attrs"].get("default")) for t in trials) == 1  # the config's own settings ran once, not per worker
     assert (out / "best" / "metrics.json").is_file()

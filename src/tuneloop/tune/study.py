@@ -178,6 +178,10 @@ def run_trials(config: RunConfig, out: Path, params: list[SearchParam]) -> None:
     if workers == 1:
         run_worker(config.model_dump(mode="json"), str(out))
         return
+    if waiting_trials(open_study(config, out)[0]):
+        # Enqueued trials (the config's own settings) run here first: on SQLite, which has no row locks,
+        # two workers can pop the same waiting trial and train into one folder.
+        run_worker(config.model_dump(mode="json"), str(out), waiting_only=True)
     context = multiprocessing.get_context("spawn")
     processes = [context.Process(target=run_worker, args=(config.model_dump(mode="json"), str(out))) for _ in range(workers)]
     for process in processes:
@@ -189,8 +193,15 @@ def run_trials(config: RunConfig, out: Path, params: list[SearchParam]) -> None:
         raise TuneloopError(f"{len(failed)} of {workers} tune workers stopped with an error (exit codes {failed}); see the messages above")
 
 
-def run_worker(raw_config: dict, out: str) -> None:
-    """One worker: loads the shared study and runs trials until the study has enough."""
+def waiting_trials(study) -> int:
+    from optuna.trial import TrialState
+
+    return len(study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
+
+
+def run_worker(raw_config: dict, out: str, waiting_only: bool = False) -> None:
+    """One worker: loads the shared study and runs trials until the study has enough (or, with
+    ``waiting_only``, only its enqueued trials)."""
     import optuna
     from optuna.study import MaxTrialsCallback
     from optuna.trial import TrialState
@@ -201,6 +212,8 @@ def run_worker(raw_config: dict, out: str) -> None:
     config = RunConfig.model_validate(raw_config)
     study, _ = open_study(config, Path(out))
     remaining = config.tune.trials - finished_trials(study)
+    if waiting_only:
+        remaining = min(remaining, waiting_trials(study))
     if remaining <= 0:
         return
     objective = TrialObjective(config, Path(out), check_space(config))
