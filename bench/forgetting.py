@@ -194,6 +194,9 @@ def main() -> None:
     parser.add_argument("--full-lr", type=float, default=5e-5, help="Learning rate of full fine-tuning.")
     parser.add_argument("--lora-lr", type=float, default=1e-3, help="Learning rate of both LoRA variants.")
     parser.add_argument("--test-rows", type=int, default=60, help="Held-out test tickets each variant is scored on.")
+    parser.add_argument(
+        "--train-seed", type=int, default=None, help="Seed of every variant's init, data order and dropout (default: the config's)."
+    )
     parser.add_argument("--only", default="", help="Comma-separated variants to run (default: all).")
     args = parser.parse_args()
 
@@ -205,7 +208,8 @@ def main() -> None:
         chosen = {name: flags for name, flags in chosen.items() if name in args.only.split(",")}
     rows = []
     for name, flags in chosen.items():
-        cmds = commands(name, flags, args.out, args.steps, args.test_rows)
+        seed = ["--train-seed", str(args.train_seed)] if args.train_seed is not None else []
+        cmds = commands(name, [*flags, *seed], args.out, args.steps, args.test_rows)
         run = Path(cmds[1][2])
         run_variant(name, cmds, ROOT / run if not run.is_absolute() else run)
         rows.append(result_row(name, ROOT / run if not run.is_absolute() else run, cmds))
