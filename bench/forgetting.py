@@ -90,6 +90,7 @@ def result_row(name: str, run: Path, cmds: list[list[str]]) -> dict:
         "variant": name,
         "method": metrics["method"],
         "learning_rate": _config_value(run, "learning_rate"),
+        "train_seed": _config_value(run, "seed"),
         "steps": train["steps"],
         "real_tokens": train["real_tokens"],
         "train_seconds": train["seconds"],

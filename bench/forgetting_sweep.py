@@ -1,8 +1,9 @@
 """One table from several ``bench/forgetting.py`` results: every variant measured, side by side.
 
 ``bench/forgetting.py`` writes one result file per setting (learning rate, replay share); this
-reads any number of them and writes the variants, ordered by method, learning rate and replay
-rows, with the file each row came from. Every figure is read from those files.
+reads any number of them and writes the variants, ordered by method, learning rate, replay rows,
+steps and training seed, with the file each row came from (results from before the seed was
+recorded ran with seed 0). Every figure is read from those files.
 
     python bench/forgetting_sweep.py docs/results/forgetting/*.json --out docs/results/forgetting/sweep.md
 """
@@ -25,10 +26,11 @@ def sweep_rows(paths: list[Path]) -> tuple[dict, list[dict]]:
             rows.append({
                 "variant": variant["variant"], "lr": variant["learning_rate"], "replay_rows": variant["replay_rows"],
                 "replay_answers": _replay_answers(variant),
-                "train_rows": variant["train_rows"], "steps": variant["steps"], "source": path.name,
+                "train_rows": variant["train_rows"], "steps": variant["steps"], "seed": variant.get("train_seed", 0),
+                "source": path.name,
                 **variant["task"]["tuned"], **variant["forgetting"]["tuned"],
             })  # fmt: skip
-    rows.sort(key=lambda r: (r["variant"] != "full", r["variant"], -r["lr"], r["replay_rows"], r["replay_answers"], r["steps"]))
+    rows.sort(key=lambda r: (r["variant"] != "full", r["variant"], -r["lr"], r["replay_rows"], r["replay_answers"], r["steps"], r["seed"]))
     return base, merge_repeats(rows)
 
 
@@ -63,13 +65,13 @@ def render(base: dict, rows: list[dict]) -> str:
         "The triage job on smollm2-135m-instruct, each variant trained for the steps shown and scored on the same "
         "held-out test tickets and general-ability suite (see `forgetting.md`). Higher is better except perplexity.",
         "",
-        "| variant | lr | replay rows / train rows | replay answers | steps | " + " | ".join(COLUMNS) + " | from |",
-        "|---|---:|---:|---|---:|" + "---:|" * len(COLUMNS) + "---|",
-        "| base model | – | – | – | – | " + " | ".join(_figure(base, c) for c in COLUMNS) + " | |",
+        "| variant | lr | replay rows / train rows | replay answers | steps | train seed | " + " | ".join(COLUMNS) + " | from |",
+        "|---|---:|---:|---|---:|---:|" + "---:|" * len(COLUMNS) + "---|",
+        "| base model | – | – | – | – | – | " + " | ".join(_figure(base, c) for c in COLUMNS) + " | |",
     ]
     for row in rows:
         lines.append(
-            f"| {row['variant']} | {row['lr']:g} | {row['replay_rows']} / {row['train_rows']} | {row['replay_answers']} | {row['steps']} | "
+            f"| {row['variant']} | {row['lr']:g} | {row['replay_rows']} / {row['train_rows']} | {row['replay_answers']} | {row['steps']} | {row['seed']} | "
             + " | ".join(_figure(row, c) for c in COLUMNS) + f" | {row['source']} |"
         )
     return "\n".join(lines) + "\n"
