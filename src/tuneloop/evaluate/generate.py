@@ -16,8 +16,11 @@ def generate_texts(
     """
     import torch
 
-    sampling = {"do_sample": True, "temperature": temperature, "top_k": 0, "top_p": 1.0} if temperature > 0 else {"do_sample": False}
-    with torch.random.fork_rng():  # seeded sampling leaves the caller's random state alone
+    if temperature <= 0:
+        return _generate_batches(model, tokenizer, prompts, max_new_tokens, batch_size, progress, {"do_sample": False})
+    sampling = {"do_sample": True, "temperature": temperature, "top_k": 0, "top_p": 1.0}
+    cuda_devices = list(range(torch.cuda.device_count())) if torch.cuda.is_initialized() else []
+    with torch.random.fork_rng(devices=cuda_devices):  # seeded sampling leaves the caller's random state alone
         torch.manual_seed(seed)
         return _generate_batches(model, tokenizer, prompts, max_new_tokens, batch_size, progress, sampling)
 

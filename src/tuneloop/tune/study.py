@@ -166,24 +166,21 @@ def enqueue_default(study, config: RunConfig, params: list[SearchParam]) -> None
         study.enqueue_trial(defaults, user_attrs={"default": True})
 
 
-def finished_trials(study) -> int:
-    from optuna.trial import TrialState
-
-    return len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)))
+def trial_count(study, *states) -> int:
+    return len(study.get_trials(deepcopy=False, states=states))
 
 
 def run_trials(config: RunConfig, out: Path, params: list[SearchParam]) -> None:
     """Trials until ``tune.trials`` have finished (complete or pruned), in ``tune.workers`` processes."""
-    workers = config.tune.workers
+    workers, raw = config.tune.workers, config.model_dump(mode="json")
     if workers == 1:
-        run_worker(config.model_dump(mode="json"), str(out))
+        run_worker(raw, str(out))
         return
-    if waiting_trials(open_study(config, out)[0]):
-        # Enqueued trials (the config's own settings) run here first: on SQLite, which has no row locks,
-        # two workers can pop the same waiting trial and train into one folder.
-        run_worker(config.model_dump(mode="json"), str(out), waiting_only=True)
+    # Enqueued trials (the config's own settings) run here first: on SQLite, which has no row locks,
+    # two workers can pop the same waiting trial and train into one folder.
+    run_worker(raw, str(out), waiting_only=True)
     context = multiprocessing.get_context("spawn")
-    processes = [context.Process(target=run_worker, args=(config.model_dump(mode="json"), str(out))) for _ in range(workers)]
+    processes = [context.Process(target=run_worker, args=(raw, str(out))) for _ in range(workers)]
     for process in processes:
         process.start()
     for process in processes:
@@ -191,12 +188,6 @@ def run_trials(config: RunConfig, out: Path, params: list[SearchParam]) -> None:
     failed = [p.exitcode for p in processes if p.exitcode]
     if failed:
         raise TuneloopError(f"{len(failed)} of {workers} tune workers stopped with an error (exit codes {failed}); see the messages above")
-
-
-def waiting_trials(study) -> int:
-    from optuna.trial import TrialState
-
-    return len(study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
 
 
 def run_worker(raw_config: dict, out: str, waiting_only: bool = False) -> None:
@@ -211,9 +202,9 @@ def run_worker(raw_config: dict, out: str, waiting_only: bool = False) -> None:
     quiet_libraries()  # a spawned worker starts without the parent's warning filters
     config = RunConfig.model_validate(raw_config)
     study, _ = open_study(config, Path(out))
-    remaining = config.tune.trials - finished_trials(study)
+    remaining = config.tune.trials - trial_count(study, TrialState.COMPLETE, TrialState.PRUNED)
     if waiting_only:
-        remaining = min(remaining, waiting_trials(study))
+        remaining = min(remaining, trial_count(study, TrialState.WAITING))
     if remaining <= 0:
         return
     objective = TrialObjective(config, Path(out), check_space(config))
