@@ -86,6 +86,7 @@ def result_row(name: str, run: Path, cmds: list[list[str]]) -> dict:
     metrics = json.loads((run / "metrics.json").read_text())
     train = json.loads((run / "train.json").read_text())
     data = json.loads((run / "data.json").read_text())
+    replay = data.get("replay") or {}
     return {
         "variant": name,
         "method": metrics["method"],
@@ -95,9 +96,9 @@ def result_row(name: str, run: Path, cmds: list[list[str]]) -> dict:
         "real_tokens": train["real_tokens"],
         "train_seconds": train["seconds"],
         "trainable_parameters": train["trainable_parameters"],
-        "replay_rows": (data.get("replay") or {}).get("rows", 0),
-        "replay_temperature": (data.get("replay") or {}).get("temperature", 0.0),  # runs before it was recorded: greedy
-        "replay_greedy_rows": (data.get("replay") or {}).get("greedy_rows"),
+        "replay_rows": replay.get("rows", 0),
+        "replay_temperature": replay.get("temperature", 0.0),  # runs before it was recorded: greedy
+        "replay_greedy_rows": replay.get("greedy_rows"),
         "train_rows": data["split_sizes"]["train"],
         "test_examples": metrics["test_examples"],
         "task": {"base": {m: metrics["base"][m] for m in TASK_METRICS}, "tuned": {m: metrics["tuned"][m] for m in TASK_METRICS}},
@@ -152,11 +153,17 @@ def replay_sentence(rows: list[dict]) -> str:
     replay = next((row for row in rows if row["replay_rows"]), None)
     if replay is None:
         return ""
-    temperature, greedy = replay["replay_temperature"], replay.get("replay_greedy_rows") or 0
-    how = f"sampled at temperature {temperature:g}" if temperature > 0 else "greedy"
-    if temperature > 0 and greedy:
-        how += f", {greedy} of them greedy"
-    return f" Replay: {replay['replay_rows']} general prompts answered by the base model ({how}) beside the {replay['train_rows']} training rows."
+    return f" Replay: {replay['replay_rows']} general prompts answered by the base model ({replay_answers(replay)}) beside the {replay['train_rows']} training rows."
+
+
+def replay_answers(row: dict) -> str:
+    """How a variant's replay answers were made (rows from before the temperature was recorded were greedy)."""
+    if not row["replay_rows"]:
+        return "–"
+    temperature, greedy = row.get("replay_temperature", 0.0), row.get("replay_greedy_rows") or 0
+    if temperature == 0:
+        return "greedy"
+    return f"sampled at temperature {temperature:g}" + (f", {greedy} of them greedy" if greedy else "")
 
 
 def reading(rows: list[dict]) -> list[str]:
@@ -211,9 +218,9 @@ def main() -> None:
     for name, flags in chosen.items():
         seed = ["--train-seed", str(args.train_seed)] if args.train_seed is not None else []
         cmds = commands(name, [*flags, *seed], args.out, args.steps, args.test_rows)
-        run = Path(cmds[1][2])
-        run_variant(name, cmds, ROOT / run if not run.is_absolute() else run)
-        rows.append(result_row(name, ROOT / run if not run.is_absolute() else run, cmds))
+        run = ROOT / cmds[1][2]  # an absolute --out stays as it is
+        run_variant(name, cmds, run)
+        rows.append(result_row(name, run, cmds))
     result = {
         "date": datetime.date.today().isoformat(),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores",

@@ -14,6 +14,8 @@ import argparse
 import json
 from pathlib import Path
 
+from forgetting import replay_answers  # bench/ is on sys.path when this script runs
+
 COLUMNS = ("json_field_accuracy", "answer_rouge_l", "answer_token_f1", "qa_accuracy", "general_perplexity")
 
 
@@ -25,7 +27,7 @@ def sweep_rows(paths: list[Path]) -> tuple[dict, list[dict]]:
             base = base or {**variant["task"]["base"], **variant["forgetting"]["base"]}
             rows.append({
                 "variant": variant["variant"], "lr": variant["learning_rate"], "replay_rows": variant["replay_rows"],
-                "replay_answers": _replay_answers(variant),
+                "replay_answers": replay_answers(variant),
                 "train_rows": variant["train_rows"], "steps": variant["steps"], "seed": variant.get("train_seed", 0),
                 "source": path.name,
                 **variant["task"]["tuned"], **variant["forgetting"]["tuned"],
@@ -44,18 +46,6 @@ def merge_repeats(rows: list[dict]) -> list[dict]:
         else:
             merged[key] = dict(row)
     return list(merged.values())
-
-
-def _replay_answers(variant: dict) -> str:
-    """How the replay answers were generated: greedy, or sampled at a temperature (results before the
-    temperature was recorded were greedy)."""
-    if not variant["replay_rows"]:
-        return "–"
-    temperature = variant.get("replay_temperature", 0.0)
-    greedy = variant.get("replay_greedy_rows") or 0
-    if temperature == 0:
-        return "greedy"
-    return f"sampled, T={temperature:g}" + (f" ({greedy} greedy)" if greedy else "")
 
 
 def render(base: dict, rows: list[dict]) -> str:
