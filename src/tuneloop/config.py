@@ -89,6 +89,12 @@ class DataConfig(SourceConfig):
         description="Share of the replay rows answered greedily instead (the base's most likely answer, which keeps "
         "its facts); the rest are sampled at data.replay_temperature.",
     )  # fmt: skip
+    replay_loss: Literal["tokens", "kl"] = Field(
+        "tokens",
+        description="How replay rows train: tokens (cross-entropy on the base's answer), or kl (at every token of "
+        "the row, the KL divergence from the base model's whole next-token distribution; adapter methods, whose base "
+        "is the model with its adapter off).",
+    )  # fmt: skip
     task_name: str = Field("main", pattern=r"^[A-Za-z0-9_.-]+$", description="Name of this dataset in per-task metrics when data.mix adds others.")
     task_weight: float = Field(1.0, gt=0, description="Mixing weight of this dataset when data.mix adds others (> 0).")
     mix: list[MixSource] = Field(
@@ -219,6 +225,25 @@ class RunConfig(_Section):
         # Recorded in the resolved config, so a run names the model its replay answers came from.
         if self.data.replay_fraction > 0 and self.data.replay_model is None:
             self.data.replay_model = self.model.name
+        return self
+
+    @model_validator(mode="after")
+    def _replay_kl_needs_the_base_inside(self) -> "RunConfig":
+        if self.data.replay_fraction == 0 or self.data.replay_loss != "kl":
+            return self
+        from tuneloop.train.distill import ADAPTER_OFF_METHODS
+
+        if self.method.name not in ADAPTER_OFF_METHODS:
+            raise ValueError(
+                f"data.replay_loss kl takes the base model's distribution from the model with its adapter switched off; "
+                f"method {self.method.name!r} has none to switch off (use one of {', '.join(ADAPTER_OFF_METHODS)}, "
+                "or data.replay_loss tokens)"
+            )
+        if self.data.replay_model != self.model.name:
+            raise ValueError(
+                f"data.replay_loss kl distils the run's own base model {self.model.name!r}, but data.replay_model is "
+                f"{self.data.replay_model!r}; leave data.replay_model unset, or use data.replay_loss tokens"
+            )
         return self
 
 

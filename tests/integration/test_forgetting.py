@@ -92,3 +92,24 @@ def test_replay_for_a_task_without_chat_rows_fails_before_the_run_folder(tiny_be
     assert result.exit_code == 2
     assert "data.replay_fraction" in result.output and "'classify' cannot train on" in result.output
     assert not out.exists()
+
+
+def test_kl_replay_trains_replay_rows_toward_the_base_and_records_it(tiny_model_dir, toy_chat_file, tmp_path, replay_answers):
+    from tuneloop.train.run import train
+
+    raw = tiny_config(tiny_model_dir, toy_chat_file, tmp_path / "run", max_steps=2).model_dump()
+    raw["data"].update(replay_fraction=0.25, replay_loss="kl")
+    raw["eval"]["few_shot"] = []
+    run = train(RunConfig.model_validate(raw))
+    assert json.loads((run / "data.json").read_text())["replay"]["loss"] == "kl"
+    losses = [json.loads(line)["loss"] for line in (run / "log.jsonl").read_text().splitlines() if '"loss"' in line]
+    assert losses and all(loss == loss and loss >= 0 for loss in losses)  # finite KL + cross-entropy
+
+
+def test_kl_replay_with_full_fine_tuning_fails_before_the_run_folder(tiny_model_dir, toy_chat_file, tmp_path):
+    out = tmp_path / "run"
+    result = run_cli("train", "--model", str(tiny_model_dir), "--data", str(toy_chat_file), "--format", "chat", "--method", "full",
+                     "--replay-fraction", "0.2", "--replay-loss", "kl", "--out", str(out))  # fmt: skip
+    assert result.exit_code == 2
+    assert "data.replay_loss kl" in result.output and "'full' has none to switch off" in result.output
+    assert not out.exists()

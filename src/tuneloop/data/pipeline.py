@@ -63,12 +63,20 @@ def prepare_dataset(cfg: DataConfig, tokenizer, task) -> PreparedData:
 
     def tokenized(examples: list[Example]) -> list:
         return [
-            piece
+            marked_for_distillation(cfg, example, piece)
             for example in examples
             for piece in task.pieces(tokens.get(id(example)) or task.tokenize(tokenizer, example, labels), cfg.max_length)
         ]
 
     return PreparedData(report, splits, manifest, tokenized(splits.train), tokenized(splits.val), labels)
+
+
+def marked_for_distillation(cfg: DataConfig, example: Example, piece):
+    """A replay row's tokens, marked for the KL loss when ``data.replay_loss`` is kl; other pieces unchanged."""
+    from tuneloop.evaluate.general_replay import REPLAY_SOURCE
+    from tuneloop.train.distill import for_distillation
+
+    return for_distillation(piece) if cfg.replay_loss == "kl" and example.source == REPLAY_SOURCE else piece
 
 
 def load_sources(cfg: DataConfig) -> tuple[list, list]:

@@ -12,7 +12,9 @@ from the base's distribution to the tuned model's: replay then distils the base 
 single most likely answer. Greedy answers (temperature 0) teach the model to put all its mass on
 one continuation, which shows as higher perplexity on general prose; they do keep the base's most
 likely answer to factual questions, which samples from a small model often stray from. A share of
-each balances the two.
+each balances the two. With ``data.replay_loss: kl`` the answers only choose the positions: every
+token of the row, prompt and answer, trains toward the base's whole next-token distribution there,
+the exact KL divergence rather than the one-sample estimate (:mod:`tuneloop.train.distill`).
 
 >>> rows, record = replay_examples(config.data, get_task("sft"), train_rows=400)  # doctest: +SKIP
 """
@@ -82,6 +84,7 @@ def replay_examples(cfg, task, train_rows: int) -> tuple[list[Example], dict | N
         "max_new_tokens": cfg.replay_max_new_tokens,
         "temperature": cfg.replay_temperature,
         "greedy_rows": greedy_count(cfg, wanted),
+        "loss": cfg.replay_loss,
         "pool_prompts": len(pool),
         "pool_sha256": content_hash(pool),
         "rows_sha256": content_hash(m["content"] for e in examples for m in e.messages),

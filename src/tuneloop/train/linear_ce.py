@@ -4,8 +4,8 @@ SmolLM2's head is 576 x 49,152: the logits of 1,000 labelled tokens are 197 MB i
 the backward pass, plus as much again for log-softmax and its gradient. Here the head is applied
 to a few hundred rows at a time; each chunk's loss and its gradients (``(softmax - onehot) @ W``
 for the hidden states, ``(softmax - onehot)^T @ h`` for a trainable head) are computed at once and
-the chunk's logits dropped, so peak memory holds one chunk of logits and the matmuls are those an
-ordinary backward pass does.
+the chunk's logits dropped, so peak memory holds one chunk of logits (two when a teacher's
+distribution is the target) and the matmuls are those an ordinary backward pass does.
 
 :func:`head_loss` runs inside the output embedding's own forward call (a forward pre-hook), so a
 head whose weights a distributed engine gathers only for its forward (FSDP, ZeRO-3) is used while
@@ -25,7 +25,13 @@ CHUNK_ELEMENTS = 1 << 24
 
 
 class LinearCrossEntropy(torch.autograd.Function):
-    """``sum_i CE(hidden_i @ weight.T + bias, targets_i)``, gradients computed chunk by chunk in the forward."""
+    """``sum_i CE(hidden_i @ weight.T + bias, targets_i)``, gradients computed chunk by chunk in the forward.
+
+    ``targets`` are token ids (``[rows]`` long), or a teacher's inputs to the same head (``[rows,
+    hidden]`` float): the loss is then the KL divergence from the teacher's next-token distribution,
+    ``sum_i KL(softmax(teacher_i @ weight.T + bias) || softmax(hidden_i @ weight.T + bias))``, whose
+    gradient in the logits is ``softmax - teacher softmax`` as the one-hot's is ``softmax - onehot``.
+    """
 
     @staticmethod
     def forward(ctx, hidden, weight, bias, targets):
@@ -54,13 +60,19 @@ def chunked_loss_and_grads(hidden, weight, bias, targets, needs: tuple[bool, boo
     bias_grad = torch.zeros_like(bias, dtype=torch.float32) if needs[2] else None
     for start in range(0, hidden.shape[0], rows):
         h, t = hidden[start : start + rows], targets[start : start + rows]
-        logits = torch.nn.functional.linear(h, weight, bias).float()
-        log_norm = torch.logsumexp(logits, dim=-1)
-        total += (log_norm - logits.gather(1, t[:, None]).squeeze(1)).sum()
+        log_probs = log_softmax_of_head(h, weight, bias)
+        if t.is_floating_point():  # a teacher's head inputs: KL from its distribution
+            teacher_log_probs = log_softmax_of_head(t, weight, bias)
+            total += torch.nn.functional.kl_div(log_probs, teacher_log_probs, reduction="sum", log_target=True)
+        else:
+            total -= log_probs.gather(1, t[:, None]).sum()
         if not any(needs):
             continue
-        probs = logits.sub_(log_norm[:, None]).exp_()  # softmax, in the logits' memory
-        probs[torch.arange(len(t), device=t.device), t] -= 1.0  # d loss / d logits
+        probs = log_probs.exp_()  # softmax, in the log-probabilities' memory
+        if t.is_floating_point():
+            probs -= teacher_log_probs.exp_()  # d loss / d logits
+        else:
+            probs[torch.arange(len(t), device=t.device), t] -= 1.0
         if needs[0]:
             hidden_grad[start : start + rows] = probs.to(weight.dtype) @ weight
         if needs[1]:
@@ -68,6 +80,12 @@ def chunked_loss_and_grads(hidden, weight, bias, targets, needs: tuple[bool, boo
         if needs[2]:
             bias_grad += probs.sum(0)
     return total, (hidden_grad, weight_grad, bias_grad)
+
+
+def log_softmax_of_head(hidden, weight, bias) -> torch.Tensor:
+    """fp32 log-softmax of the head's logits, computed in the logits' own memory."""
+    logits = torch.nn.functional.linear(hidden, weight, bias).float()  # .float() of fp32 is the same tensor
+    return logits.sub_(torch.logsumexp(logits, dim=-1, keepdim=True))
 
 
 def fusable_head(model) -> torch.nn.Linear | None:
@@ -79,16 +97,24 @@ def fusable_head(model) -> torch.nn.Linear | None:
 
 
 @contextlib.contextmanager
-def head_loss(head: torch.nn.Linear, targets: torch.Tensor):
+def head_loss(head: torch.nn.Linear, targets: torch.Tensor, distilled: torch.Tensor | None = None, teacher: torch.Tensor | None = None):
     """Within the block, the head's forward computes the fused loss of its input rows against
     ``targets`` (into the yielded dict, key ``"loss"``) and gets an empty input, so the model
-    returns ``[0, vocab]`` logits instead of computing them."""
+    returns ``[0, vocab]`` logits instead of computing them.
+
+    ``distilled`` (``[rows]`` bool) marks the rows whose target is instead the distribution of the
+    ``teacher`` head inputs (one per marked row, in order): their loss is the KL divergence from it.
+    """
     result: dict = {}
 
     def fuse(module, args):
-        hidden = args[0]
-        result["loss"] = LinearCrossEntropy.apply(hidden.reshape(-1, hidden.shape[-1]), module.weight, module.bias, targets)
-        return (hidden[..., :0, :],)
+        hidden = args[0].reshape(-1, args[0].shape[-1])
+        if distilled is None:
+            result["loss"] = LinearCrossEntropy.apply(hidden, module.weight, module.bias, targets)
+        else:
+            hard = LinearCrossEntropy.apply(hidden[~distilled], module.weight, module.bias, targets[~distilled])
+            result["loss"] = hard + LinearCrossEntropy.apply(hidden[distilled], module.weight, module.bias, teacher)
+        return (args[0][..., :0, :],)
 
     handle = head.register_forward_pre_hook(fuse)
     try:

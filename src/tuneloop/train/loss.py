@@ -30,23 +30,30 @@ def label_positions(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def summed_label_loss(model, batch: dict) -> tuple[torch.Tensor, int]:
-    """Sum of token cross-entropies over labelled positions, and how many there were.
+    """Sum of token losses over labelled positions, and how many there were.
 
     ``batch`` is packed (``position_ids``, from :func:`~tuneloop.train.sft_data.collate_packed`)
-    or padded (``attention_mask``, from :func:`~tuneloop.train.sft_data.collate_padded`).
+    or padded (``attention_mask``, from :func:`~tuneloop.train.sft_data.collate_padded`). Packed
+    batches may carry a ``distill_mask`` of replay tokens, scored by the KL divergence from the
+    base model's distribution instead of their cross-entropy (:mod:`tuneloop.train.distill`).
     """
     if "position_ids" in batch:
-        return packed_label_loss(model, batch["input_ids"], batch["position_ids"], batch["labels"])
+        return packed_label_loss(model, batch["input_ids"], batch["position_ids"], batch["labels"], batch.get("distill_mask"))
     return padded_label_loss(model, batch["input_ids"], batch["attention_mask"], batch["labels"])
 
 
-def packed_label_loss(model, input_ids: torch.Tensor, position_ids: torch.Tensor, labels: torch.Tensor):
+def packed_label_loss(model, input_ids: torch.Tensor, position_ids: torch.Tensor, labels: torch.Tensor, distill_mask=None):
+    from tuneloop.train.distill import base_targets, mixed_loss
+
     keep, targets = label_positions(labels)
     head = fusable_head(getattr(model, "module", model))  # DDP keeps the model in .module
+    distilled = base_targets(model, head, input_ids, position_ids, keep, distill_mask)  # None: no replay token
     if head is None:  # a head that is adapted or rescales its logits: plain logits for the kept positions
-        outputs = model(input_ids=input_ids, position_ids=position_ids, logits_to_keep=keep, use_cache=False)
-        return F.cross_entropy(outputs.logits.float(), targets, reduction="sum"), targets.numel()
-    with head_loss(head, targets) as fused:
+        logits = model(input_ids=input_ids, position_ids=position_ids, logits_to_keep=keep, use_cache=False).logits.float()
+        if distilled is None:
+            return F.cross_entropy(logits, targets, reduction="sum"), targets.numel()
+        return mixed_loss(logits, targets, *distilled), targets.numel()
+    with head_loss(head, targets, *(distilled or ())) as fused:
         model(input_ids=input_ids, position_ids=position_ids, logits_to_keep=keep, use_cache=False)
     return fused["loss"], targets.numel()
 

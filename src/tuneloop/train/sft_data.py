@@ -27,6 +27,7 @@ FALLBACK_CHAT_TEMPLATE = (
 class TokenizedExample:
     input_ids: list[int]
     labels: list[int]
+    distill: bool = False  # labels scored against the base model's distribution (replay, data.replay_loss kl)
 
     def __len__(self) -> int:
         return len(self.input_ids)
@@ -92,6 +93,7 @@ def pack_examples(examples: list[TokenizedExample], pack_length: int, seed: int)
 @dataclass(frozen=True)
 class PackedRow(TokenizedExample):
     position_ids: list[int] = ()
+    distill_mask: list[bool] = ()  # per token, for rows holding a distilled example
 
     @classmethod
     def from_examples(cls, group: list[TokenizedExample]) -> "PackedRow":
@@ -99,6 +101,7 @@ class PackedRow(TokenizedExample):
             input_ids=[t for ex in group for t in ex.input_ids],
             labels=[t for ex in group for t in ex.labels],
             position_ids=[p for ex in group for p in range(len(ex))],
+            distill_mask=[ex.distill for ex in group for _ in range(len(ex))] if any(ex.distill for ex in group) else [],
         )
 
 
@@ -130,7 +133,10 @@ def collate_rows(rows: list[TokenizedExample], pad_token_id: int) -> dict:
 
 
 def collate_packed(rows: list[PackedRow], pad_token_id: int) -> dict:
-    """Pad packed rows to the longest; padding is its own segment and carries no label."""
+    """Pad packed rows to the longest; padding is its own segment and carries no label.
+
+    ``distill_mask`` (bool) joins the batch when a row holds a distilled example.
+    """
     import torch
 
     width = max(len(row) for row in rows)
@@ -141,5 +147,8 @@ def collate_packed(rows: list[PackedRow], pad_token_id: int) -> dict:
         batch["labels"].append(list(row.labels) + [IGNORE] * pad)
         batch["position_ids"].append(list(row.position_ids) + list(range(pad)))
     tensors = {key: torch.tensor(value, dtype=torch.long) for key, value in batch.items()}
+    if any(row.distill_mask for row in rows):
+        marks = [list(row.distill_mask) or [False] * len(row) for row in rows]
+        tensors["distill_mask"] = torch.tensor([m + [False] * (width - len(m)) for m in marks], dtype=torch.bool)
     tensors["real_tokens"] = torch.tensor(sum(len(row) for row in rows))
     return tensors

@@ -1,0 +1,107 @@
+"""Replay rows trained toward the base model's whole next-token distribution (``data.replay_loss: kl``).
+
+Cross-entropy on an answer the base sampled pulls the tuned model toward one draw from the base's
+distribution at each position: an unbiased estimate of the KL divergence from the base, but a noisy
+one when a few dozen replay rows stand for the whole of general behaviour. Here every position of
+a replay row, its prompt's as well as its answer's, is scored by the exact KL divergence
+``KL(base || tuned)`` of the two next-token distributions instead. With an adapter method the base is the model itself with its
+adapter switched off (peft's ``disable_adapter``), so the teacher costs one forward pass without
+gradients and no second copy of the weights. That pass sees only the replay examples of the batch,
+cut out of their packed rows into one (each keeps its own positions, so attention stays within it).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+
+import torch
+
+from tuneloop.train.sft_data import IGNORE, TokenizedExample
+
+# Methods whose base model is the trained model with its adapter switched off.
+ADAPTER_OFF_METHODS = ("lora", "dora", "rslora", "ia3")
+
+
+def for_distillation(example: TokenizedExample) -> TokenizedExample:
+    """``example`` marked for the KL loss, every token after its first scored (the prompt's too).
+
+    Scoring a prompt token here asks for the base's own distribution over what follows it, never for
+    the user's words themselves, and keeps the tuned model's reading of general text where the base's was.
+    """
+    return dataclasses.replace(example, distill=True, labels=[IGNORE, *example.input_ids[1:]])
+
+
+def next_token_marks(distill_mask: torch.Tensor) -> torch.Tensor:
+    """``[batch, seq]``: positions whose *next* token is marked (position ``i`` predicts token ``i + 1``)."""
+    shifted = torch.zeros_like(distill_mask)
+    shifted[:, :-1] = distill_mask[:, 1:]
+    return shifted
+
+
+def base_targets(model, head, input_ids, position_ids, keep: torch.Tensor, distill_mask: torch.Tensor | None):
+    """(which kept positions are distilled ``[kept]`` bool, the base's view of those positions), or None when none are.
+
+    The base's view is its inputs to ``head`` when the head is fused (:func:`base_head_inputs`), else its logits.
+    """
+    if distill_mask is None:
+        return None
+    distill_keep = keep & next_token_marks(distill_mask)
+    if not distill_keep.any():
+        return None
+    segments = replay_segments(input_ids, position_ids, distill_mask, distill_keep)
+    teacher = base_logits(model, *segments) if head is None else base_head_inputs(model, head, *segments)
+    return distill_keep[keep], teacher
+
+
+def replay_segments(input_ids, position_ids, distill_mask, distill_keep) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The distilled examples' tokens alone, as one packed row: (ids, positions, positions to score), each ``[1, n]``.
+
+    An example is whole within its row and restarts its positions at 0, so cutting it out changes no
+    activation of it; the scored positions keep their row-major order, that of the full batch's.
+    """
+    return input_ids[distill_mask][None], position_ids[distill_mask][None], distill_keep[distill_mask][None]
+
+
+@contextlib.contextmanager
+def base_model(model):
+    """``model`` (a peft model, possibly DDP-wrapped) with its adapter switched off and no gradients."""
+    peft_model = getattr(model, "module", model)
+    if not hasattr(peft_model, "disable_adapter"):
+        raise TypeError(f"replay distillation needs a peft adapter model to switch off, got {type(peft_model).__name__}")
+    with peft_model.disable_adapter(), torch.no_grad():
+        yield peft_model
+
+
+def base_head_inputs(model, head: torch.nn.Module, input_ids, position_ids, keep: torch.Tensor) -> torch.Tensor:
+    """The base model's hidden states entering ``head`` at the ``keep`` positions: ``[kept, hidden]``.
+
+    The head itself is skipped (it gets an empty input); the caller applies it chunk by chunk.
+    """
+    captured = {}
+
+    def capture(module, args):
+        captured["hidden"] = args[0].reshape(-1, args[0].shape[-1])
+        return (args[0][..., :0, :],)
+
+    handle = head.register_forward_pre_hook(capture)
+    try:
+        with base_model(model) as base:
+            base(input_ids=input_ids, position_ids=position_ids, logits_to_keep=keep, use_cache=False)
+    finally:
+        handle.remove()
+    return captured["hidden"]
+
+
+def base_logits(model, input_ids, position_ids, keep: torch.Tensor) -> torch.Tensor:
+    """The base model's fp32 logits at the ``keep`` positions: ``[kept, vocab]`` (for heads that cannot be fused)."""
+    with base_model(model) as base:
+        return base(input_ids=input_ids, position_ids=position_ids, logits_to_keep=keep, use_cache=False).logits.float()
+
+
+def mixed_loss(logits: torch.Tensor, targets: torch.Tensor, distilled: torch.Tensor, teacher_logits: torch.Tensor) -> torch.Tensor:
+    """Summed cross-entropy on the rows not ``distilled``, plus the KL divergence from ``teacher_logits`` on those that are."""
+    hard = torch.nn.functional.cross_entropy(logits[~distilled], targets[~distilled], reduction="sum")
+    log_probs = logits[distilled].log_softmax(dim=-1)
+    soft = torch.nn.functional.kl_div(log_probs, teacher_logits.log_softmax(dim=-1), reduction="sum", log_target=True)
+    return hard + soft
