@@ -53,7 +53,7 @@ def test_eval_writes_the_forgetting_section_and_report(replay_run):
 
     metrics = evaluate_run(replay_run)
     forgetting = metrics["forgetting"]
-    measures = {"answer_rouge_l", "answer_token_f1", "qa_accuracy", "general_perplexity"}
+    measures = {"answer_rouge_l", "answer_token_f1", "qa_accuracy", "qa_forgotten", "general_perplexity"}
     assert set(forgetting["base"]) == set(forgetting["tuned"]) == measures
     assert forgetting["base"]["answer_rouge_l"] == 1.0  # the base agrees with itself
     assert 0.0 <= forgetting["tuned"]["answer_rouge_l"] <= 1.0
@@ -64,6 +64,8 @@ def test_eval_writes_the_forgetting_section_and_report(replay_run):
     replies = [a for a in answers if "question" in a]
     assert [a["question"] for a in replies] == [q for q, _ in general_questions()]
     assert sum(a["tuned_right"] for a in replies) / len(replies) == forgetting["tuned"]["qa_accuracy"]
+    assert sum(a["base_right"] and not a["tuned_right"] for a in replies) == forgetting["tuned"]["qa_forgotten"]
+    assert forgetting["base"]["qa_forgotten"] == 0
     report = (replay_run / "report.md").read_text()
     assert "## Forgetting: general ability, base vs tuned" in report and "| qa_accuracy |" in report
     assert "Forgetting: general ability" in (replay_run / "report.html").read_text()

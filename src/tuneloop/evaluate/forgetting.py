@@ -5,7 +5,10 @@ Three measures, each asked without the run's system prompt (the tuned model as a
 * ``answer_rouge_l`` / ``answer_token_f1``: the held-out general prompts (never replayed) answered by
   both models, the tuned model's answers scored against the base model's own answers. The base
   scores 1.0 by definition; the drop is how much of its general behaviour tuning changed.
-* ``qa_accuracy``: the small general-knowledge QA set (share answered right).
+* ``qa_accuracy``: the small general-knowledge QA set (share answered right), and ``qa_forgotten``:
+  how many of the questions the base answered right the tuned model no longer does (forgetting
+  proper: a tuned model that answers more tersely may gain questions the base talked past, which
+  the accuracy nets against those it lost).
 * ``general_perplexity``: perplexity on paragraphs of general prose (lower is better).
 
 >>> suite = general_suite_scores(task, model, tokenizer, config.eval, packs=True)  # doctest: +SKIP
@@ -15,7 +18,7 @@ from __future__ import annotations
 
 QA_MAX_NEW_TOKENS = 24
 # Metrics of the forgetting table where lower is better.
-LOWER_IS_BETTER = {"general_perplexity"}
+LOWER_IS_BETTER = {"general_perplexity", "qa_forgotten"}
 
 
 def skip_reason(task) -> str | None:
@@ -52,6 +55,7 @@ def general_perplexity(model, tokenizer, packs: bool) -> dict:
 
 def forgetting_section(base: dict, tuned: dict, eval_config) -> dict:
     """metrics.json's ``forgetting``: {"base": {...}, "tuned": {...}, "suite": sizes}."""
+    from tuneloop.evaluate.general import qa_hits
     from tuneloop.evaluate.general_suite import general_paragraphs, general_questions
     from tuneloop.evaluate.metrics import rouge_l, token_f1
 
@@ -60,9 +64,10 @@ def forgetting_section(base: dict, tuned: dict, eval_config) -> dict:
         "answer_rouge_l": sum(rouge_l(t, b) for t, b in pairs) / len(pairs),
         "answer_token_f1": sum(token_f1(t, b) for t, b in pairs) / len(pairs),
     }
+    forgotten = sum(was and not now for was, now in zip(qa_hits(base["qa_replies"]), qa_hits(tuned["qa_replies"])))
     return {
-        "base": {"answer_rouge_l": 1.0, "answer_token_f1": 1.0, **_measures(base)},
-        "tuned": {**agreement, **_measures(tuned)},
+        "base": {"answer_rouge_l": 1.0, "answer_token_f1": 1.0, **_measures(base), "qa_forgotten": 0},
+        "tuned": {**agreement, **_measures(tuned), "qa_forgotten": forgotten},
         "suite": {
             "prompts": len(pairs),
             "max_new_tokens": eval_config.forgetting_max_new_tokens,
@@ -79,13 +84,13 @@ def _measures(scores: dict) -> dict:
 def answer_rows(base: dict, tuned: dict) -> list[dict]:
     """``forgetting.jsonl``: each held-out general prompt with both models' answers, then each
     general-knowledge question with both replies and whether each was right."""
-    from tuneloop.evaluate.general import answer_is_right
+    from tuneloop.evaluate.general import qa_hits
     from tuneloop.evaluate.general_suite import eval_prompts, general_questions
 
     prompts = [{"prompt": p, "base": b, "tuned": t} for p, b, t in zip(eval_prompts(), base["answers"], tuned["answers"])]
+    replies = zip(general_questions(), base["qa_replies"], tuned["qa_replies"], qa_hits(base["qa_replies"]), qa_hits(tuned["qa_replies"]), strict=True)
     questions = [
-        {"question": q, "accepted": list(accepted), "base": b, "tuned": t,
-         "base_right": answer_is_right(b, accepted), "tuned_right": answer_is_right(t, accepted)}
-        for (q, accepted), b, t in zip(general_questions(), base["qa_replies"], tuned["qa_replies"], strict=True)
-    ]  # fmt: skip
+        {"question": q, "accepted": list(accepted), "base": b, "tuned": t, "base_right": b_right, "tuned_right": t_right}
+        for (q, accepted), b, t, b_right, t_right in replies
+    ]
     return prompts + questions

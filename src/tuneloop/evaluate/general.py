@@ -24,10 +24,14 @@ def answer_is_right(answer: str, accepted) -> bool:
     return re.search(rf"\b({pattern})\b", answer.lower()) is not None
 
 
+def qa_hits(replies: list[str]) -> list[bool]:
+    """Whether each reply answers its general question right, ``replies`` in the order of :func:`general_questions`."""
+    return [answer_is_right(reply, accepted) for reply, (_, accepted) in zip(replies, general_questions(), strict=True)]
+
+
 def qa_accuracy(replies: list[str]) -> float:
     """Share of the general questions answered right, ``replies`` in the order of :func:`general_questions`."""
-    questions = general_questions()
-    hits = [answer_is_right(reply, accepted) for reply, (_, accepted) in zip(replies, questions, strict=True)]
+    hits = qa_hits(replies)
     return sum(hits) / len(hits)
 
 

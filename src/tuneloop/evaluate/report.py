@@ -72,6 +72,8 @@ def fmt(value) -> str:
 
 
 def fmt_delta(delta: float | None) -> str:
+    if isinstance(delta, int):  # a count
+        return f"{delta:+d}"
     return "–" if delta is None or math.isnan(delta) else f"{delta:+.3f}"
 
 
@@ -157,8 +159,8 @@ def few_shot_section(metrics: dict) -> tuple[str, list[str], list[list[str]]] | 
 FORGETTING_NOTE = (
     "The general-ability suite, asked without the run's system prompt: answer_rouge_l and answer_token_f1 "
     "score the tuned model's answers to {prompts} held-out general prompts against the base model's own answers "
-    "(1.0 = unchanged); qa_accuracy is the share of {questions} general-knowledge questions answered right; "
-    "general_perplexity is measured on {paragraphs} paragraphs of general prose (lower is better)."
+    "(1.0 = unchanged); qa_accuracy is the share of {questions} general-knowledge questions answered right, "
+    "qa_forgotten how many of those the base answered right the tuned model now gets wrong; general_perplexity is measured on {paragraphs} paragraphs of general prose (lower is better)."
 )
 
 

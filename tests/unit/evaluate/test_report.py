@@ -18,8 +18,8 @@ METRICS = {
     "model": "smollm2-135m-instruct",
     "few_shot": {"scores": {"k=0": {"json_field_accuracy": 0.0, "json_valid": 0.1}, "k=3": {"json_field_accuracy": 0.55, "json_valid": 0.9},
                             "tuned": {"json_field_accuracy": 0.9, "json_valid": 1.0}}, "test_examples": 50, "shots": [], "seed": 0},
-    "forgetting": {"base": {"answer_rouge_l": 1.0, "qa_accuracy": 0.75, "general_perplexity": 10.0},
-                   "tuned": {"answer_rouge_l": 0.6, "qa_accuracy": 0.7, "general_perplexity": 11.5},
+    "forgetting": {"base": {"answer_rouge_l": 1.0, "qa_accuracy": 0.75, "qa_forgotten": 0, "general_perplexity": 10.0},
+                   "tuned": {"answer_rouge_l": 0.6, "qa_accuracy": 0.7, "qa_forgotten": 3, "general_perplexity": 11.5},
                    "suite": {"prompts": 24, "questions": 48, "paragraphs": 20, "max_new_tokens": 48}},
     "bias": {"gap": 0.04},
 }  # fmt: skip
@@ -62,6 +62,7 @@ def test_markdown_has_headline_table_plots_extras_and_samples(report):
     assert "## Few-shot baselines vs the fine-tuned model" in md and "| base, 3-shot | 0.550 | 0.900 |" in md
     assert "| tuned (fine-tuned, 0-shot) | 0.900 | 1.000 |" in md
     assert "## Forgetting: general ability, base vs tuned" in md and "| general_perplexity | 10.000 | 11.500 | +1.500 |" in md
+    assert "| qa_forgotten | 0 | 3 | +3 |" in md  # a count, printed as one
     assert "## bias" in md and "0.040" in md
     assert "test_examples: 120" in md
     assert "````text\n```json" in md  # a fence longer than the backticks inside the sample
