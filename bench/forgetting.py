@@ -8,16 +8,20 @@ puts task quality (held-out test) beside the forgetting measures of ``tuneloop e
 
 * answer_rouge_l / answer_token_f1: the tuned model's answers to held-out general prompts scored
   against the base model's own answers (1.0 = unchanged),
-* qa_accuracy: general-knowledge questions answered right,
+* qa_accuracy: general-knowledge questions answered right, with the questions the base answered
+  right and the tuned model lost, those it gained, and the mean words per reply (a terser model
+  fits more answers in the QA's token budget),
 * general_perplexity: on paragraphs of general prose (lower is better).
 
-Variants: ``full`` (method full at ``--full-lr``), ``lora`` (the demo's LoRA at ``--lora-lr``), and
+Variants: ``full`` (method full at ``--full-lr``), ``lora`` (the demo's LoRA at ``--lora-lr``),
 ``lora+replay`` (the same LoRA with ``--replay-fraction``: general prompts answered by the base
-model mixed into the training split). A variant whose folder holds a finished run of the same
-commands is not re-run; one of other settings stops the bench.
+model mixed into the training split) and ``lora+kl-replay`` (the same replay rows trained by the
+KL divergence from the base, ``--replay-loss kl``). A variant whose folder holds a finished run of
+the same commands is not re-run; one of other settings stops the bench.
 
-    python bench/forgetting.py                      # runs/forgetting/*, docs/results/forgetting/*
+    python bench/forgetting.py                      # runs/forgetting/*, docs/results/forgetting/forgetting.*
     python bench/forgetting.py --steps 10 --out /tmp/fg --results /tmp/fg/results   # a quicker look
+    python bench/forgetting.py --train-seed 1 --out runs/forgetting-seed1 --name steps60_seed1
 """
 
 from __future__ import annotations
@@ -52,6 +56,7 @@ def variants(
     return {
         "lora": lora,
         "lora+replay": [*lora, *replay],
+        "lora+kl-replay": [*lora, *replay, "--replay-loss", "kl"],
         "full": ["--method", "full", "--lr", f"{full_lr:g}"],
     }
 
@@ -99,12 +104,31 @@ def result_row(name: str, run: Path, cmds: list[list[str]]) -> dict:
         "replay_rows": replay.get("rows", 0),
         "replay_temperature": replay.get("temperature", 0.0),  # runs before it was recorded: greedy
         "replay_greedy_rows": replay.get("greedy_rows"),
+        "replay_loss": replay.get("loss", "tokens"),
         "train_rows": data["split_sizes"]["train"],
         "test_examples": metrics["test_examples"],
         "task": {"base": {m: metrics["base"][m] for m in TASK_METRICS}, "tuned": {m: metrics["tuned"][m] for m in TASK_METRICS}},
         "forgetting": {role: {m: metrics["forgetting"][role][m] for m in FORGETTING_METRICS} for role in ("base", "tuned")},
         "forgetting_suite": metrics["forgetting"]["suite"],
+        "qa_replies": qa_reply_counts(run),
         "commands": [shlex.join(c) for c in cmds],
+    }
+
+
+def qa_reply_counts(run: Path) -> dict | None:
+    """From ``forgetting.jsonl``: questions the base got right and the tuned model lost, those it gained,
+    and the mean words per reply of each model (a terser model fits more answers in the QA's token budget).
+    None for runs evaluated before the file held the questions."""
+    rows = [json.loads(line) for line in (run / "forgetting.jsonl").read_text().splitlines()]
+    questions = [row for row in rows if "question" in row]
+    if not questions:
+        return None
+    words = {role: sum(len(row[role].split()) for row in questions) / len(questions) for role in ("base", "tuned")}
+    return {
+        "lost": sum(row["base_right"] and not row["tuned_right"] for row in questions),
+        "gained": sum(row["tuned_right"] and not row["base_right"] for row in questions),
+        "base_words": words["base"],
+        "tuned_words": words["tuned"],
     }
 
 
@@ -129,31 +153,35 @@ def render_markdown(result: dict) -> str:
         "asked without the triage system prompt." + replay_sentence(rows),
         "",
         "| variant | lr | replay rows | train s | json_field_accuracy | exact_match | answer_rouge_l vs base | "
-        "answer_token_f1 vs base | qa_accuracy | general_perplexity |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
-        "| base model (no training) | – | – | – | {json_field_accuracy:.3f} | {exact_match:.3f} | 1.000 | 1.000 | {qa:.3f} | {ppl:.2f} |".format(
-            **base["task"]["base"], qa=base["forgetting"]["base"]["qa_accuracy"], ppl=base["forgetting"]["base"]["general_perplexity"]
+        "answer_token_f1 vs base | qa_accuracy | QA lost / gained | QA reply words | general_perplexity |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| base model (no training) | – | – | – | {json_field_accuracy:.3f} | {exact_match:.3f} | 1.000 | 1.000 | {qa:.3f} | – | {words:.1f} | {ppl:.2f} |".format(
+            **base["task"]["base"], qa=base["forgetting"]["base"]["qa_accuracy"], words=base["qa_replies"]["base_words"],
+            ppl=base["forgetting"]["base"]["general_perplexity"],
         ),
     ]
     for row in rows:
-        task, kept = row["task"]["tuned"], row["forgetting"]["tuned"]
+        task, kept, qa = row["task"]["tuned"], row["forgetting"]["tuned"], row["qa_replies"]
         lines.append(
             f"| {row['variant']} | {row['learning_rate']:g} | {row['replay_rows']} | {row['train_seconds']:.0f} "
             f"| {task['json_field_accuracy']:.3f} | {task['exact_match']:.3f} | {kept['answer_rouge_l']:.3f} "
-            f"| {kept['answer_token_f1']:.3f} | {kept['qa_accuracy']:.3f} | {kept['general_perplexity']:.2f} |"
+            f"| {kept['answer_token_f1']:.3f} | {kept['qa_accuracy']:.3f} | {qa['lost']} / {qa['gained']} | {qa['tuned_words']:.1f} "
+            f"| {kept['general_perplexity']:.2f} |"
         )
     lines += ["", *reading(rows)]
-    lines += ["", "Commands (from the repository root; `python bench/forgetting.py` runs them all and writes this file):", "", "```bash"]
+    lines += ["", f"Commands (from the repository root; `{result['bench_command']}` runs them all and writes this file):", "", "```bash"]
     lines += [command for row in rows for command in row["commands"]]
     lines += ["```", ""]
     return "\n".join(lines)
 
 
 def replay_sentence(rows: list[dict]) -> str:
-    replay = next((row for row in rows if row["replay_rows"]), None)
-    if replay is None:
+    replays = [row for row in rows if row["replay_rows"]]
+    if not replays:
         return ""
-    return f" Replay: {replay['replay_rows']} general prompts answered by the base model ({replay_answers(replay)}) beside the {replay['train_rows']} training rows."
+    first = replays[0]
+    how = "; ".join(f"{row['variant']}: {replay_answers(row)}" for row in replays)
+    return f" Replay: {first['replay_rows']} general prompts answered by the base model beside the {first['train_rows']} training rows ({how})."
 
 
 def replay_answers(row: dict) -> str:
@@ -161,23 +189,22 @@ def replay_answers(row: dict) -> str:
     if not row["replay_rows"]:
         return "–"
     temperature, greedy = row.get("replay_temperature", 0.0), row.get("replay_greedy_rows") or 0
-    if temperature == 0:
-        return "greedy"
-    return f"sampled at temperature {temperature:g}" + (f", {greedy} of them greedy" if greedy else "")
+    made = "greedy" if temperature == 0 else f"sampled at temperature {temperature:g}" + (f", {greedy} of them greedy" if greedy else "")
+    return made + (", trained by KL divergence from the base" if row.get("replay_loss") == "kl" else "")
 
 
 def reading(rows: list[dict]) -> list[str]:
-    """Sentences comparing LoRA + replay with the other variants, every figure read from the rows."""
+    """Sentences comparing each replay variant with plain LoRA and full fine-tuning, every figure read from the rows."""
     by_name = {row["variant"]: row for row in rows}
-    replay = by_name.get("lora+replay")
-    if replay is None:
+    replays = [row for row in rows if row["replay_rows"]]
+    if not replays:
         return []
     lines = ["What the table says (computed from the numbers above):", ""]
-    for other in (by_name[name] for name in ("lora", "full") if name in by_name):
+    for replay, other in ((r, by_name[name]) for r in replays for name in ("lora", "full") if name in by_name):
         kept, other_kept = replay["forgetting"]["tuned"], other["forgetting"]["tuned"]
         task, other_task = replay["task"]["tuned"], other["task"]["tuned"]
         lines.append(
-            f"- lora+replay vs {other['variant']}: answer_rouge_l vs base {kept['answer_rouge_l']:.3f} vs "
+            f"- {replay['variant']} vs {other['variant']}: answer_rouge_l vs base {kept['answer_rouge_l']:.3f} vs "
             f"{other_kept['answer_rouge_l']:.3f} ({kept['answer_rouge_l'] - other_kept['answer_rouge_l']:+.3f}), "
             f"qa_accuracy {kept['qa_accuracy'] - other_kept['qa_accuracy']:+.3f}, general_perplexity "
             f"{kept['general_perplexity'] - other_kept['general_perplexity']:+.2f} (lower is better); task "
@@ -190,6 +217,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=Path("runs/forgetting"), help="Folder of the runs.")
     parser.add_argument("--results", type=Path, default=Path("docs/results/forgetting"), help="Folder of the result files.")
+    parser.add_argument("--name", default="forgetting", help="Name of the result files (NAME.json, NAME.md) in that folder.")
     parser.add_argument("--steps", type=int, default=60, help="Optimiser steps of every variant.")
     parser.add_argument("--replay-fraction", type=float, default=0.24, help="Replay rows, as a share of the training split.")
     parser.add_argument("--replay-tokens", type=int, default=96, help="Tokens the base model may use per replay answer.")
@@ -227,11 +255,12 @@ def main() -> None:
         "steps": args.steps,
         "tokens_per_batch": load_config(ROOT / CONFIG).train.tokens_per_batch,
         "replay_fraction": args.replay_fraction,
+        "bench_command": shlex.join(["python", "bench/forgetting.py", *sys.argv[1:]]),
         "variants": rows,
     }
     results = args.results if args.results.is_absolute() else ROOT / args.results
-    write_json_atomic(results / "forgetting.json", result)
-    write_text_atomic(results / "forgetting.md", render_markdown(result))
+    write_json_atomic(results / f"{args.name}.json", result)
+    write_text_atomic(results / f"{args.name}.md", render_markdown(result))
     print(render_markdown(result))
 
 

@@ -3,7 +3,8 @@
 ``bench/forgetting.py`` writes one result file per setting (learning rate, replay share); this
 reads any number of them and writes the variants, ordered by method, learning rate, replay rows,
 steps and training seed, with the file each row came from (results from before the seed was
-recorded ran with seed 0). Every figure is read from those files.
+recorded ran with seed 0) and, where the result holds them, the general questions the tuned model
+lost and gained against the base. Every figure is read from those files.
 
     python bench/forgetting_sweep.py docs/results/forgetting/*.json --out docs/results/forgetting/sweep.md
 """
@@ -29,22 +30,30 @@ def sweep_rows(paths: list[Path]) -> tuple[dict, list[dict]]:
                 "variant": variant["variant"], "lr": variant["learning_rate"], "replay_rows": variant["replay_rows"],
                 "replay_answers": replay_answers(variant),
                 "train_rows": variant["train_rows"], "steps": variant["steps"], "seed": variant.get("train_seed", 0),
-                "source": path.name,
+                "source": path.name, "qa_lost_gained": lost_gained(variant.get("qa_replies")),
                 **variant["task"]["tuned"], **variant["forgetting"]["tuned"],
             })  # fmt: skip
     rows.sort(key=lambda r: (r["variant"] != "full", r["variant"], -r["lr"], r["replay_rows"], r["replay_answers"], r["steps"], r["seed"]))
     return base, merge_repeats(rows)
 
 
+def lost_gained(counts: dict | None) -> str:
+    """"lost / gained" general questions against the base ("–" for results from before the replies were kept)."""
+    return "–" if counts is None else f"{counts['lost']} / {counts['gained']}"
+
+
 def merge_repeats(rows: list[dict]) -> list[dict]:
-    """One row per measured setting: a variant found in several files with the same figures lists them all."""
+    """One row per measured setting: a variant found in several files with the same figures lists them all
+    (and takes the QA counts of whichever file has them)."""
     merged: dict[tuple, dict] = {}
     for row in rows:
-        key = tuple((k, v) for k, v in row.items() if k != "source")
-        if key in merged:
-            merged[key]["source"] += ", " + row["source"]
-        else:
+        key = tuple((k, v) for k, v in row.items() if k not in ("source", "qa_lost_gained"))
+        if key not in merged:
             merged[key] = dict(row)
+            continue
+        merged[key]["source"] += ", " + row["source"]
+        if merged[key]["qa_lost_gained"] == "–":
+            merged[key]["qa_lost_gained"] = row["qa_lost_gained"]
     return list(merged.values())
 
 
@@ -55,14 +64,15 @@ def render(base: dict, rows: list[dict]) -> str:
         "The triage job on smollm2-135m-instruct, each variant trained for the steps shown and scored on the same "
         "held-out test tickets and general-ability suite (see `forgetting.md`). Higher is better except perplexity.",
         "",
-        "| variant | lr | replay rows / train rows | replay answers | steps | train seed | " + " | ".join(COLUMNS) + " | from |",
-        "|---|---:|---:|---|---:|---:|" + "---:|" * len(COLUMNS) + "---|",
-        "| base model | – | – | – | – | – | " + " | ".join(_figure(base, c) for c in COLUMNS) + " | |",
+        "| variant | lr | replay rows / train rows | replay answers | steps | train seed | " + " | ".join(COLUMNS)
+        + " | QA lost / gained | from |",
+        "|---|---:|---:|---|---:|---:|" + "---:|" * len(COLUMNS) + "---:|---|",
+        "| base model | – | – | – | – | – | " + " | ".join(_figure(base, c) for c in COLUMNS) + " | – | |",
     ]
     for row in rows:
         lines.append(
             f"| {row['variant']} | {row['lr']:g} | {row['replay_rows']} / {row['train_rows']} | {row['replay_answers']} | {row['steps']} | {row['seed']} | "
-            + " | ".join(_figure(row, c) for c in COLUMNS) + f" | {row['source']} |"
+            + " | ".join(_figure(row, c) for c in COLUMNS) + f" | {row['qa_lost_gained']} | {row['source']} |"
         )
     return "\n".join(lines) + "\n"
 
