@@ -1,4 +1,4 @@
-"""Forgetting experiment: full fine-tuning vs LoRA vs LoRA + replay, on the demo's triage job.
+"""Forgetting experiment: full fine-tuning vs LoRA vs LoRA + replay (token and KL), on the demo's triage job.
 
 The same data (``configs/support_triage.yaml`` on the checked-in ``examples/support_tickets.csv``),
 the same built-in model (smollm2-135m-instruct) and the same budget for every variant: ``--steps``
@@ -119,7 +119,8 @@ def qa_reply_counts(run: Path) -> dict | None:
     """From ``forgetting.jsonl``: questions the base got right and the tuned model lost, those it gained,
     and the mean words per reply of each model (a terser model fits more answers in the QA's token budget).
     None for runs evaluated before the file held the questions."""
-    rows = [json.loads(line) for line in (run / "forgetting.jsonl").read_text().splitlines()]
+    path = run / "forgetting.jsonl"
+    rows = [json.loads(line) for line in path.read_text().splitlines()] if path.is_file() else []
     questions = [row for row in rows if "question" in row]
     if not questions:
         return None
@@ -142,7 +143,7 @@ def render_markdown(result: dict) -> str:
     rows = result["variants"]
     base = rows[0]
     lines = [
-        "# Forgetting: full fine-tuning vs LoRA vs LoRA + replay",
+        "# Forgetting: full fine-tuning vs LoRA vs LoRA + replay (token and KL)",
         "",
         f"Measured {result['date']} on {result['machine']} (CPU only, shared with other work), "
         f"smollm2-135m-instruct on the support-triage job (`{CONFIG}`), {result['steps']} steps of up to "
@@ -155,17 +156,18 @@ def render_markdown(result: dict) -> str:
         "| variant | lr | replay rows | train s | json_field_accuracy | exact_match | answer_rouge_l vs base | "
         "answer_token_f1 vs base | qa_accuracy | QA lost / gained | QA reply words | general_perplexity |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
-        "| base model (no training) | – | – | – | {json_field_accuracy:.3f} | {exact_match:.3f} | 1.000 | 1.000 | {qa:.3f} | – | {words:.1f} | {ppl:.2f} |".format(
-            **base["task"]["base"], qa=base["forgetting"]["base"]["qa_accuracy"], words=base["qa_replies"]["base_words"],
+        "| base model (no training) | – | – | – | {json_field_accuracy:.3f} | {exact_match:.3f} | 1.000 | 1.000 | {qa:.3f} | – | {words} | {ppl:.2f} |".format(
+            **base["task"]["base"], qa=base["forgetting"]["base"]["qa_accuracy"], words=reply_words(base["qa_replies"], "base"),
             ppl=base["forgetting"]["base"]["general_perplexity"],
         ),
     ]
     for row in rows:
         task, kept, qa = row["task"]["tuned"], row["forgetting"]["tuned"], row["qa_replies"]
+        lost_gained = "–" if qa is None else f"{qa['lost']} / {qa['gained']}"
         lines.append(
             f"| {row['variant']} | {row['learning_rate']:g} | {row['replay_rows']} | {row['train_seconds']:.0f} "
             f"| {task['json_field_accuracy']:.3f} | {task['exact_match']:.3f} | {kept['answer_rouge_l']:.3f} "
-            f"| {kept['answer_token_f1']:.3f} | {kept['qa_accuracy']:.3f} | {qa['lost']} / {qa['gained']} | {qa['tuned_words']:.1f} "
+            f"| {kept['answer_token_f1']:.3f} | {kept['qa_accuracy']:.3f} | {lost_gained} | {reply_words(qa, 'tuned')} "
             f"| {kept['general_perplexity']:.2f} |"
         )
     lines += ["", *reading(rows)]
@@ -173,6 +175,10 @@ def render_markdown(result: dict) -> str:
     lines += [command for row in rows for command in row["commands"]]
     lines += ["```", ""]
     return "\n".join(lines)
+
+
+def reply_words(counts: dict | None, role: str) -> str:
+    return "–" if counts is None else f"{counts[f'{role}_words']:.1f}"
 
 
 def replay_sentence(rows: list[dict]) -> str:

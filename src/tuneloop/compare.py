@@ -13,7 +13,8 @@ import time
 from pathlib import Path
 
 from tuneloop.atomic import write_json_atomic, write_text_atomic
-from tuneloop.config import RunConfig
+from tuneloop.config import RunConfig, build_config
+from tuneloop.errors import ConfigError
 
 
 def compare_methods(config: RunConfig, methods: list[str], out: Path) -> list[dict]:
@@ -25,7 +26,12 @@ def compare_methods(config: RunConfig, methods: list[str], out: Path) -> list[di
     out = Path(out)
     rows = []
     for name in methods:
-        rows.append(run_isolated(config_for_method(config, name, out / name)))
+        try:
+            method_config = config_for_method(config, name, out / name)
+        except ConfigError as err:  # a setting this method cannot take (replay_loss kl with full, say)
+            rows.append({"method": name, "error": str(err)})
+        else:
+            rows.append(run_isolated(method_config))
         write_json_atomic(out / "compare.json", rows)  # partial results survive an interruption
     write_text_atomic(out / "compare.md", render_table(rows))
     plot_comparison(rows, out / "compare.png")
@@ -33,14 +39,15 @@ def compare_methods(config: RunConfig, methods: list[str], out: Path) -> list[di
 
 
 def config_for_method(config: RunConfig, name: str, out: Path) -> RunConfig:
-    """``config`` with method ``name``; its usual learning rate unless the user chose one."""
+    """``config`` with method ``name`` (validated again: some settings apply to some methods only); its
+    usual learning rate unless the user chose one. ConfigError when the method cannot take the config."""
     from tuneloop.methods import get_method
 
     method_config = config.model_copy(deep=True, update={"out": str(out)})
     method_config.method.name = name
     if "learning_rate" not in config.train.model_fields_set:
         method_config.train.learning_rate = get_method(name).learning_rate
-    return method_config
+    return build_config(method_config.model_dump(mode="json"), origin=f"the config with method {name!r}")
 
 
 def run_isolated(config: RunConfig) -> dict:

@@ -58,6 +58,11 @@ class SourceConfig(_Section):
         return [value] if isinstance(value, (str, Path)) else value
 
 
+# Methods that put a peft adapter on a frozen base: it can be switched off (the base itself, for
+# data.replay_loss kl) or trained further (method.init_from).
+PEFT_ADAPTER_METHODS = ("lora", "dora", "rslora", "ia3")
+
+
 class MixSource(SourceConfig):
     """Another dataset trained in the same run (``data.mix``), with its own files, format and template."""
 
@@ -231,12 +236,10 @@ class RunConfig(_Section):
     def _replay_kl_needs_the_base_inside(self) -> "RunConfig":
         if self.data.replay_fraction == 0 or self.data.replay_loss != "kl":
             return self
-        from tuneloop.train.distill import ADAPTER_OFF_METHODS
-
-        if self.method.name not in ADAPTER_OFF_METHODS:
+        if self.method.name not in PEFT_ADAPTER_METHODS:
             raise ValueError(
                 f"data.replay_loss kl takes the base model's distribution from the model with its adapter switched off; "
-                f"method {self.method.name!r} has none to switch off (use one of {', '.join(ADAPTER_OFF_METHODS)}, "
+                f"method {self.method.name!r} has none to switch off (use one of {', '.join(PEFT_ADAPTER_METHODS)}, "
                 "or data.replay_loss tokens)"
             )
         if self.data.replay_model != self.model.name:

@@ -34,3 +34,15 @@ def test_compare_refuses_an_unknown_method_before_training(tmp_path, tiny_model_
     result = run_cli("compare", "--methods", "lora,magic", "--model", str(tiny_model_dir), "--data", str(toy_chat_file), "--out", str(tmp_path / "c"))
     assert result.exit_code == 2 and "unknown method 'magic'" in result.output
     assert not (tmp_path / "c").exists()
+
+
+def test_a_method_that_cannot_take_the_config_keeps_its_row_with_the_reason(tmp_path, tiny_model_dir, toy_chat_file):
+    from tuneloop.compare import compare_methods
+    from tuneloop.config import load_config
+
+    overrides = {"model.name": str(tiny_model_dir), "data.path": [str(toy_chat_file)], "data.format": "chat",
+                 "data.replay_fraction": 0.2, "data.replay_loss": "kl"}  # fmt: skip
+    rows = compare_methods(load_config(None, overrides), ["full"], tmp_path / "c")  # kl replay needs an adapter
+    assert [row["method"] for row in rows] == ["full"]
+    assert "data.replay_loss kl" in rows[0]["error"] and "'full' has none to switch off" in rows[0]["error"]
+    assert not (tmp_path / "c" / "full").exists()  # refused before its worker started

@@ -96,16 +96,36 @@ def test_replay_for_a_task_without_chat_rows_fails_before_the_run_folder(tiny_be
     assert not out.exists()
 
 
-def test_kl_replay_trains_replay_rows_toward_the_base_and_records_it(tiny_model_dir, toy_chat_file, tmp_path, replay_answers):
+def test_kl_replay_trains_replay_rows_toward_the_base_and_records_it(tiny_model_dir, toy_chat_file, tmp_path, replay_answers, monkeypatch):
+    import math
+
+    from tuneloop.data.pipeline import prepare_dataset
+    from tuneloop.objectives import get_task
+    from tuneloop.train import distill
     from tuneloop.train.run import train
 
     raw = tiny_config(tiny_model_dir, toy_chat_file, tmp_path / "run", max_steps=2).model_dump()
     raw["data"].update(replay_fraction=0.25, replay_loss="kl")
     raw["eval"]["few_shot"] = []
-    run = train(RunConfig.model_validate(raw))
+    config = RunConfig.model_validate(raw)
+    task = get_task("sft")
+    data = prepare_dataset(config.data, task.load_tokenizer(config.model), task)
+    replayed = [e.source == general_replay.REPLAY_SOURCE for e in data.splits.train]
+    assert any(replayed) and [t.distill for t in data.train_tokens] == replayed  # exactly the replay rows
+    teacher_passes = []
+    real_base_targets = distill.base_targets
+
+    def counted(*args):
+        result = real_base_targets(*args)
+        teacher_passes.append(result is not None)
+        return result
+
+    monkeypatch.setattr(distill, "base_targets", counted)
+    run = train(config)
+    assert any(teacher_passes)  # the base's distribution was the target of some training tokens
     assert json.loads((run / "data.json").read_text())["replay"]["loss"] == "kl"
     losses = [json.loads(line)["loss"] for line in (run / "log.jsonl").read_text().splitlines() if '"loss"' in line]
-    assert losses and all(loss == loss and loss >= 0 for loss in losses)  # finite KL + cross-entropy
+    assert losses and all(math.isfinite(loss) and loss >= 0 for loss in losses)  # KL + cross-entropy
 
 
 def test_kl_replay_with_full_fine_tuning_fails_before_the_run_folder(tiny_model_dir, toy_chat_file, tmp_path):

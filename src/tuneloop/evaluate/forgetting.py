@@ -1,6 +1,6 @@
 """Forgetting: base vs tuned on the general-ability suite, in every ``tuneloop eval`` report.
 
-Three measures, each asked without the run's system prompt (the tuned model as a general assistant):
+Three kinds of measure, each asked without the run's system prompt (the tuned model as a general assistant):
 
 * ``answer_rouge_l`` / ``answer_token_f1``: the held-out general prompts (never replayed) answered by
   both models, the tuned model's answers scored against the base model's own answers. The base

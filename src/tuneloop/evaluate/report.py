@@ -160,7 +160,7 @@ FORGETTING_NOTE = (
     "The general-ability suite, asked without the run's system prompt: answer_rouge_l and answer_token_f1 "
     "score the tuned model's answers to {prompts} held-out general prompts against the base model's own answers "
     "(1.0 = unchanged); qa_accuracy is the share of {questions} general-knowledge questions answered right, "
-    "qa_forgotten how many of those the base answered right the tuned model now gets wrong; general_perplexity is measured on {paragraphs} paragraphs of general prose (lower is better)."
+    "qa_forgotten how many of those the base answered right the tuned model now gets wrong (lower is better); general_perplexity is measured on {paragraphs} paragraphs of general prose (lower is better)."
 )
 
 

@@ -66,6 +66,8 @@ def forgetting_table(metrics: dict):
 
 
 def _fmt(value) -> str:
+    if isinstance(value, int):  # a count
+        return str(value)
     return "-" if value is None else f"{value:.3f}"
 
 
@@ -75,4 +77,5 @@ def _delta(name: str, base, tuned, lower_is_better=LOWER_IS_BETTER) -> str:
     delta = tuned - base
     better = delta < 0 if name in lower_is_better else delta > 0
     colour = "green" if better else ("red" if delta else "white")
-    return f"[{colour}]{delta:+.3f}[/{colour}]"
+    shown = f"{delta:+d}" if isinstance(delta, int) else f"{delta:+.3f}"
+    return f"[{colour}]{shown}[/{colour}]"

@@ -4,7 +4,8 @@ Each training example gets a difficulty before training starts (``train.curricul
 
 * ``length``: its token count (long prompts and long answers are harder to fit);
 * ``loss``: the model's own mean loss on the example's labelled tokens before any update (for
-  LoRA-style methods that is the base model, since their adapters start as the identity).
+  LoRA-style methods that is the base model, since their adapters start as the identity); a replay
+  row trained by KL (``data.replay_loss: kl``) is scored by that KL, as it trains.
 
 A pacing function (Platanios et al., 2019, competence-based curriculum learning) gives the
 share ``c`` of the easiest examples that may be drawn once a fraction ``p`` of the run is done,
@@ -63,6 +64,7 @@ def difficulty_by_loss(model, tokenized: list, pack_length: int) -> list[float]:
     import torch
     import torch.nn.functional as F
 
+    from tuneloop.train.distill import with_distilled_kl
     from tuneloop.train.loss import label_positions
     from tuneloop.train.sft_data import PackedRow, collate_packed
 
@@ -72,13 +74,15 @@ def difficulty_by_loss(model, tokenized: list, pack_length: int) -> list[float]:
     with torch.no_grad():
         for group in pack_groups(tokenized, pack_length):  # consecutive, so losses come back in order
             batch = collate_packed([PackedRow.from_examples(group)], pad_token_id=0)
+            batch.pop("real_tokens")
+            batch = {key: value.to(model.device) for key, value in batch.items()}
             keep, targets = label_positions(batch["labels"])
-            device = model.device
             logits = model(
-                input_ids=batch["input_ids"].to(device), position_ids=batch["position_ids"].to(device),
-                logits_to_keep=keep.to(device), use_cache=False,
-            ).logits  # fmt: skip
-            token_losses = F.cross_entropy(logits.float(), targets.to(device), reduction="none").cpu()
+                input_ids=batch["input_ids"], position_ids=batch["position_ids"], logits_to_keep=keep, use_cache=False
+            ).logits
+            token_losses = F.cross_entropy(logits.float(), targets, reduction="none")
+            token_losses = with_distilled_kl(model, batch, keep, logits, token_losses).cpu()
+            keep = keep.cpu()
             owner = torch.repeat_interleave(torch.arange(len(group)), torch.tensor([len(e) for e in group]))[keep[0]]
             sums = torch.zeros(len(group)).index_add_(0, owner, token_losses)
             counts = torch.bincount(owner, minlength=len(group)).clamp(min=1)

@@ -14,13 +14,48 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import os
+from pathlib import Path
 
 import torch
 
+from tuneloop.errors import ConfigError
 from tuneloop.train.sft_data import IGNORE, TokenizedExample
 
-# Methods whose base model is the trained model with its adapter switched off.
-ADAPTER_OFF_METHODS = ("lora", "dora", "rslora", "ia3")
+def check_unsharded(config) -> None:
+    """ConfigError when KL replay would train with parameters sharded across processes (FSDP, DeepSpeed
+    ZeRO-3), named by ``train.accelerate_config`` or by the environment ``accelerate launch`` sets.
+
+    The base's forward pass runs only on batches that hold replay tokens. Under sharding every process
+    must run the same forward passes, since each one gathers weights from all of them.
+    """
+    if config.data.replay_fraction == 0 or config.data.replay_loss != "kl":
+        return
+    sharding = sharding_in_file(config.train.accelerate_config) or sharding_in_environment()
+    if sharding:
+        raise ConfigError(
+            f"data.replay_loss kl cannot train under {sharding}: the base model's forward pass runs only on batches "
+            "with replay rows, and sharded processes must all run the same passes; use DDP (no "
+            "--accelerate-config) or DeepSpeed ZeRO-2, or data.replay_loss tokens"
+        )
+
+
+def sharding_in_file(accelerate_config: str | None) -> str | None:
+    import yaml
+
+    if not accelerate_config or not Path(accelerate_config).is_file():
+        return None
+    settings = yaml.safe_load(Path(accelerate_config).read_text(encoding="utf-8")) or {}
+    kind = str(settings.get("distributed_type", "")).upper()
+    zero_stage = (settings.get("deepspeed_config") or {}).get("zero_stage")
+    return "FSDP" if kind == "FSDP" else "DeepSpeed ZeRO-3" if kind == "DEEPSPEED" and zero_stage == 3 else None
+
+
+def sharding_in_environment() -> str | None:
+    if os.environ.get("ACCELERATE_USE_FSDP", "").lower() in ("1", "true"):
+        return "FSDP"
+    deepspeed = os.environ.get("ACCELERATE_USE_DEEPSPEED", "").lower() in ("1", "true")
+    return "DeepSpeed ZeRO-3" if deepspeed and os.environ.get("ACCELERATE_DEEPSPEED_ZERO_STAGE") == "3" else None
 
 
 def for_distillation(example: TokenizedExample) -> TokenizedExample:
@@ -44,14 +79,34 @@ def base_targets(model, head, input_ids, position_ids, keep: torch.Tensor, disti
 
     The base's view is its inputs to ``head`` when the head is fused (:func:`base_head_inputs`), else its logits.
     """
-    if distill_mask is None:
-        return None
-    distill_keep = keep & next_token_marks(distill_mask)
-    if not distill_keep.any():
+    distill_keep = distilled_positions(keep, distill_mask)
+    if distill_keep is None:
         return None
     segments = replay_segments(input_ids, position_ids, distill_mask, distill_keep)
     teacher = base_logits(model, *segments) if head is None else base_head_inputs(model, head, *segments)
     return distill_keep[keep], teacher
+
+
+def distilled_positions(keep: torch.Tensor, distill_mask: torch.Tensor | None) -> torch.Tensor | None:
+    """``[batch, seq]``: the kept positions that predict a token of their own distilled example; None when none do."""
+    if distill_mask is None:
+        return None
+    distill_keep = keep & distill_mask & next_token_marks(distill_mask)
+    return distill_keep if distill_keep.any() else None
+
+
+def with_distilled_kl(model, batch: dict, keep: torch.Tensor, logits: torch.Tensor, token_losses: torch.Tensor) -> torch.Tensor:
+    """``token_losses`` (``[kept]``, cross-entropies) with the KL from the base at distilled positions, the loss
+    those positions train on (curriculum difficulty)."""
+    distill_keep = distilled_positions(keep, batch.get("distill_mask"))
+    if distill_keep is None:
+        return token_losses
+    teacher = base_logits(model, *replay_segments(batch["input_ids"], batch["position_ids"], batch["distill_mask"], distill_keep))
+    distilled = distill_keep[keep]
+    kl = torch.nn.functional.kl_div(logits[distilled].float().log_softmax(-1), teacher.log_softmax(-1), reduction="none", log_target=True)
+    token_losses = token_losses.clone()
+    token_losses[distilled] = kl.sum(-1)
+    return token_losses
 
 
 def replay_segments(input_ids, position_ids, distill_mask, distill_keep) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -65,12 +120,18 @@ def replay_segments(input_ids, position_ids, distill_mask, distill_keep) -> tupl
 
 @contextlib.contextmanager
 def base_model(model):
-    """``model`` (a peft model, possibly DDP-wrapped) with its adapter switched off and no gradients."""
+    """``model`` (a peft model, possibly DDP-wrapped) with its adapter switched off, in eval mode (no dropout
+    noise in the teacher) and without gradients; its training mode is restored afterwards."""
     peft_model = getattr(model, "module", model)
     if not hasattr(peft_model, "disable_adapter"):
         raise TypeError(f"replay distillation needs a peft adapter model to switch off, got {type(peft_model).__name__}")
-    with peft_model.disable_adapter(), torch.no_grad():
-        yield peft_model
+    was_training = peft_model.training
+    peft_model.eval()
+    try:
+        with peft_model.disable_adapter(), torch.no_grad():
+            yield peft_model
+    finally:
+        peft_model.train(was_training)
 
 
 def base_head_inputs(model, head: torch.nn.Module, input_ids, position_ids, keep: torch.Tensor) -> torch.Tensor:

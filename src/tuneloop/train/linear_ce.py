@@ -4,7 +4,7 @@ SmolLM2's head is 576 x 49,152: the logits of 1,000 labelled tokens are 197 MB i
 the backward pass, plus as much again for log-softmax and its gradient. Here the head is applied
 to a few hundred rows at a time; each chunk's loss and its gradients (``(softmax - onehot) @ W``
 for the hidden states, ``(softmax - onehot)^T @ h`` for a trainable head) are computed at once and
-the chunk's logits dropped, so peak memory holds one chunk of logits (two when a teacher's
+the chunk's logits dropped, so peak memory holds one chunk of logits (three when a teacher's
 distribution is the target) and the matmuls are those an ordinary backward pass does.
 
 :func:`head_loss` runs inside the output embedding's own forward call (a forward pre-hook), so a
@@ -62,15 +62,15 @@ def chunked_loss_and_grads(hidden, weight, bias, targets, needs: tuple[bool, boo
         h, t = hidden[start : start + rows], targets[start : start + rows]
         log_probs = log_softmax_of_head(h, weight, bias)
         if t.is_floating_point():  # a teacher's head inputs: KL from its distribution
-            teacher_log_probs = log_softmax_of_head(t, weight, bias)
-            total += torch.nn.functional.kl_div(log_probs, teacher_log_probs, reduction="sum", log_target=True)
+            teacher_probs, kl = teacher_kl(t, weight, bias, log_probs)
+            total += kl
         else:
             total -= log_probs.gather(1, t[:, None]).sum()
         if not any(needs):
             continue
         probs = log_probs.exp_()  # softmax, in the log-probabilities' memory
         if t.is_floating_point():
-            probs -= teacher_log_probs.exp_()  # d loss / d logits
+            probs -= teacher_probs  # d loss / d logits
         else:
             probs[torch.arange(len(t), device=t.device), t] -= 1.0
         if needs[0]:
@@ -86,6 +86,13 @@ def log_softmax_of_head(hidden, weight, bias) -> torch.Tensor:
     """fp32 log-softmax of the head's logits, computed in the logits' own memory."""
     logits = torch.nn.functional.linear(hidden, weight, bias).float()  # .float() of fp32 is the same tensor
     return logits.sub_(torch.logsumexp(logits, dim=-1, keepdim=True))
+
+
+def teacher_kl(teacher_hidden, weight, bias, log_probs) -> tuple[torch.Tensor, torch.Tensor]:
+    """(the teacher's softmax, summed ``KL(teacher || student)``) of one chunk, in two chunk-sized tensors."""
+    teacher_log_probs = log_softmax_of_head(teacher_hidden, weight, bias)
+    teacher_probs = teacher_log_probs.exp()
+    return teacher_probs, teacher_log_probs.sub_(log_probs).mul_(teacher_probs).sum()
 
 
 def fusable_head(model) -> torch.nn.Linear | None:

@@ -6,6 +6,10 @@ accepts a boolean ``logits_to_keep`` mask and hands the head only the kept posit
 its cross-entropy then run fused and chunked (:mod:`tuneloop.train.linear_ce`), so no
 ``[kept, vocab]`` logits tensor exists. The call still goes through the (possibly DDP-wrapped)
 model's own forward, so gradient synchronisation is untouched.
+
+Replay rows trained by KL (``data.replay_loss: kl``) carry labels on every token, and those
+positions take the KL divergence from the base model instead of the cross-entropy
+(:mod:`tuneloop.train.distill`).
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from tuneloop.atomic import staged_dir, write_json_atomic, write_text_atomic
-from tuneloop.config import RunConfig, dump_config, load_config
+from tuneloop.config import PEFT_ADAPTER_METHODS, RunConfig, dump_config, load_config
 from tuneloop.data.pipeline import PreparedData, prepare_dataset, save_splits
 from tuneloop.errors import ConfigError, TuneloopError
 from tuneloop.progress import console
@@ -34,6 +34,7 @@ def train(config: RunConfig, resume: bool = False, callbacks: tuple = ()) -> Pat
     from tuneloop.methods import get_method
     from tuneloop.objectives import get_task
     from tuneloop.train.curriculum import check_curriculum
+    from tuneloop.train.distill import check_unsharded
     from tuneloop.train.launch import inside_launch, is_main_process, run_launched
 
     set_threads(config.train.threads)
@@ -45,6 +46,7 @@ def train(config: RunConfig, resume: bool = False, callbacks: tuple = ()) -> Pat
     task.check_model(config.model)
     packs = get_method(config.method.name).packs and task.packs
     check_curriculum(config, packs)
+    check_unsharded(config)
     tokenizer = task.load_tokenizer(config.model)
     data = prepare_dataset(config.data, tokenizer, task)
     if resume:
@@ -139,15 +141,14 @@ def continue_adapter(model, config: RunConfig):
 
     source = Path(config.method.init_from)
     source_config = load_config(source / "config.yaml")
-    if source_config.method.name != config.method.name or config.method.name not in PEFT_CONTINUABLE:
+    if source_config.method.name != config.method.name or config.method.name not in PEFT_ADAPTER_METHODS:
         raise ConfigError(
             f"method.init_from: {source} was trained with {source_config.method.name!r}; continuing needs the same "
-            f"peft method here (method.name {config.method.name!r}), one of {', '.join(PEFT_CONTINUABLE)}"
+            f"peft method here (method.name {config.method.name!r}), one of {', '.join(PEFT_ADAPTER_METHODS)}"
         )
     return PeftModel.from_pretrained(model, str(run_artifact(source)), is_trainable=True)
 
 
-PEFT_CONTINUABLE = ("lora", "dora", "rslora", "ia3")
 
 
 def validation_scorer(task, tokenizer, data: PreparedData, config: RunConfig):

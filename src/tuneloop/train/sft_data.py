@@ -1,7 +1,9 @@
 """Chat examples -> token ids with assistant-only labels -> packed rows.
 
 Labels are ``-100`` everywhere except on assistant turns (content and end-of-turn token), so
-the loss never rewards the model for predicting the user's words. Packing places several
+the loss never rewards the model for predicting the user's words (replay rows trained by KL
+are scored on every token, against the base model's distribution rather than the words:
+:func:`tuneloop.train.distill.for_distillation`). Packing places several
 examples in one row with ``position_ids`` restarting at 0 for each; transformers turns that
 into a block-diagonal causal mask, so no token attends across examples and no compute is
 spent on padding.
@@ -93,7 +95,7 @@ def pack_examples(examples: list[TokenizedExample], pack_length: int, seed: int)
 @dataclass(frozen=True)
 class PackedRow(TokenizedExample):
     position_ids: list[int] = ()
-    distill_mask: list[bool] = ()  # per token, for rows holding a distilled example
+    distill_mask: list[bool] = ()  # per token, for rows holding a distilled example (``distill`` stays False)
 
     @classmethod
     def from_examples(cls, group: list[TokenizedExample]) -> "PackedRow":

@@ -114,7 +114,7 @@ def test_kl_replay_needs_an_adapter_over_the_runs_own_base(overrides, message):
         load_config(None, {"model.name": "base", "data.replay_fraction": 0.2, "data.replay_loss": "kl", **overrides})
 
 
-def test_kl_settings_are_accepted_for_lora_and_ignored_while_replay_is_off():
+def test_kl_settings_are_accepted_for_an_adapter_method_and_ignored_while_replay_is_off():
     assert load_config(None, {"data.replay_fraction": 0.2, "data.replay_loss": "kl", "method.name": "dora"}).data.replay_loss == "kl"
     assert load_config(None, {"data.replay_loss": "kl", "method.name": "full"}).method.name == "full"
 
@@ -126,3 +126,46 @@ def test_a_distilled_example_scores_every_token_after_its_first_the_prompts_too(
     assert marked.distill and marked.input_ids == plain.input_ids
     assert marked.labels[0] == IGNORE and marked.labels[1:] == plain.input_ids[1:]
     assert plain.label_count < marked.label_count == len(plain) - 1
+
+
+@pytest.mark.parametrize(
+    ("accelerate_yaml", "refused"),
+    [
+        ("distributed_type: FSDP\n", "FSDP"),
+        ("distributed_type: DEEPSPEED\ndeepspeed_config:\n  zero_stage: 3\n", "DeepSpeed ZeRO-3"),
+        ("distributed_type: DEEPSPEED\ndeepspeed_config:\n  zero_stage: 2\n", None),
+        ("distributed_type: MULTI_GPU\n", None),
+    ],
+)
+def test_kl_replay_is_refused_where_parameters_are_sharded(tmp_path, accelerate_yaml, refused):
+    from tuneloop.errors import ConfigError
+    from tuneloop.train.distill import check_unsharded
+
+    path = tmp_path / "accelerate.yaml"
+    path.write_text(accelerate_yaml)
+    config = load_config(None, {"data.replay_fraction": 0.2, "data.replay_loss": "kl", "train.accelerate_config": str(path)})
+    if refused is None:
+        check_unsharded(config)
+    else:
+        with pytest.raises(ConfigError, match=f"cannot train under {refused}"):
+            check_unsharded(config)
+    check_unsharded(load_config(None, {"data.replay_fraction": 0.2, "train.accelerate_config": str(path)}))  # token replay: fine
+
+
+def test_kl_replay_is_refused_inside_a_sharded_accelerate_launch(monkeypatch):
+    from tuneloop.errors import ConfigError
+    from tuneloop.train.distill import check_unsharded
+
+    monkeypatch.setenv("ACCELERATE_USE_FSDP", "true")
+    with pytest.raises(ConfigError, match="cannot train under FSDP"):
+        check_unsharded(load_config(None, {"data.replay_fraction": 0.2, "data.replay_loss": "kl"}))
+
+
+def test_curriculum_scores_a_distilled_example_by_its_kl_from_the_base(tiny_model_dir):
+    from tuneloop.train.curriculum import difficulty_by_loss
+
+    model, tokenizer = load_causal_lm(str(tiny_model_dir))
+    model = apply_method(model, MethodConfig(name="lora", r=4, alpha=8.0, dropout=0.0), "CAUSAL_LM")  # the base, still
+    rows = [chat(tokenizer, "name a fruit", "an apple, red"), chat(tokenizer, "name a fruit", "an apple, red", distill=True)]
+    plain, distilled = difficulty_by_loss(model, rows, pack_length=256)
+    assert plain > 1.0 and abs(distilled) < 1e-5  # its cross-entropy would be as high as the plain row's
