@@ -46,8 +46,11 @@ def user_errors(func):
 @data_app.command("check")
 @user_errors
 def data_check(
-    data: list[Path] = typer.Argument(..., help="Data files (CSV, JSON, JSONL, Parquet, TXT/MD)."),
-    format: str = typer.Option("chat", "--format", help="Row format: chat, prompt_completion, alpaca, sharegpt, text, label, pairs."),
+    data: Optional[list[Path]] = typer.Argument(None, help="Data files (CSV, JSON, JSONL, Parquet, TXT/MD)."),
+    config: Optional[Path] = typer.Option(
+        None, "--config", help="Check the datasets of this run config instead (data and every data.mix entry, with their own formats)."
+    ),
+    format: Optional[str] = typer.Option(None, "--format", help="Row format: chat, prompt_completion, alpaca, sharegpt, text, label, pairs (default: chat)."),
     columns: str = typer.Option("", help="Map format field to file column: prompt=question,completion=answer."),
     prompt_template: Optional[str] = typer.Option(None, help="Build the prompt from columns, e.g. 'Subject: {subject}\\n{body}'."),
     target_columns: str = typer.Option("", help="Build the completion as a JSON object of these comma-separated columns."),
@@ -55,12 +58,23 @@ def data_check(
     max_length: int = typer.Option(512, help="Rows longer than this many tokens are reported as too long."),
 ):
     """Read data files row by row and report what is usable, what is not (file:line, reason), and the split."""
+    from tuneloop.config import load_config
     from tuneloop.config_flags import parse_mapping
-    from tuneloop.data.pipeline import check_dataset
+    from tuneloop.data.pipeline import check_dataset, check_datasets
+    from tuneloop.errors import ConfigError
 
+    if config is not None:
+        given = [flag for flag, value in (("data files", data), ("--format", format), ("--columns", columns),
+                 ("--prompt-template", prompt_template), ("--target-columns", target_columns)) if value]  # fmt: skip
+        if given:
+            raise ConfigError(f"--config {config} names the data and how to read it; leave out {', '.join(given)}")
+        check_datasets(load_config(config).data, model)
+        return
+    if not data:
+        raise ConfigError("no data to check: give data files, or --config CONFIG.yaml")
     cfg = data_config(
         path=[str(p) for p in data],
-        format=format,
+        format=format or "chat",
         columns=parse_mapping(columns),
         prompt_template=prompt_template,
         target_columns=[c.strip() for c in target_columns.split(",") if c.strip()] or None,

@@ -48,3 +48,25 @@ def test_two_datasets_train_together_and_are_scored_per_task(tiny_model_dir, tmp
     assert per_task["fruit tuned"]["rows"] == tasks_in_test.count("fruit")
     assert "exact_match" in per_task["numbers base"]
     assert "per_task" in (out / "report.md").read_text()
+
+
+def test_data_check_reads_every_dataset_of_a_mix_config_with_its_own_format(tmp_path):
+    import yaml
+
+    from helpers import run_cli
+
+    fruit = write_jsonl(tmp_path / "fruit.jsonl", toy_chat_rows(10))
+    numbers = write_jsonl(tmp_path / "numbers.jsonl", [{"instruction": f"Repeat {i}", "input": "", "output": str(i)} for i in range(8)]
+                          + [{"instruction": "", "input": "", "output": "1"}])  # fmt: skip
+    config = tmp_path / "mix.yaml"
+    config.write_text(yaml.safe_dump({"data": {"path": [str(fruit)], "task_name": "fruit",
+                                               "mix": [{"name": "numbers", "path": [str(numbers)], "format": "alpaca"}]}}))  # fmt: skip
+    result = run_cli("data", "check", "--config", str(config))
+    assert result.exit_code == 0, result.output
+    assert "dataset fruit" in result.output and "dataset numbers" in result.output
+    assert "rows read 10, kept 10, dropped 0" in result.output and "rows read 9, kept 8, dropped 1" in result.output
+    assert "numbers.jsonl:9" in result.output  # the bad row of the second dataset, by file and line
+
+    both = run_cli("data", "check", str(fruit), "--config", str(config))
+    assert both.exit_code == 2 and "leave out data files" in both.output
+    assert run_cli("data", "check").exit_code == 2

@@ -155,6 +155,24 @@ def check_dataset(cfg: DataConfig, model: str | None = None) -> dict:
     return summary
 
 
+def check_datasets(cfg: DataConfig, model: str | None = None) -> dict[str, dict]:
+    """``tuneloop data check --config``: every dataset of a run config (``data``, then each ``data.mix``
+    entry, each read with its own format and columns); returns the summaries by task name."""
+    from tuneloop.data.mixing import mixture_sources
+    from tuneloop.errors import ConfigError
+    from tuneloop.progress import console
+
+    if not cfg.path:
+        raise ConfigError("data.path: the config names no data file")
+    if not cfg.mix:
+        return {cfg.task_name: check_dataset(cfg, model)}
+    summaries = {}
+    for source in mixture_sources(cfg):
+        console().rule(f"dataset {source.name}: {', '.join(source.config.path)}")
+        summaries[source.name] = check_dataset(source.config, model)
+    return summaries
+
+
 def _token_counter(model: str, cfg: DataConfig):
     from tuneloop.models.load import load_tokenizer
     from tuneloop.train.sft_data import ensure_chat_template, tokenize_chat
