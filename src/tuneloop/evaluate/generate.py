@@ -21,7 +21,11 @@ def generate_texts(
     sampling = {"do_sample": True, "temperature": temperature, "top_k": 0, "top_p": 1.0}
     cuda_devices = list(range(torch.cuda.device_count())) if torch.cuda.is_initialized() else []
     with torch.random.fork_rng(devices=cuda_devices):  # seeded sampling leaves the caller's random state alone
-        torch.manual_seed(seed)
+        # Not torch.manual_seed: on a machine with CUDA not yet in use it also queues a seed for CUDA, which
+        # the fork cannot restore. A model on CUDA has initialised it, so its devices are in the fork.
+        torch.default_generator.manual_seed(seed)
+        if model.device.type == "cuda":
+            torch.cuda.manual_seed_all(seed)
         return _generate_batches(model, tokenizer, prompts, max_new_tokens, batch_size, progress, sampling)
 
 

@@ -35,3 +35,12 @@ def test_sampling_leaves_the_global_random_state_as_it_was(tiny_lm):
     torch.manual_seed(123)
     generate_texts(model, tokenizer, PROMPTS, max_new_tokens=4, temperature=1.0, seed=9)
     assert torch.equal(torch.rand(3), expected)
+
+
+def test_sampling_on_the_cpu_seeds_no_cuda_generator(tiny_lm, monkeypatch):
+    # torch.manual_seed would also queue a CUDA seed where CUDA is present but unused, out of the fork's reach.
+    model, tokenizer = tiny_lm
+    seeded = []
+    monkeypatch.setattr(torch.cuda, "manual_seed_all", seeded.append)
+    generate_texts(model, tokenizer, PROMPTS[:1], max_new_tokens=4, temperature=1.0, seed=3)
+    assert seeded == []
