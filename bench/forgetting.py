@@ -163,11 +163,10 @@ def render_markdown(result: dict) -> str:
     ]
     for row in rows:
         task, kept, qa = row["task"]["tuned"], row["forgetting"]["tuned"], row["qa_replies"]
-        lost_gained = "–" if qa is None else f"{qa['lost']} / {qa['gained']}"
         lines.append(
             f"| {row['variant']} | {row['learning_rate']:g} | {row['replay_rows']} | {row['train_seconds']:.0f} "
             f"| {task['json_field_accuracy']:.3f} | {task['exact_match']:.3f} | {kept['answer_rouge_l']:.3f} "
-            f"| {kept['answer_token_f1']:.3f} | {kept['qa_accuracy']:.3f} | {lost_gained} | {reply_words(qa, 'tuned')} "
+            f"| {kept['answer_token_f1']:.3f} | {kept['qa_accuracy']:.3f} | {lost_gained(qa)} | {reply_words(qa, 'tuned')} "
             f"| {kept['general_perplexity']:.2f} |"
         )
     lines += ["", *reading(rows)]
@@ -175,6 +174,11 @@ def render_markdown(result: dict) -> str:
     lines += [command for row in rows for command in row["commands"]]
     lines += ["```", ""]
     return "\n".join(lines)
+
+
+def lost_gained(counts: dict | None) -> str:
+    """"lost / gained" general questions against the base ("–" for runs evaluated before the replies were kept)."""
+    return "–" if counts is None else f"{counts['lost']} / {counts['gained']}"
 
 
 def reply_words(counts: dict | None, role: str) -> str:

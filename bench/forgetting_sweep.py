@@ -15,7 +15,7 @@ import argparse
 import json
 from pathlib import Path
 
-from forgetting import replay_answers  # bench/ is on sys.path when this script runs
+from forgetting import lost_gained, replay_answers  # bench/ is on sys.path when this script runs
 
 COLUMNS = ("json_field_accuracy", "answer_rouge_l", "answer_token_f1", "qa_accuracy", "general_perplexity")
 
@@ -35,11 +35,6 @@ def sweep_rows(paths: list[Path]) -> tuple[dict, list[dict]]:
             })  # fmt: skip
     rows.sort(key=lambda r: (r["variant"] != "full", r["variant"], -r["lr"], r["replay_rows"], r["replay_answers"], r["steps"], r["seed"]))
     return base, merge_repeats(rows)
-
-
-def lost_gained(counts: dict | None) -> str:
-    """"lost / gained" general questions against the base ("–" for results from before the replies were kept)."""
-    return "–" if counts is None else f"{counts['lost']} / {counts['gained']}"
 
 
 def merge_repeats(rows: list[dict]) -> list[dict]:

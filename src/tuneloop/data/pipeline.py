@@ -73,10 +73,12 @@ def prepare_dataset(cfg: DataConfig, tokenizer, task) -> PreparedData:
 
 def marked_for_distillation(cfg: DataConfig, example: Example, piece):
     """A replay row's tokens, marked for the KL loss when ``data.replay_loss`` is kl; other pieces unchanged."""
+    if cfg.replay_loss != "kl":
+        return piece
     from tuneloop.evaluate.general_replay import REPLAY_SOURCE
     from tuneloop.train.distill import for_distillation
 
-    return for_distillation(piece) if cfg.replay_loss == "kl" and example.source == REPLAY_SOURCE else piece
+    return for_distillation(piece) if example.source == REPLAY_SOURCE else piece
 
 
 def load_sources(cfg: DataConfig) -> tuple[list, list]:

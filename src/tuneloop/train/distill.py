@@ -4,9 +4,9 @@ Cross-entropy on an answer the base sampled pulls the tuned model toward one dra
 distribution at each position: an unbiased estimate of the KL divergence from the base, but a noisy
 one when a few dozen replay rows stand for the whole of general behaviour. Here every position of
 a replay row, its prompt's as well as its answer's, is scored by the exact KL divergence
-``KL(base || tuned)`` of the two next-token distributions instead. With an adapter method the base is the model itself with its
-adapter switched off (peft's ``disable_adapter``), so the teacher costs one forward pass without
-gradients and no second copy of the weights. That pass sees only the replay examples of the batch,
+``KL(base || tuned)`` of the two next-token distributions instead. With an adapter method the
+base is the model itself with its adapter switched off (peft's ``disable_adapter``), so the
+teacher costs one forward pass without gradients and no second copy of the weights. That pass sees only the replay examples of the batch,
 cut out of their packed rows into one (each keeps its own positions, so attention stays within it).
 """
 
@@ -21,6 +21,7 @@ import torch
 
 from tuneloop.errors import ConfigError
 from tuneloop.train.sft_data import IGNORE, TokenizedExample
+
 
 def check_unsharded(config) -> None:
     """ConfigError when KL replay would train with parameters sharded across processes (FSDP, DeepSpeed
@@ -98,14 +99,12 @@ def distilled_positions(keep: torch.Tensor, distill_mask: torch.Tensor | None) -
 def with_distilled_kl(model, batch: dict, keep: torch.Tensor, logits: torch.Tensor, token_losses: torch.Tensor) -> torch.Tensor:
     """``token_losses`` (``[kept]``, cross-entropies) with the KL from the base at distilled positions, the loss
     those positions train on (curriculum difficulty)."""
-    distill_keep = distilled_positions(keep, batch.get("distill_mask"))
-    if distill_keep is None:
+    found = base_targets(model, None, batch["input_ids"], batch["position_ids"], keep, batch.get("distill_mask"))
+    if found is None:
         return token_losses
-    teacher = base_logits(model, *replay_segments(batch["input_ids"], batch["position_ids"], batch["distill_mask"], distill_keep))
-    distilled = distill_keep[keep]
-    kl = torch.nn.functional.kl_div(logits[distilled].float().log_softmax(-1), teacher.log_softmax(-1), reduction="none", log_target=True)
+    distilled, teacher_logits = found
     token_losses = token_losses.clone()
-    token_losses[distilled] = kl.sum(-1)
+    token_losses[distilled] = token_kl(logits[distilled].float(), teacher_logits)
     return token_losses
 
 
@@ -163,6 +162,10 @@ def base_logits(model, input_ids, position_ids, keep: torch.Tensor) -> torch.Ten
 def mixed_loss(logits: torch.Tensor, targets: torch.Tensor, distilled: torch.Tensor, teacher_logits: torch.Tensor) -> torch.Tensor:
     """Summed cross-entropy on the rows not ``distilled``, plus the KL divergence from ``teacher_logits`` on those that are."""
     hard = torch.nn.functional.cross_entropy(logits[~distilled], targets[~distilled], reduction="sum")
-    log_probs = logits[distilled].log_softmax(dim=-1)
-    soft = torch.nn.functional.kl_div(log_probs, teacher_logits.log_softmax(dim=-1), reduction="sum", log_target=True)
-    return hard + soft
+    return hard + token_kl(logits[distilled], teacher_logits).sum()
+
+
+def token_kl(logits: torch.Tensor, teacher_logits: torch.Tensor) -> torch.Tensor:
+    """``[rows]``: ``KL(softmax(teacher_logits) || softmax(logits))`` of each row."""
+    log_probs, teacher_log_probs = logits.log_softmax(dim=-1), teacher_logits.log_softmax(dim=-1)
+    return torch.nn.functional.kl_div(log_probs, teacher_log_probs, reduction="none", log_target=True).sum(-1)

@@ -149,8 +149,6 @@ def continue_adapter(model, config: RunConfig):
     return PeftModel.from_pretrained(model, str(run_artifact(source)), is_trainable=True)
 
 
-
-
 def validation_scorer(task, tokenizer, data: PreparedData, config: RunConfig):
     """``score(model, rows=val split) -> {metric: float}`` when early stopping follows a task metric, else None.
 
