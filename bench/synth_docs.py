@@ -93,7 +93,7 @@ def read_jsonl(path: Path) -> list[dict]:
 
 def unseen_passage_scores(run: Path, data: Path) -> dict:
     """Base vs tuned on the test rows whose passage has no row in the training split."""
-    from tuneloop.evaluate.metrics import squad_scores
+    from tuneloop.text.metrics import squad_scores
 
     rows = read_jsonl(data)
     passage_of = lambda source, line: rows[line - 1]["passage_id"] if (ROOT / source).resolve() == data.resolve() else None  # noqa: E731
@@ -128,7 +128,7 @@ def handwritten_scores(run: Path, docs: Path, data: Path) -> dict:
     """Base vs tuned on the handwritten questions; the questions also present among synthesised rows are counted."""
     from tuneloop.chat import answer_prompts
     from tuneloop.data.schema import normalise_text
-    from tuneloop.evaluate.metrics import squad_scores
+    from tuneloop.text.metrics import squad_scores
 
     prompts = handwritten_prompts(docs)
     references = [answer for *_, answer in HANDWRITTEN]

@@ -56,7 +56,7 @@ def task_score(model_run: Path, task_run: Path, max_examples: int) -> float:
     from tuneloop.config import load_config
     from tuneloop.data.pipeline import load_split
     from tuneloop.evaluate.heldout import merged_for_inference
-    from tuneloop.models.adapters import load_tuned_model
+    from tuneloop.runs.models import load_tuned_model
     from tuneloop.objectives import get_task
 
     config = load_config(task_run / "config.yaml")
@@ -70,7 +70,7 @@ def task_score(model_run: Path, task_run: Path, max_examples: int) -> float:
 def base_score(task_run: Path, max_examples: int) -> float:
     from tuneloop.config import load_config
     from tuneloop.data.pipeline import load_split
-    from tuneloop.models.adapters import load_base_model
+    from tuneloop.runs.models import load_base_model
     from tuneloop.objectives import get_task
 
     config = load_config(task_run / "config.yaml")
@@ -85,7 +85,7 @@ def export_matches(merged: Path, out: Path) -> float:
     import torch
     from transformers import AutoModelForCausalLM
 
-    from tuneloop.models.adapters import load_tuned_model
+    from tuneloop.runs.models import load_tuned_model
 
     if out.exists():
         shutil.rmtree(out)

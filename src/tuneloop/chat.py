@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from tuneloop.config import load_config
+from tuneloop.errors import TuneloopError
+from tuneloop.objectives import get_task
+from tuneloop.runs.models import load_base_model, load_tuned_model, run_artifact
+
 
 def generative_task(run_dir: Path):
     """The run's task, which answers with text; a classifier's run has no text to give."""
-    from tuneloop.config import load_config
-    from tuneloop.errors import TuneloopError
-    from tuneloop.models.adapters import run_artifact
-    from tuneloop.objectives import get_task
-
     run_artifact(run_dir)  # a clear error for a folder that is not a finished run
     name = load_config(Path(run_dir) / "config.yaml").task
     task = get_task(name)
@@ -22,15 +22,11 @@ def generative_task(run_dir: Path):
 
 def run_messages(run_dir: Path, history: list[dict]) -> list[dict]:
     """The run's system prompt (if any) followed by the conversation so far."""
-    from tuneloop.config import load_config
-
     system = load_config(Path(run_dir) / "config.yaml").data.system_prompt
     return ([{"role": "system", "content": system}] if system else []) + history
 
 
 def answer_prompts(run_dir: Path, prompts: list[str], max_new_tokens: int = 128, use_base: bool = False) -> list[str]:
-    from tuneloop.models.adapters import load_base_model, load_tuned_model
-
     task = generative_task(run_dir)
     model, tokenizer = (load_base_model if use_base else load_tuned_model)(run_dir)
     conversations = [run_messages(run_dir, [{"role": "user", "content": prompt}]) for prompt in prompts]
@@ -39,8 +35,6 @@ def answer_prompts(run_dir: Path, prompts: list[str], max_new_tokens: int = 128,
 
 def chat_loop(run_dir: Path, max_new_tokens: int = 256) -> None:
     """Read a line, answer with the tuned model, keep the history; empty line or EOF ends."""
-    from tuneloop.models.adapters import load_tuned_model
-
     task = generative_task(run_dir)
     model, tokenizer = load_tuned_model(run_dir)
     history: list[dict] = []

@@ -12,15 +12,17 @@ import multiprocessing
 import time
 from pathlib import Path
 
-from tuneloop.atomic import write_json_atomic, write_text_atomic
+from tuneloop.atomic import write_bytes_atomic, write_json_atomic, write_text_atomic
 from tuneloop.config import RunConfig, build_config
-from tuneloop.errors import ConfigError
+from tuneloop.errors import ConfigError, TuneloopError
+from tuneloop.evaluate.heldout import evaluate_run
+from tuneloop.methods import get_method
+from tuneloop.progress import quiet_libraries
+from tuneloop.train.run import train
 
 
 def compare_methods(config: RunConfig, methods: list[str], out: Path) -> list[dict]:
     """Train and evaluate ``config`` once per method under ``out/<method>``; returns the rows."""
-    from tuneloop.methods import get_method
-
     for name in methods:
         get_method(name)  # unknown names fail before any training
     out = Path(out)
@@ -41,8 +43,6 @@ def compare_methods(config: RunConfig, methods: list[str], out: Path) -> list[di
 def config_for_method(config: RunConfig, name: str, out: Path) -> RunConfig:
     """``config`` with method ``name`` (validated again: some settings apply to some methods only); its
     usual learning rate unless the user chose one. ConfigError when the method cannot take the config."""
-    from tuneloop.methods import get_method
-
     method_config = config.model_copy(deep=True, update={"out": str(out)})
     method_config.method.name = name
     if "learning_rate" not in config.train.model_fields_set:
@@ -68,11 +68,6 @@ def run_isolated(config: RunConfig) -> dict:
 def _train_and_evaluate(raw_config: dict, result_path: str) -> None:
     import resource
 
-    from tuneloop.cli import quiet_libraries
-    from tuneloop.errors import TuneloopError
-    from tuneloop.evaluate.heldout import evaluate_run
-    from tuneloop.train.run import train
-
     quiet_libraries()  # a spawned process starts without the parent's warning filters
     config = RunConfig.model_validate(raw_config)
     started = time.perf_counter()
@@ -87,8 +82,6 @@ def _train_and_evaluate(raw_config: dict, result_path: str) -> None:
 
 
 def method_row(config: RunConfig, run: Path, metrics: dict, seconds: float) -> dict:
-    from tuneloop.methods import get_method
-
     summary = json.loads((run / "train.json").read_text())
     artifact = run / get_method(config.method.name).artifact
     primary = metrics["primary"]
@@ -150,6 +143,4 @@ def plot_comparison(rows: list[dict], path: Path) -> None:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=110)
     plt.close(fig)
-    from tuneloop.atomic import write_bytes_atomic
-
     write_bytes_atomic(path, buffer.getvalue())

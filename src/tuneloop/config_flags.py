@@ -14,6 +14,8 @@ from collections import Counter
 
 from pydantic import BaseModel
 
+from tuneloop.errors import ConfigError
+
 ALIASES = {"model.name": "model", "data.path": "data", "method.name": "method", "train.learning_rate": "lr"}
 
 
@@ -110,8 +112,6 @@ def _parse_value(kind, value, dotted: str):
 
 def parse_mapping(text: str, what: str = "columns") -> dict[str, str]:
     """'prompt=question,completion=answer' -> {'prompt': 'question', 'completion': 'answer'}."""
-    from tuneloop.errors import ConfigError
-
     mapping = {}
     for part in filter(None, (p.strip() for p in text.split(","))):
         if "=" not in part:

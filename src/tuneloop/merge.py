@@ -18,7 +18,11 @@ from pathlib import Path
 
 from tuneloop.atomic import staged_dir, write_json_atomic, write_text_atomic
 from tuneloop.config import RunConfig, dump_config, load_config
+from tuneloop.data.split import file_sha256
 from tuneloop.errors import ConfigError, TuneloopError
+from tuneloop.methods import get_method
+from tuneloop.methods.artifacts import save_full_model
+from tuneloop.runs.models import load_base_model, load_tuned_model, run_artifact
 
 COMBINATIONS = (
     "linear", "cat", "svd", "ties", "ties_svd", "dare_linear", "dare_ties",
@@ -116,8 +120,6 @@ def check_out_free(out: Path) -> None:
 
 def read_source(run: Path) -> Source:
     """A finished run trained with a LoRA method whose adapter peft can combine."""
-    from tuneloop.models.adapters import run_artifact
-
     artifact = run_artifact(run)  # refuses folders that are not finished runs
     config = load_config(run / "config.yaml")
     method = config.method.name
@@ -168,8 +170,6 @@ def combined_model(sources: list[Source], combination: str, weights: list[float]
     import torch
     from peft import PeftModel
 
-    from tuneloop.models.adapters import load_base_model
-
     base, tokenizer = load_base_model(sources[0].run)
     names = [f"source_{index}" for index in range(len(sources))]
     model = PeftModel.from_pretrained(base, str(sources[0].artifact), adapter_name=names[0])
@@ -208,8 +208,6 @@ def merge_record(sources: list[Source], combination: str, weights: list[float], 
 
 
 def source_record(source: Source) -> dict:
-    from tuneloop.data.split import file_sha256
-
     manifest = source.run / "data.json"
     data = json.loads(manifest.read_text(encoding="utf-8")) if manifest.exists() else {}
     return {
@@ -231,10 +229,6 @@ def export_full_model(run: Path, out: Path) -> Path:
     """
     import shutil
 
-    from tuneloop.methods import get_method
-    from tuneloop.methods.artifacts import save_full_model
-    from tuneloop.models.adapters import run_artifact
-
     run, out = Path(run), Path(out)
     artifact = run_artifact(run)
     method = load_config(run / "config.yaml").method.name
@@ -254,7 +248,5 @@ def export_full_model(run: Path, out: Path) -> Path:
 
 def folded_model(run: Path):
     """The tuned model with its adapter merged into the base weights and the peft wrapper removed."""
-    from tuneloop.models.adapters import load_tuned_model
-
     model, tokenizer = load_tuned_model(run)
     return model.merge_and_unload(), tokenizer

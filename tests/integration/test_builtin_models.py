@@ -10,9 +10,9 @@ import torch
 
 @pytest.mark.slow
 def test_smollm2_converts_once_then_loads_in_seconds_and_answers(tmp_path, monkeypatch):
-    from tuneloop.evaluate.generate import generate_texts
+    from tuneloop.text.generate import generate_texts
     from tuneloop.models.load import load_causal_lm
-    from tuneloop.train.sft_data import render_prompt
+    from tuneloop.text.tokenize import render_prompt
 
     monkeypatch.setenv("TUNELOOP_HOME", str(tmp_path))
     load_causal_lm("smollm2-135m-instruct")

@@ -6,7 +6,7 @@ import json
 
 from helpers import run_cli, write_jsonl
 from tuneloop.objectives import get_task
-from tuneloop.train.sft_data import IGNORE, TokenizedExample
+from tuneloop.text.tokenize import IGNORE, TokenizedExample
 
 TINY_TRAIN = ("--r", "4", "--lr", "5e-3", "--tokens-per-batch", "256", "--pack-length", "128",
               "--early-stopping-patience", "0", "--val-fraction", "0.2", "--test-fraction", "0.2")  # fmt: skip
@@ -55,7 +55,7 @@ def test_qa_is_scored_squad_style(tiny_model_dir, tmp_path):
 
 
 def test_squad_scores_normalise_answers():
-    from tuneloop.evaluate.metrics import squad_scores
+    from tuneloop.text.metrics import squad_scores
 
     scores = squad_scores(["The 30 days.", "fourteen"], ["30 days", "14 days"])
     assert scores == {"exact_match": 0.5, "f1": 0.5}

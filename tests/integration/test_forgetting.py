@@ -8,8 +8,8 @@ import pytest
 
 from helpers import run_cli, tiny_config, toy_label_rows, write_jsonl
 from tuneloop.config import RunConfig
-from tuneloop.evaluate import general_replay
-from tuneloop.evaluate.general_suite import eval_prompts, general_questions, replay_prompts
+from tuneloop.train import replay as general_replay
+from tuneloop.data.general_prompts import eval_prompts, general_questions, replay_prompts
 
 
 @pytest.fixture
@@ -99,9 +99,9 @@ def test_replay_for_a_task_without_chat_rows_fails_before_the_run_folder(tiny_be
 def test_kl_replay_trains_replay_rows_toward_the_base_and_records_it(tiny_model_dir, toy_chat_file, tmp_path, replay_answers, monkeypatch):
     import math
 
-    from tuneloop.data.pipeline import prepare_dataset
+    from tuneloop.train.prepare import prepare_dataset
     from tuneloop.objectives import get_task
-    from tuneloop.train import distill
+    from tuneloop.losses import distill
     from tuneloop.train.run import train
 
     raw = tiny_config(tiny_model_dir, toy_chat_file, tmp_path / "run", max_steps=2).model_dump()

@@ -55,7 +55,7 @@ def adapter_logits(run, adapter_folder) -> torch.Tensor:
     """Logits of ``peft.PeftModel.from_pretrained(base, adapter_folder)`` on the run's base."""
     from peft import PeftModel
 
-    from tuneloop.models.adapters import load_base_model
+    from tuneloop.runs.models import load_base_model
 
     base, tokenizer = load_base_model(run)
     return logits(PeftModel.from_pretrained(base, str(adapter_folder)).eval(), tokenizer)
@@ -65,7 +65,7 @@ def peft_linear_merge_logits(run_a, run_b) -> torch.Tensor:
     """peft's own add_weighted_adapter on the two adapters, done by hand."""
     from peft import PeftModel
 
-    from tuneloop.models.adapters import load_base_model
+    from tuneloop.runs.models import load_base_model
 
     base, tokenizer = load_base_model(run_a)
     model = PeftModel.from_pretrained(base, str(run_a / "adapter"), adapter_name="a")
@@ -104,7 +104,7 @@ def test_ties_merge_writes_a_loadable_adapter(runs, tmp_path):
 
 def test_rslora_source_keeps_its_scale(runs, tmp_path):
     """Weights 1, 0 must give back the first adapter (peft alone would rescale an rsLoRA source by sqrt(r))."""
-    from tuneloop.models.adapters import load_tuned_model
+    from tuneloop.runs.models import load_tuned_model
 
     out = tmp_path / "identity"
     result = run_cli("merge", str(runs["rslora"]), str(runs["sounds"]), "--weights", "1,0", "--out", str(out))
@@ -152,7 +152,7 @@ def test_bad_merges_are_refused_without_leaving_a_folder(runs, tmp_path, case, e
 def test_export_full_gives_a_plain_transformers_model_with_the_tuned_logits(runs, tmp_path, name):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from tuneloop.models.adapters import load_tuned_model
+    from tuneloop.runs.models import load_tuned_model
 
     out = tmp_path / "export"
     result = run_cli("merge", str(runs[name]), "--export-full", "--out", str(out))

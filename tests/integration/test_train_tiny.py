@@ -37,7 +37,7 @@ def test_saved_adapter_loads_with_plain_peft_and_same_logits(tiny_model_dir, toy
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
-    from tuneloop.models.adapters import load_tuned_model
+    from tuneloop.runs.models import load_tuned_model
 
     out = train(tiny_config(tiny_model_dir, toy_chat_file, tmp_path / "run", max_steps=4))
     ours, tokenizer = load_tuned_model(out)

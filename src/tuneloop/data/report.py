@@ -7,12 +7,11 @@ from collections import Counter, defaultdict
 from typing import Callable
 
 from tuneloop.data.schema import Example
+from tuneloop.data.validate import reason_kind
 
 
 def summarise_data(report, splits=None, count_tokens: Callable[[Example], int] | None = None) -> dict:
     """A JSON-ready summary of a :class:`~tuneloop.data.validate.DataReport` (and its split)."""
-    from tuneloop.data.validate import reason_kind
-
     where: dict[str, list[str]] = defaultdict(list)
     for row in report.dropped:
         where[reason_kind(row)].append(row.where)

@@ -21,7 +21,6 @@ extensions, empty documents, and documents with nothing to ask about.
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import hashlib
 import io
@@ -36,8 +35,9 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from tuneloop.atomic import write_bytes_atomic, write_json_atomic, write_text_atomic
+from tuneloop.data.load import BadRow, read_rows
 from tuneloop.data.schema import normalise_text
-from tuneloop.errors import DataError, TuneloopError
+from tuneloop.errors import ConfigError, DataError, TuneloopError
 
 DOC_EXTENSIONS = (".txt", ".md", ".markdown", ".csv")
 OUT_EXTENSIONS = (".jsonl", ".json", ".csv", ".parquet")
@@ -354,8 +354,6 @@ def split_sentences(text: str) -> list[str]:
 
 def csv_passages(path: Path) -> list[Passage]:
     """One passage per CSV row: "column: value" lines under the row's subject (its leading column(s))."""
-    from tuneloop.data.load import BadRow, read_rows
-
     rows = []
     for row in read_rows(path):
         if isinstance(row, BadRow):
@@ -698,7 +696,8 @@ def generate_candidates(plan: Plan, settings: SynthSettings, generate: GenerateF
     """Candidates from the rules, or from the model's replies (``generate`` replaces the model in tests)."""
     if settings.generator == "rules":
         return rules_candidates(plan)
-    generate = generate or model_generate_fn(settings)
+    if generate is None:
+        raise ConfigError(f"generator {settings.generator!r} needs a model to generate with (see tuneloop.text.generate.chat_generator)")
     attempts = settings.attempts if settings.generator == "model" else 1  # model-qa's prompt has no variants
     candidates: list[Candidate] = []
     pending = list(plan.requests)
@@ -748,47 +747,6 @@ def roundtrip_checked(candidates: list[Candidate], settings: SynthSettings, gene
     for index, reply in zip(worth_asking, replies):
         checked[index] = replace(candidates[index], check=reply)
     return checked
-
-
-def model_generate_fn(settings: SynthSettings) -> GenerateFn:
-    """Greedy batched generation with the named causal LM (loaded once), under a progress bar."""
-    from tuneloop.evaluate.generate import generate_texts
-    from tuneloop.models.load import load_causal_lm
-    from tuneloop.progress import status
-    from tuneloop.train.sft_data import ensure_chat_template, render_prompt
-
-    with status(f"Loading {settings.model}"):
-        model, tokenizer = load_causal_lm(settings.model)
-    ensure_chat_template(tokenizer)
-
-    def generate(chats: list[list[dict]], max_new_tokens: int, label: str) -> list[str]:
-        prompts = [render_prompt(tokenizer, chat) for chat in chats]
-        with generation_progress(len(prompts), f"{settings.model}: {label}") as advance:
-            return generate_texts(model, tokenizer, prompts, max_new_tokens, settings.batch_size, progress=advance)
-
-    return generate
-
-
-@contextlib.contextmanager
-def generation_progress(total: int, label: str) -> Iterator[Callable[[int], None]]:
-    """A rich progress bar on a terminal; one line per batch otherwise (logs, CI)."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-
-    from tuneloop.progress import console
-
-    if not sys.stderr.isatty():
-        done = [0]
-
-        def advance_plain(count: int) -> None:
-            done[0] += count
-            print(f"{label}: {done[0]}/{total}", file=sys.stderr, flush=True)
-
-        yield advance_plain
-        return
-    columns = (TextColumn(f"[bold]{label}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn())
-    with Progress(*columns, console=console()) as progress:
-        task = progress.add_task("generate", total=total)
-        yield lambda count: progress.update(task, advance=count)
 
 
 def row_of(candidate: Candidate, context: bool) -> dict:

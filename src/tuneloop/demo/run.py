@@ -13,15 +13,21 @@ import time
 from pathlib import Path
 
 from tuneloop.config import RunConfig
+from tuneloop.data.pipeline import check_dataset
+from tuneloop.demo.tickets import PROMPT_TEMPLATE, SYSTEM_PROMPT, TARGET_COLUMNS, write_tickets_csv
 from tuneloop.errors import TuneloopError
+from tuneloop.evaluate.heldout import evaluate_run
+from tuneloop.evaluate.summary import print_metrics
+from tuneloop.models.load import load_tokenizer
+from tuneloop.progress import console
+from tuneloop.text.tokenize import token_counter
+from tuneloop.train.run import train
 
 DEMO_MODEL = "smollm2-135m-instruct"
 
 
 def demo_config(data_path: Path, out: Path, seed: int) -> RunConfig:
     """The demo's settings; ``configs/support_triage.yaml`` holds the same (a test keeps them equal)."""
-    from tuneloop.demo.tickets import PROMPT_TEMPLATE, SYSTEM_PROMPT, TARGET_COLUMNS
-
     return RunConfig.model_validate(
         {
             "project": "support-triage",
@@ -54,20 +60,14 @@ def demo_config(data_path: Path, out: Path, seed: int) -> RunConfig:
 
 
 def run_demo(out: Path, rows: int = 600, seed: int = 0, fresh: bool = True) -> dict:
-    from tuneloop.data.pipeline import check_dataset
-    from tuneloop.demo.tickets import write_tickets_csv
-    from tuneloop.evaluate.heldout import evaluate_run
-    from tuneloop.evaluate.summary import print_metrics
-    from tuneloop.progress import console
-    from tuneloop.train.run import train
-
     started = time.perf_counter()
     out = Path(out)
     clear_previous_demo(out, fresh)
     data_path = write_tickets_csv(out.parent / f"{out.name}-data" / "support_tickets.csv", n=rows, seed=seed)
     console().rule(f"1/4 data: {data_path}")
     config = demo_config(Path(data_path), out, seed)
-    check_dataset(config.data, DEMO_MODEL)
+    tokenizer = load_tokenizer(DEMO_MODEL)
+    check_dataset(config.data, lambda data_format: token_counter(tokenizer, data_format))
     console().rule("2/4 LoRA fine-tuning of " + DEMO_MODEL)
     train(config)
     console().rule("3/4 base vs tuned on the held-out test split, few-shot baselines, forgetting")

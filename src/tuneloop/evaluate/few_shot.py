@@ -14,6 +14,11 @@ from __future__ import annotations
 import random
 
 from tuneloop.errors import ConfigError
+from tuneloop.progress import status
+from tuneloop.text.generate import generate_texts
+from tuneloop.text.metrics import load_metric_hook
+from tuneloop.text.tokenize import render_prompt
+from tuneloop.train.replay import REPLAY_SOURCE
 
 DEFAULT_SHOTS = (0, 1, 3, 5)
 FEW_SHOT_TASKS = ("sft", "qa")  # tasks whose rows are chat turns that can be shown as examples
@@ -43,8 +48,6 @@ def skip_reason(task_name: str) -> str:
 
 def company_rows(train: list) -> list:
     """Training rows drawn from the user's data (replayed general rows are no examples of the task)."""
-    from tuneloop.evaluate.general_replay import REPLAY_SOURCE
-
     return [example for example in train if example.source != REPLAY_SOURCE]
 
 
@@ -63,10 +66,6 @@ def few_shot_messages(shots: list, example) -> list[dict]:
 
 def few_shot_baselines(task, model, tokenizer, test: list, shots: list, ks: list[int], config, base_predictions: list[str]) -> dict:
     """{"k=K": {metric: value}} of the base model on ``test``, each k its own prompts."""
-    from tuneloop.evaluate.generate import generate_texts
-    from tuneloop.progress import status
-    from tuneloop.train.sft_data import render_prompt
-
     results = {}
     for k in ks:
         if k == 0:
@@ -81,8 +80,6 @@ def few_shot_baselines(task, model, tokenizer, test: list, shots: list, ks: list
 
 def text_scores(task, predictions: list[str], test: list, config) -> dict:
     """The task's generated-text scores (and the user's metric hook), without held-out loss."""
-    from tuneloop.evaluate.metrics import load_metric_hook
-
     references = [example.target_text for example in test]
     scores = task.text_scores(predictions, references)
     if config.eval.metric_hook:

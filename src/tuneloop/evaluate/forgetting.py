@@ -16,9 +16,15 @@ Three kinds of measure, each asked without the run's system prompt (the tuned mo
 
 from __future__ import annotations
 
+from tuneloop.data.general_prompts import eval_prompts, general_paragraphs, general_questions, user_turn
+from tuneloop.data.schema import Example
+from tuneloop.evaluate.general import qa_accuracy, qa_hits
+from tuneloop.objectives import get_task
+from tuneloop.objectives.heldout_loss import heldout_loss
+from tuneloop.text.metrics import rouge_l, token_f1
+
 QA_MAX_NEW_TOKENS = 24
 # Metrics of the forgetting table where lower is better.
-LOWER_IS_BETTER = {"general_perplexity", "qa_forgotten"}
 
 
 def skip_reason(task) -> str | None:
@@ -32,9 +38,6 @@ def skip_reason(task) -> str | None:
 
 def general_suite_scores(task, model, tokenizer, eval_config, packs: bool) -> dict:
     """One model on the suite: its answers to the held-out prompts, QA accuracy and perplexity on general text."""
-    from tuneloop.evaluate.general import qa_accuracy
-    from tuneloop.evaluate.general_suite import eval_prompts, general_questions, user_turn
-
     prompts = eval_prompts()[: eval_config.forgetting_prompts]
     answers = task.answer(model, tokenizer, [user_turn(p) for p in prompts], eval_config.forgetting_max_new_tokens)
     replies = task.answer(model, tokenizer, [user_turn(q) for q, _ in general_questions()], QA_MAX_NEW_TOKENS)
@@ -43,11 +46,6 @@ def general_suite_scores(task, model, tokenizer, eval_config, packs: bool) -> di
 
 def general_perplexity(model, tokenizer, packs: bool) -> dict:
     """{"general_perplexity"} on the suite's paragraphs, every token scored (as continued pre-training would)."""
-    from tuneloop.data.schema import Example
-    from tuneloop.evaluate.general_suite import general_paragraphs
-    from tuneloop.evaluate.loss import heldout_loss
-    from tuneloop.objectives import get_task
-
     cpt = get_task("cpt")
     tokenized = [cpt.tokenize(tokenizer, Example("general", i, text=text), None) for i, text in enumerate(general_paragraphs(), 1)]
     return {"general_perplexity": heldout_loss(model, tokenizer, tokenized, cpt, pack=packs)["perplexity"]}
@@ -55,10 +53,6 @@ def general_perplexity(model, tokenizer, packs: bool) -> dict:
 
 def forgetting_section(base: dict, tuned: dict, eval_config) -> dict:
     """metrics.json's ``forgetting``: {"base": {...}, "tuned": {...}, "suite": sizes}."""
-    from tuneloop.evaluate.general import qa_hits
-    from tuneloop.evaluate.general_suite import general_paragraphs, general_questions
-    from tuneloop.evaluate.metrics import rouge_l, token_f1
-
     pairs = list(zip(tuned["answers"], base["answers"], strict=True))
     agreement = {
         "answer_rouge_l": sum(rouge_l(t, b) for t, b in pairs) / len(pairs),
@@ -84,9 +78,6 @@ def _measures(scores: dict) -> dict:
 def answer_rows(base: dict, tuned: dict) -> list[dict]:
     """``forgetting.jsonl``: each held-out general prompt with both models' answers, then each
     general-knowledge question with both replies and whether each was right."""
-    from tuneloop.evaluate.general import qa_hits
-    from tuneloop.evaluate.general_suite import eval_prompts, general_questions
-
     prompts = [{"prompt": p, "base": b, "tuned": t} for p, b, t in zip(eval_prompts(), base["answers"], tuned["answers"])]
     replies = zip(general_questions(), base["qa_replies"], tuned["qa_replies"], qa_hits(base["qa_replies"]), qa_hits(tuned["qa_replies"]), strict=True)
     questions = [

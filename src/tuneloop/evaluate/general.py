@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import re
 
-from tuneloop.evaluate.general_suite import general_questions
+from tuneloop.data.general_prompts import general_questions, user_turn
+from tuneloop.text.generate import generate_texts
+from tuneloop.text.tokenize import render_prompt
 
 # (question, regex alternatives) pairs, kept for callers that read the questions directly.
 GENERAL_QUESTIONS: tuple[tuple[str, str], ...] = tuple(
@@ -37,9 +39,5 @@ def qa_accuracy(replies: list[str]) -> float:
 
 def general_ability(model, tokenizer, max_new_tokens: int = 24) -> dict[str, float]:
     """{"general_accuracy": share of questions whose answer contains the expected word}."""
-    from tuneloop.evaluate.generate import generate_texts
-    from tuneloop.evaluate.general_suite import user_turn
-    from tuneloop.train.sft_data import render_prompt
-
     prompts = [render_prompt(tokenizer, user_turn(question)) for question, _ in general_questions()]
     return {"general_accuracy": qa_accuracy(generate_texts(model, tokenizer, prompts, max_new_tokens))}

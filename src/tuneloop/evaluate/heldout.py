@@ -11,9 +11,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tuneloop.atomic import write_json_atomic, write_text_atomic
+from tuneloop.config import load_config
+from tuneloop.data.pipeline import load_split
 from tuneloop.errors import TuneloopError
-from tuneloop.evaluate.forgetting import answer_rows
+from tuneloop.evaluate import few_shot, forgetting
+from tuneloop.evaluate.few_shot import few_shot_baselines, text_scores
+from tuneloop.evaluate.forgetting import answer_rows, forgetting_section, general_suite_scores
 from tuneloop.evaluate.per_task import limit_rows, per_task_scores
+from tuneloop.evaluate.report import write_report
+from tuneloop.methods import get_method
+from tuneloop.objectives import get_task
+from tuneloop.progress import status
+from tuneloop.runs.models import load_base_model, load_tuned_model, run_artifact, run_labels
+from tuneloop.text.metrics import choose_primary
 
 
 def evaluate_run(run_dir: str | Path, max_examples: int | None = None) -> dict:
@@ -22,13 +32,6 @@ def evaluate_run(run_dir: str | Path, max_examples: int | None = None) -> dict:
     Beside base vs tuned on the test rows: few-shot baselines of the base model and the
     forgetting measures on the general suite (both where the task allows, see the report).
     """
-    from tuneloop.config import load_config
-    from tuneloop.data.pipeline import load_split
-    from tuneloop.evaluate.report import write_report
-    from tuneloop.methods import get_method
-    from tuneloop.models.adapters import load_base_model, load_tuned_model, run_artifact, run_labels
-    from tuneloop.objectives import get_task
-
     run_dir = Path(run_dir)
     run_artifact(run_dir)  # refuses an unfinished run before any model is loaded
     config = load_config(run_dir / "config.yaml")
@@ -79,9 +82,6 @@ class ExtraPlan:
 
 def plan_extras(run_dir: Path, config, task, test: list) -> ExtraPlan:
     """Few-shot k values and shots (ConfigError for a k above the training split), and whether forgetting applies."""
-    from tuneloop.data.pipeline import load_split
-    from tuneloop.evaluate import few_shot, forgetting
-
     plan = ExtraPlan()
     train_path = run_dir / "splits" / "train.jsonl"
     train = few_shot.company_rows(load_split(train_path)) if train_path.is_file() else []
@@ -101,10 +101,6 @@ def plan_extras(run_dir: Path, config, task, test: list) -> ExtraPlan:
 
 def score_extras(plan: ExtraPlan, task, model, tokenizer, config, packs: bool, base_predictions) -> dict:
     """One model's few-shot baselines (base only) and general-suite scores, as the plan asks."""
-    from tuneloop.evaluate.few_shot import few_shot_baselines
-    from tuneloop.evaluate.forgetting import general_suite_scores
-    from tuneloop.progress import status
-
     extras = {}
     if plan.shots:
         extras["few_shot"] = few_shot_baselines(
@@ -118,9 +114,6 @@ def score_extras(plan: ExtraPlan, task, model, tokenizer, config, packs: bool, b
 
 def extra_sections(plan: ExtraPlan, base_extras: dict, tuned_extras: dict, tuned_predictions, task, config) -> dict:
     """metrics.json's ``few_shot`` and ``forgetting`` entries (or why each was not measured)."""
-    from tuneloop.evaluate.few_shot import text_scores
-    from tuneloop.evaluate.forgetting import forgetting_section
-
     if plan.shots:
         rows = plan.few_shot_test
         scores = {**base_extras["few_shot"], "tuned": text_scores(task, tuned_predictions[: len(rows)], rows, config)}
@@ -149,16 +142,12 @@ def merged_for_inference(model):
 
 def score_model(task, model, tokenizer, test, config, labels, label: str, packs: bool) -> dict:
     """The task's scores and predictions of one model on the test rows."""
-    from tuneloop.progress import status
-
     with status(f"Evaluating the {label} on {len(test)} test rows"):
         return task.score(model, tokenizer, test, config, labels, packs)
 
 
 def assemble_metrics(base: dict, tuned: dict, test, config, task) -> dict:
     """metrics.json: headline metric, base and tuned scores, and any per-task extras (confusion matrices)."""
-    from tuneloop.evaluate.metrics import choose_primary
-
     requested = task.default_primary if config.eval.primary == "auto" else config.eval.primary
     primary = choose_primary(tuned["scores"], requested)
     metrics = {

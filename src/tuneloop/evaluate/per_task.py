@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
+from tuneloop.data.mixing import task_of
+from tuneloop.evaluate.few_shot import text_scores
+
 
 def per_task_scores(task, test: list, base_predictions: list[str], tuned_predictions: list[str], config) -> dict:
     """{"per_task": {"<task> base": {metric: value}, "<task> tuned": {...}, ...}} or {} for a single-dataset run.
 
     Scores are the task's generated-text metrics (no held-out loss, which the main table has for all rows).
     """
-    from tuneloop.data.mixing import task_of
-    from tuneloop.evaluate.few_shot import text_scores
-
     names = list(dict.fromkeys(task_of(example) for example in test))
     if len(names) < 2 or None in names or not hasattr(task, "text_scores"):
         return {}
@@ -26,8 +26,6 @@ def per_task_scores(task, test: list, base_predictions: list[str], tuned_predict
 def limit_rows(test: list, limit: int) -> list:
     """At most ``limit`` test rows (0: all); a multi-task split gives every task its turn, round-robin."""
     from itertools import chain, zip_longest
-
-    from tuneloop.data.mixing import task_of
 
     if not limit:
         return test

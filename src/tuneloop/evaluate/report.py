@@ -13,7 +13,7 @@ import re
 from pathlib import Path
 
 from tuneloop.atomic import write_bytes_atomic, write_text_atomic
-from tuneloop.evaluate.summary import LOWER_IS_BETTER
+from tuneloop.text.metrics import LOWER_IS_BETTER
 
 PLOT_TITLES = {
     "loss": "Training and validation loss",
@@ -166,8 +166,6 @@ FORGETTING_NOTE = (
 
 def forgetting_section(metrics: dict) -> tuple[str, list[dict]] | None:
     """(note, metric rows) of base vs tuned on the general suite, or the reason it was not measured."""
-    from tuneloop.evaluate.forgetting import LOWER_IS_BETTER as LOWER
-
     section = metrics.get("forgetting")
     if not section:
         return None
@@ -177,7 +175,7 @@ def forgetting_section(metrics: dict) -> tuple[str, list[dict]] | None:
     for name, tuned in section["tuned"].items():
         base = section["base"].get(name)
         delta = tuned - base if is_number(base) and is_number(tuned) else None
-        better = None if not delta else (delta < 0 if name in LOWER else delta > 0)
+        better = None if not delta else (delta < 0 if name in LOWER_IS_BETTER else delta > 0)
         rows.append({"name": name, "base": base, "tuned": tuned, "delta": delta, "better": better, "primary": False})
     return FORGETTING_NOTE.format(**section["suite"]), rows
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-# Metrics where lower is better; the delta column is coloured accordingly.
-LOWER_IS_BETTER = {"loss", "perplexity"}
+from tuneloop.evaluate.report import few_shot_section
+from tuneloop.text.metrics import LOWER_IS_BETTER
 
+# Metrics where lower is better; the delta column is coloured accordingly.
 
 def print_metrics(metrics: dict, run_dir: Path | None = None) -> None:
     from rich.console import Console
@@ -33,8 +34,6 @@ def few_shot_table(metrics: dict):
     """Base model with k examples vs the tuned model on the few-shot rows; None when not measured."""
     from rich.table import Table
 
-    from tuneloop.evaluate.report import few_shot_section
-
     section = few_shot_section(metrics)
     if not section or not section[2]:
         return None
@@ -51,8 +50,6 @@ def forgetting_table(metrics: dict):
     """General-ability suite, base vs tuned; None when not measured."""
     from rich.table import Table
 
-    from tuneloop.evaluate.forgetting import LOWER_IS_BETTER as LOWER
-
     section = metrics.get("forgetting") or {}
     if "tuned" not in section:
         return None
@@ -61,7 +58,7 @@ def forgetting_table(metrics: dict):
         table.add_column(column, justify="left" if column == "metric" else "right")
     for name, tuned in section["tuned"].items():
         base = section["base"].get(name)
-        table.add_row(name, _fmt(base), _fmt(tuned), _delta(name, base, tuned, LOWER))
+        table.add_row(name, _fmt(base), _fmt(tuned), _delta(name, base, tuned))
     return table
 
 
@@ -71,11 +68,11 @@ def _fmt(value) -> str:
     return "-" if value is None else f"{value:.3f}"
 
 
-def _delta(name: str, base, tuned, lower_is_better=LOWER_IS_BETTER) -> str:
+def _delta(name: str, base, tuned) -> str:
     if base is None:
         return "-"
     delta = tuned - base
-    better = delta < 0 if name in lower_is_better else delta > 0
+    better = delta < 0 if name in LOWER_IS_BETTER else delta > 0
     colour = "green" if better else ("red" if delta else "white")
     shown = f"{delta:+d}" if isinstance(delta, int) else f"{delta:+.3f}"
     return f"[{colour}]{shown}[/{colour}]"

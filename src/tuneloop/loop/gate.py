@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from tuneloop.text.metrics import LOWER_IS_BETTER
+
 
 @dataclass(frozen=True)
 class Gate:
@@ -14,8 +16,6 @@ class Gate:
 
 def better_by(metric: str, candidate: float, production: float) -> float:
     """How much better the candidate is (positive: better), whatever the metric's direction."""
-    from tuneloop.evaluate.summary import LOWER_IS_BETTER
-
     return production - candidate if metric in LOWER_IS_BETTER else candidate - production
 
 

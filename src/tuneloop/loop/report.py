@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+from tuneloop.progress import console
+
 
 def print_retrain(record: dict) -> None:
     from rich.table import Table
-
-    from tuneloop.progress import console
 
     verdict = "[green]promoted[/green]" if record["promoted"] else "[red]kept production[/red]"
     table = Table(title=f"{record['candidate']} vs {record['production_before']}: {verdict}")

@@ -17,15 +17,24 @@ import random
 from pathlib import Path
 
 from tuneloop.atomic import write_json_atomic, write_text_atomic
+from tuneloop.config import build_config, load_config
+from tuneloop.data.pipeline import load_split
+from tuneloop.data.split import dataset_hash, split_train_val_test
+from tuneloop.data.validate import load_examples
 from tuneloop.errors import TuneloopError
+from tuneloop.evaluate.general import general_ability
+from tuneloop.loop.feedback_rows import correction_examples, preference_rows
 from tuneloop.loop.gate import Gate, decide
+from tuneloop.objectives import get_task
+from tuneloop.runs.models import load_tuned_model
+from tuneloop.store.feedback import corrections, preferences
+from tuneloop.store.versions import archive, production, promote, register
+from tuneloop.text.metrics import choose_primary
+from tuneloop.train.run import train
 
 
 def retrain(conn, project: str, new_data: list[str], out: Path, gate: Gate, replay: float = 0.3, overrides: dict | None = None) -> dict:
     """Run the whole loop once; returns what ``retrain.json`` records."""
-    from tuneloop.config import load_config
-    from tuneloop.store.versions import production
-
     current = production(conn, project)
     if current is None:
         raise TuneloopError(f"project {project!r} has no production version to retrain from")
@@ -41,12 +50,6 @@ def retrain(conn, project: str, new_data: list[str], out: Path, gate: Gate, repl
 
 def build_dataset(conn, current, config, new_data: list[str], folder: Path, replay: float) -> dict:
     """Write the candidate's training rows and the new test split; returns the dataset manifest."""
-    from tuneloop.data.pipeline import load_split
-    from tuneloop.data.split import dataset_hash, split_train_val_test
-    from tuneloop.data.validate import load_examples
-    from tuneloop.loop.feedback_rows import correction_examples, preference_rows
-    from tuneloop.store.feedback import corrections, preferences
-
     new_config = config.data.model_copy(update={"path": list(new_data)})
     new = split_train_val_test(load_examples(new_config).examples, config.data.val_fraction, config.data.test_fraction, config.data.seed)
     since = current.created_at
@@ -75,9 +78,6 @@ def write_examples(path: Path, examples) -> None:
 
 def train_candidate(config, production_run: Path, dataset: dict, out: Path, overrides: dict) -> Path:
     """Train from production's adapter on the new dataset (its own validation split, no test split)."""
-    from tuneloop.config import build_config
-    from tuneloop.train.run import train
-
     raw = config.model_dump(mode="json")
     raw["out"] = str(out)
     raw["data"].update(
@@ -93,12 +93,6 @@ def train_candidate(config, production_run: Path, dataset: dict, out: Path, over
 
 def compare_on_checks(production_run: Path, candidate_run: Path, dataset: dict, config, gate: Gate) -> dict:
     """Scores of both models on the frozen test, the new test and the general check."""
-    from tuneloop.data.pipeline import load_split
-    from tuneloop.evaluate.general import general_ability
-    from tuneloop.evaluate.metrics import choose_primary
-    from tuneloop.models.adapters import load_tuned_model
-    from tuneloop.objectives import get_task
-
     task = get_task(config.task)
     tests = {"frozen_test": load_split(production_run / "splits" / "test.jsonl"), "new_test": load_split(Path(dataset["folder"]) / "new_test.jsonl")}
     scores: dict[str, dict] = {name: {} for name in (*tests, "general")}
@@ -119,8 +113,6 @@ def compare_on_checks(production_run: Path, candidate_run: Path, dataset: dict, 
 
 def record_decision(conn, current, candidate_run: Path, results: dict, gate: Gate, dataset: dict, out: Path) -> dict:
     """Register the candidate (parent: production), then promote it or archive it, with the gate's reason."""
-    from tuneloop.store.versions import archive, promote, register
-
     candidate = register(conn, candidate_run, current.project, parent=current.id)
     promoted, reason = decide(gate, results)
     if promoted:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from tuneloop.methods.bottleneck import load_bottleneck, save_bottleneck
+
 
 def save_peft_adapter(model, folder: Path) -> None:
     model.save_pretrained(folder)
@@ -21,14 +23,10 @@ def load_peft_adapter(base_model, folder: Path):
 
 
 def save_bottleneck_artifact(model, folder: Path) -> None:
-    from tuneloop.methods.bottleneck import save_bottleneck
-
     save_bottleneck(model, folder)
 
 
 def load_bottleneck_artifact(base_model, folder: Path):
-    from tuneloop.methods.bottleneck import load_bottleneck
-
     return load_bottleneck(base_model, folder)
 
 

@@ -18,10 +18,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import torch
-
 from tuneloop.errors import ConfigError, ModelError
 from tuneloop.methods.formulas import linear_layer_names, linear_shape, module_matches
+
+# BottleneckAdapter (a torch module) is imported where a model is wrapped, so that reading the
+# method registry (``tuneloop --help``, config validation) does not load torch.
 
 CONFIG_FILE = "adapter_config.json"
 WEIGHTS_FILE = "adapter_model.safetensors"
@@ -35,30 +36,6 @@ BLOCK_OUTPUT_PROJECTIONS = (
     ("layer.0.SelfAttention.o", "layer.2.DenseReluDense.wo"),  # T5 decoder block (layer.1 is cross-attention)
     ("self_attn.out_proj", "fc2"),  # BART, Marian, Pegasus (encoder and decoder blocks)
 )
-
-
-class BottleneckAdapter(torch.nn.Module):
-    """``base(x) + up(gelu(down(base(x))))`` around a frozen linear layer."""
-
-    def __init__(self, base: torch.nn.Module, bottleneck: int):
-        super().__init__()
-        _, width = linear_shape(base)
-        weight = base.weight
-        self.base = base
-        self.down = torch.nn.Linear(width, bottleneck, device=weight.device, dtype=weight.dtype)
-        self.act = torch.nn.GELU()
-        self.up = torch.nn.Linear(bottleneck, width, device=weight.device, dtype=weight.dtype)
-        torch.nn.init.zeros_(self.up.weight)
-        torch.nn.init.zeros_(self.up.bias)
-
-    @property
-    def weight(self) -> torch.Tensor:
-        """The wrapped layer's weight: model code reads it through the wrapper (T5 casts to its dtype)."""
-        return self.base.weight
-
-    def forward(self, x, *args, **kwargs):
-        y = self.base(x, *args, **kwargs)
-        return y + self.up(self.act(self.down(y)))
 
 
 def build_adapter(model, cfg, task_type: str = "CAUSAL_LM"):
@@ -86,6 +63,8 @@ def bottleneck_targets(model, target_modules) -> list[str]:
 
 def default_targets(model) -> list[str]:
     """Both output projections of every block, in every list of blocks (an encoder-decoder has two)."""
+    import torch
+
     targets = []
     for blocks_name, blocks in model.named_modules():
         if isinstance(blocks, torch.nn.ModuleList) and len(blocks):
@@ -102,6 +81,8 @@ def block_output_projections(block) -> tuple[str, ...]:
 
 def add_bottlenecks(model, targets: list[str], bottleneck: int):
     """Freeze the model, then wrap each target module (the new adapters are the only trainable part)."""
+    from tuneloop.methods.bottleneck_layer import BottleneckAdapter
+
     for parameter in model.parameters():
         parameter.requires_grad_(False)
     for name in targets:
@@ -111,13 +92,15 @@ def add_bottlenecks(model, targets: list[str], bottleneck: int):
     return model
 
 
-def adapter_state_dict(model) -> dict[str, torch.Tensor]:
+def adapter_state_dict(model) -> dict:
     """What training changed: the down/up weights (and a classification head, if trained)."""
     return {name: parameter for name, parameter in model.named_parameters() if parameter.requires_grad}
 
 
 def save_bottleneck(model, folder) -> Path:
     from safetensors.torch import save_file
+
+    from tuneloop.methods.bottleneck_layer import BottleneckAdapter
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)

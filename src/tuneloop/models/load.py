@@ -10,19 +10,16 @@ the caller passes ``allow_pickle=True``.
 from __future__ import annotations
 
 import hashlib
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from tuneloop.atomic import staged_dir
 from tuneloop.errors import ModelError
 from tuneloop.models.builtin import BUILTIN_MODELS, builtin_model_path
+from tuneloop.paths import tuneloop_home
+from tuneloop.progress import status
 
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
-
-
-def tuneloop_home() -> Path:
-    return Path(os.environ.get("TUNELOOP_HOME", Path.home() / ".cache" / "tuneloop")).expanduser()
 
 
 @dataclass(frozen=True)
@@ -84,8 +81,6 @@ def _gguf_cache(gguf: Path, label: str) -> Path:
     if (folder / "config.json").exists():
         return folder
     from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from tuneloop.progress import status
 
     with status(f"Converting {gguf.name} to safetensors (once; cached in {folder})"):
         tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
+from tuneloop.config import ModelConfig
+from tuneloop.models.load import load_pretrained, load_tokenizer
+
 
 def embed_texts(texts: list[str], model_name: str = "minilm-l6", batch_size: int = 64, max_length: int = 256):
     """[len(texts), 384] float tensor; one row per text."""
     import torch
     from transformers import AutoModel
-
-    from tuneloop.config import ModelConfig
-    from tuneloop.models.load import load_pretrained, load_tokenizer
 
     tokenizer = load_tokenizer(model_name)
     model = load_pretrained(AutoModel, ModelConfig(name=model_name)).eval()

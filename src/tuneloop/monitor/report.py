@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+from tuneloop.progress import console
+
 
 def print_report(report) -> None:
     from rich.table import Table
-
-    from tuneloop.progress import console
 
     table = Table(title=f"{report.project}: {report.version_id} in production; {report.live_prompts} live vs {report.train_prompts} training prompts")
     table.add_column("check")

@@ -14,7 +14,14 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tuneloop.atomic import write_bytes_atomic, write_json_atomic
+from tuneloop.data.pipeline import load_split
 from tuneloop.errors import TuneloopError
+from tuneloop.monitor.drift import mean_difference_test, mmd_permutation_test, vocabulary_shift, wilson_interval, words
+from tuneloop.monitor.embed import embed_texts
+from tuneloop.store.feedback import rating_counts
+from tuneloop.store.requests import recent
+from tuneloop.store.versions import production
 
 
 @dataclass(frozen=True)
@@ -53,8 +60,6 @@ def live_prompt_text(logged_prompt: str) -> str:
 
 
 def training_prompts(run_path: Path, limit: int, seed: int = 0) -> list[str]:
-    from tuneloop.data.pipeline import load_split
-
     split = Path(run_path) / "splits" / "train.jsonl"
     if not split.is_file():
         raise TuneloopError(f"{run_path} has no splits/train.jsonl to compare live prompts with")
@@ -65,9 +70,6 @@ def training_prompts(run_path: Path, limit: int, seed: int = 0) -> list[str]:
 
 def monitor_project(conn, project: str, window_s: float, thresholds: Thresholds, sample: int = 400) -> MonitorReport:
     """Run every check for ``project``'s production version over the last ``window_s`` seconds."""
-    from tuneloop.store.requests import recent
-    from tuneloop.store.versions import production
-
     version = production(conn, project)
     if version is None:
         raise TuneloopError(f"project {project!r} has no production version to monitor (tuneloop models promote ...)")
@@ -84,9 +86,6 @@ def monitor_project(conn, project: str, window_s: float, thresholds: Thresholds,
 
 
 def input_checks(train: list[str], live: list[str], thresholds: Thresholds, report: MonitorReport) -> dict:
-    from tuneloop.monitor.drift import mean_difference_test, mmd_permutation_test, vocabulary_shift, words
-    from tuneloop.monitor.embed import embed_texts
-
     embedded = report.embeddings = embed_texts(train + live)
     drift = mmd_permutation_test(embedded[: len(train)], embedded[len(train) :])
     lengths = mean_difference_test([len(words(t)) for t in train], [len(words(t)) for t in live])
@@ -102,9 +101,6 @@ def input_checks(train: list[str], live: list[str], thresholds: Thresholds, repo
 
 
 def feedback_check(conn, project: str, since: float, thresholds: Thresholds) -> dict:
-    from tuneloop.monitor.drift import wilson_interval
-    from tuneloop.store.feedback import rating_counts
-
     up = down = 0
     for counts in rating_counts(conn, project=project, since=since):
         up, down = up + counts.up, down + counts.down
@@ -118,8 +114,6 @@ def feedback_check(conn, project: str, since: float, thresholds: Thresholds) -> 
 
 def write_outputs(report: MonitorReport, out: Path) -> Path:
     """``monitor.json`` and ``drift.png`` (embedding projection + prompt lengths) under ``out``."""
-    from tuneloop.atomic import write_json_atomic
-
     out.mkdir(parents=True, exist_ok=True)
     if report.embeddings is not None:
         plot_embeddings(report.embeddings, report.train_prompts, out / "drift.png")
@@ -137,8 +131,6 @@ def plot_embeddings(embeddings, train_count: int, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import torch
-
-    from tuneloop.atomic import write_bytes_atomic
 
     centred = embeddings - embeddings.mean(0)
     _, _, components = torch.linalg.svd(centred, full_matrices=False)

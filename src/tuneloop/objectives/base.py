@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 from tuneloop.errors import ConfigError, DataError
+from tuneloop.losses.label_loss import summed_label_loss
+from tuneloop.models.load import load_causal_lm, load_tokenizer
+from tuneloop.text.generate import generate_texts
+from tuneloop.text.tokenize import batch_rows, collate_rows, ensure_chat_template, render_prompt
 
 
 class Task:
@@ -36,23 +40,18 @@ class Task:
 
     # --- model and data -------------------------------------------------------------------
     def load_tokenizer(self, model_config):
-        from tuneloop.models.load import load_tokenizer
-        from tuneloop.train.sft_data import ensure_chat_template
-
         tokenizer = load_tokenizer(model_config.name, model_config.allow_pickle, model_config.trust_remote_code)
         ensure_chat_template(tokenizer)
         return tokenizer
 
     def load_model(self, model_config, labels: list[str] | None):
-        from tuneloop.models.load import load_causal_lm
-
         model, _ = load_causal_lm(
             model_config.name, model_config.allow_pickle, model_config.trust_remote_code, attention=model_config.attention
         )
         return model
 
     def tokenize(self, tokenizer, example, labels: list[str] | None):
-        """One example -> :class:`~tuneloop.train.sft_data.TokenizedExample` (ids and labels)."""
+        """One example -> :class:`~tuneloop.text.tokenize.TokenizedExample` (ids and labels)."""
         raise NotImplementedError
 
     def pieces(self, tokenized, max_length: int) -> list:
@@ -60,19 +59,13 @@ class Task:
         return [tokenized]
 
     def batch_rows(self, tokenized: list, packs: bool, pack_length: int, seed: int) -> list:
-        from tuneloop.train.sft_data import batch_rows
-
         return batch_rows(tokenized, packs, pack_length, seed)
 
     def collate(self, rows: list, pad_token_id: int) -> dict:
-        from tuneloop.train.sft_data import collate_rows
-
         return collate_rows(rows, pad_token_id)
 
     def summed_loss(self, model, batch: dict):
         """(sum of per-label losses, number of labels) of one batch."""
-        from tuneloop.train.loss import summed_label_loss
-
         return summed_label_loss(model, batch)
 
     # --- held-out evaluation ----------------------------------------------------------------
@@ -84,9 +77,6 @@ class Task:
     def answer(self, model, tokenizer, conversations: list[list[dict]], max_new_tokens: int) -> list[str]:
         """The model's reply to each conversation (chat messages, system prompt first): the chat
         template renders it and the model continues it."""
-        from tuneloop.evaluate.generate import generate_texts
-        from tuneloop.train.sft_data import render_prompt
-
         rendered = [render_prompt(tokenizer, conversation) for conversation in conversations]
         return generate_texts(model, tokenizer, rendered, max_new_tokens)
 

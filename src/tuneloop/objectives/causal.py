@@ -13,6 +13,10 @@ carries a label and in how the test split is judged:
 from __future__ import annotations
 
 from tuneloop.objectives.base import Task
+from tuneloop.objectives.heldout_loss import heldout_loss
+from tuneloop.text.generate import generate_texts
+from tuneloop.text.metrics import compute_text_metrics, load_metric_hook, squad_scores
+from tuneloop.text.tokenize import TokenizedExample, render_prompt, tokenize_chat
 
 CHAT_FORMATS = ("chat", "prompt_completion", "alpaca", "sharegpt")
 
@@ -22,13 +26,9 @@ class SFTTask(Task):
     formats = CHAT_FORMATS
 
     def tokenize(self, tokenizer, example, labels):
-        from tuneloop.train.sft_data import tokenize_chat
-
         return tokenize_chat(tokenizer, example)
 
     def score(self, model, tokenizer, test, config, labels, packs):
-        from tuneloop.evaluate.metrics import load_metric_hook
-
         predictions = self.generate_answers(model, tokenizer, test, config)
         references = [example.target_text for example in test]
         scores = self.text_scores(predictions, references)
@@ -38,20 +38,13 @@ class SFTTask(Task):
         return {"scores": scores, "predictions": predictions}
 
     def text_scores(self, predictions: list[str], references: list[str]) -> dict:
-        from tuneloop.evaluate.metrics import compute_text_metrics
-
         return compute_text_metrics(predictions, references)
 
     def generate_answers(self, model, tokenizer, test, config) -> list[str]:
-        from tuneloop.evaluate.generate import generate_texts
-        from tuneloop.train.sft_data import render_prompt
-
         prompts = [render_prompt(tokenizer, example.messages[:-1]) for example in test]
         return generate_texts(model, tokenizer, prompts, config.eval.max_new_tokens, config.eval.batch_size)
 
     def heldout_loss(self, model, tokenizer, test, config, packs) -> dict:
-        from tuneloop.evaluate.loss import heldout_loss
-
         tokenized = [piece for ex in test for piece in self.pieces(self.tokenize(tokenizer, ex, None), config.data.max_length)]
         return heldout_loss(model, tokenizer, tokenized, self, pack=packs)
 
@@ -61,8 +54,6 @@ class QATask(SFTTask):
     default_primary = "f1"
 
     def text_scores(self, predictions, references):
-        from tuneloop.evaluate.metrics import squad_scores
-
         return squad_scores(predictions, references)
 
 
@@ -73,8 +64,6 @@ class CPTTask(SFTTask):
     drops_too_long = False
 
     def tokenize(self, tokenizer, example, labels):
-        from tuneloop.train.sft_data import TokenizedExample
-
         ids = tokenizer(example.text, add_special_tokens=False)["input_ids"]
         if tokenizer.bos_token_id is not None:
             ids = [tokenizer.bos_token_id] + ids
@@ -83,8 +72,6 @@ class CPTTask(SFTTask):
         return TokenizedExample(list(ids), list(ids))
 
     def pieces(self, tokenized, max_length):
-        from tuneloop.train.sft_data import TokenizedExample
-
         ids = tokenized.input_ids
         # a one-token tail carries no next-token target; it joins nothing and is skipped
         return [

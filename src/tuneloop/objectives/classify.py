@@ -10,8 +10,10 @@ confusion matrix.
 from __future__ import annotations
 
 from tuneloop.errors import DataError
+from tuneloop.models.load import load_pretrained, load_tokenizer
 from tuneloop.objectives.base import Task, check_labels_shared
-from tuneloop.train.sft_data import TokenizedExample
+from tuneloop.text.metrics import classification_scores
+from tuneloop.text.tokenize import TokenizedExample
 
 
 class ClassifyTask(Task):
@@ -33,14 +35,10 @@ class ClassifyTask(Task):
         check_labels_shared(splits, self.labels_of(splits.train + splits.val + splits.test))
 
     def load_tokenizer(self, model_config):
-        from tuneloop.models.load import load_tokenizer
-
         return load_tokenizer(model_config.name, model_config.allow_pickle, model_config.trust_remote_code)
 
     def load_model(self, model_config, labels):
         from transformers import AutoModelForSequenceClassification
-
-        from tuneloop.models.load import load_pretrained
 
         model = load_pretrained(
             AutoModelForSequenceClassification,
@@ -81,8 +79,6 @@ class ClassifyTask(Task):
     def score(self, model, tokenizer, test, config, labels, packs):
         import torch
         import torch.nn.functional as F
-
-        from tuneloop.evaluate.metrics import classification_scores
 
         rows = [self.tokenize(tokenizer, example, labels) for example in test]
         predicted, total_loss = [], 0.0

@@ -19,8 +19,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from tuneloop.errors import ConfigError, ModelError
+from tuneloop.models.load import load_pretrained, load_tokenizer, resolve_model
 from tuneloop.objectives.base import Task
-from tuneloop.train.sft_data import IGNORE, TokenizedExample
+from tuneloop.objectives.heldout_loss import heldout_loss
+from tuneloop.text.metrics import exact_match, load_metric_hook, rouge_l
+from tuneloop.text.tokenize import IGNORE, TokenizedExample
 
 
 @dataclass(frozen=True)
@@ -56,14 +59,10 @@ class Seq2SeqTask(Task):
     # --- model and data -------------------------------------------------------------------
     def load_tokenizer(self, model_config):
         """The model's own tokenizer: sources and targets are plain text, no chat template."""
-        from tuneloop.models.load import load_tokenizer
-
         return load_tokenizer(model_config.name, model_config.allow_pickle, model_config.trust_remote_code)
 
     def load_model(self, model_config, labels):
         from transformers import AutoModelForSeq2SeqLM
-
-        from tuneloop.models.load import load_pretrained
 
         return load_pretrained(AutoModelForSeq2SeqLM, model_config)
 
@@ -108,9 +107,6 @@ class Seq2SeqTask(Task):
 
     # --- held-out evaluation ----------------------------------------------------------------
     def score(self, model, tokenizer, test, config, labels, packs):
-        from tuneloop.evaluate.loss import heldout_loss
-        from tuneloop.evaluate.metrics import load_metric_hook
-
         sources = [encode(tokenizer, source_text(example)) for example in test]
         predictions = generate_targets(model, tokenizer, sources, config.eval.max_new_tokens, config.eval.batch_size)
         references = [example.target_text for example in test]
@@ -125,8 +121,6 @@ class Seq2SeqTask(Task):
 def read_model_config(model_config):
     """The model's ``config.json`` only (no weights), from any name ``tuneloop`` accepts."""
     from transformers import AutoConfig
-
-    from tuneloop.models.load import resolve_model
 
     source = resolve_model(model_config.name, model_config.allow_pickle)
     try:
@@ -195,8 +189,6 @@ def text_scores(predictions: list[str], references: list[str]) -> dict[str, floa
     order is present and the number is sacrebleu's standard corpus BLEU.
     """
     from sacrebleu.metrics import BLEU, CHRF
-
-    from tuneloop.evaluate.metrics import exact_match, rouge_l
 
     pairs = list(zip(predictions, references))
     return {

@@ -19,7 +19,12 @@ from fastapi import Request  # at module level: route annotations are resolved f
 from pydantic import BaseModel, Field
 
 from tuneloop.errors import NotFoundError, StoreError, TuneloopError
-from tuneloop.store.requests import new_request_id
+from tuneloop.serve.auth import KeyChecker, bearer_key
+from tuneloop.serve.catalog import ModelNotServable, listed_models, resolve_served
+from tuneloop.serve.engine import Generation
+from tuneloop.serve.metrics import ServerMetrics
+from tuneloop.store.feedback import record_correction, record_preference, record_rating
+from tuneloop.store.requests import log_request, new_request_id
 
 
 @dataclass(frozen=True)
@@ -79,10 +84,6 @@ def create_app(engine, store, base_model: str, limits: Limits = Limits()):
     from fastapi import FastAPI
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
-
-    from tuneloop.serve.auth import KeyChecker, bearer_key
-    from tuneloop.serve.catalog import ModelNotServable, listed_models, resolve_served
-    from tuneloop.serve.metrics import ServerMetrics
 
     app = FastAPI(title="tuneloop", description="OpenAI-compatible API over fine-tuned adapters")
     keys, counters = KeyChecker(store), ServerMetrics()
@@ -163,8 +164,6 @@ def create_app(engine, store, base_model: str, limits: Limits = Limits()):
         return await answer(job, checked_max_tokens(body.max_tokens, 16), body)
 
     async def answer(job: "Job", max_tokens: int, body):
-        from tuneloop.serve.engine import Generation
-
         checked_prompt(job.prompt)
         loop, pieces = asyncio.get_running_loop(), asyncio.Queue()
         generation = Generation(
@@ -194,8 +193,6 @@ def create_app(engine, store, base_model: str, limits: Limits = Limits()):
         yield "data: [DONE]\n\n"
 
     def finish(job: "Job", generation) -> str:
-        from tuneloop.store.requests import log_request
-
         seconds = time.perf_counter() - job.started
         if generation.error is not None:
             counters.record(job.endpoint, job.model, 500)
@@ -225,8 +222,6 @@ def create_app(engine, store, base_model: str, limits: Limits = Limits()):
 
 def record_feedback(conn, body: FeedbackRequest) -> int:
     """Store one rating, preference or correction; missing fields are a clear 400."""
-    from tuneloop.store.feedback import record_correction, record_preference, record_rating
-
     required = {"rating": ("request_id", "rating"), "preference": ("chosen_id", "rejected_id"), "correction": ("request_id", "correction")}
     missing = [name for name in required[body.kind] if getattr(body, name) in (None, "")]
     if missing:

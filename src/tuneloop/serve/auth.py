@@ -6,6 +6,8 @@ import hashlib
 import threading
 import time
 
+from tuneloop.store.keys import verify_key
+
 
 class KeyChecker:
     """``name_of(key)`` -> the key's name, or None; a revoked key stops working within ``ttl_s``."""
@@ -17,8 +19,6 @@ class KeyChecker:
         self._lock = threading.Lock()
 
     def name_of(self, key: str) -> str | None:
-        from tuneloop.store.keys import verify_key
-
         digest = hashlib.sha256(key.encode()).hexdigest()  # the cache never holds the key itself
         with self._lock:
             cached = self._cache.get(digest)

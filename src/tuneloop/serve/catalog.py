@@ -9,7 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from tuneloop.config import load_config
 from tuneloop.errors import TuneloopError
+from tuneloop.serve.engine import BASE
+from tuneloop.store.versions import check_servable, list_versions, resolve
 
 BASE_NAME = "base"
 MIXABLE_METHODS = ("lora", "rslora")  # DoRA's magnitude vectors cannot be mixed per row in peft
@@ -32,10 +35,6 @@ class Served:
 
 def resolve_served(conn, engine, base_model: str, name: str) -> Served:
     """Resolve ``name`` and load its adapter on first use (raises NotFoundError / ModelNotServable)."""
-    from tuneloop.config import load_config
-    from tuneloop.serve.engine import BASE
-    from tuneloop.store.versions import check_servable, resolve
-
     if name == BASE_NAME:
         return Served(name, BASE, None, None, None)
     if any(separator in name for separator in ("/", "\\", "..")):
@@ -56,8 +55,6 @@ def resolve_served(conn, engine, base_model: str, name: str) -> Served:
 
 def listed_models(conn) -> list[dict]:
     """``/v1/models``: the base, every version, and each project's stage aliases."""
-    from tuneloop.store.versions import list_versions
-
     versions = list_versions(conn)
     entries = [{"id": BASE_NAME, "object": "model", "owned_by": "tuneloop", "created": 0}]
     for version in versions:

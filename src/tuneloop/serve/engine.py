@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Callable
 
 from tuneloop.errors import TuneloopError
+from tuneloop.serve.batch_cache import RunningBatch
 
 BASE = "__base__"  # peft's name for "no adapter" in a mixed batch
 
@@ -109,8 +110,6 @@ class Engine:
 
     # --- the worker ----------------------------------------------------------------------------
     def _serve_forever(self) -> None:
-        from tuneloop.serve.batch_cache import RunningBatch
-
         batch = RunningBatch()
         while True:
             arrivals = self._arrivals(idle=not batch.rows)

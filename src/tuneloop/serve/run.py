@@ -4,16 +4,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from tuneloop.models.load import load_causal_lm
+from tuneloop.progress import console
+from tuneloop.serve.app import Limits, create_app
+from tuneloop.serve.engine import Engine
+from tuneloop.serve.packed_linear import pack_linear_weights
+from tuneloop.store.db import Store
+from tuneloop.text.tokenize import ensure_chat_template
+
 
 def build_server(base: str, store_path: Path | None = None, max_batch: int = 8, max_prompt_tokens: int = 2048, max_tokens: int = 512):
     """The app with its engine and store (used by ``serve`` and by tests)."""
-    from tuneloop.models.load import load_causal_lm
-    from tuneloop.serve.app import Limits, create_app
-    from tuneloop.serve.engine import Engine
-    from tuneloop.serve.packed_linear import pack_linear_weights
-    from tuneloop.store.db import Store
-    from tuneloop.train.sft_data import ensure_chat_template
-
     model, tokenizer = load_causal_lm(base)
     ensure_chat_template(tokenizer)
     pack_linear_weights(model, rows_hint=max_batch)  # faster few-row decode steps on CPU
@@ -23,8 +24,6 @@ def build_server(base: str, store_path: Path | None = None, max_batch: int = 8, 
 
 def serve(base: str, host: str, port: int, store_path: Path | None, max_batch: int, max_prompt_tokens: int, max_tokens: int) -> None:
     import uvicorn
-
-    from tuneloop.progress import console
 
     app = build_server(base, store_path, max_batch, max_prompt_tokens, max_tokens)
     console().print(f"serving {base} at http://{host}:{port}/  (API under /v1, key required; web page at /)")

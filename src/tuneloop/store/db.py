@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Iterator
 
 from tuneloop.errors import StoreError
+from tuneloop.paths import tuneloop_home
 from tuneloop.store.sql import MIGRATIONS
 
 BUSY_TIMEOUT_MS = 10_000
@@ -28,8 +29,6 @@ SCHEMA_VERSION = len(MIGRATIONS)
 
 def store_path(path: str | Path | None = None) -> Path:
     """The store file: ``path``, else ``$TUNELOOP_STORE``, else ``$TUNELOOP_HOME/store.sqlite3``."""
-    from tuneloop.models.load import tuneloop_home
-
     chosen = path or os.environ.get("TUNELOOP_STORE") or tuneloop_home() / "store.sqlite3"
     return Path(chosen).expanduser()
 

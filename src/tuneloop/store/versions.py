@@ -19,7 +19,9 @@ import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
+from tuneloop.config import load_config
 from tuneloop.errors import NotFoundError, StoreError, TuneloopError
+from tuneloop.runs.models import run_artifact
 from tuneloop.store import sql
 from tuneloop.store.db import now, write_transaction
 
@@ -85,9 +87,6 @@ class RunFacts:
 
 def read_run(run_dir: str | Path) -> RunFacts:
     """Check that ``run_dir`` is a finished run and collect what a version records about it."""
-    from tuneloop.config import load_config
-    from tuneloop.models.adapters import run_artifact
-
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise StoreError(f"{run_dir} is not a folder")

@@ -8,6 +8,8 @@ from pathlib import Path
 
 from transformers import TrainerCallback
 
+from tuneloop.progress import console
+
 
 class JsonlLogCallback(TrainerCallback):
     """Appends every logged record (train and validation) as one JSON line to ``log.jsonl``."""
@@ -35,8 +37,6 @@ class RichProgressCallback(TrainerCallback):
         if not state.is_world_process_zero:
             return
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-        from tuneloop.progress import console
 
         self.progress = Progress(
             TextColumn("[bold]training"),

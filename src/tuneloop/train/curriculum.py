@@ -26,6 +26,10 @@ import math
 import random
 
 from tuneloop.errors import ConfigError
+from tuneloop.losses.distill import with_distilled_kl
+from tuneloop.losses.label_loss import label_positions
+from tuneloop.progress import status
+from tuneloop.text.tokenize import PackedRow, collate_packed, pack_examples
 
 DIFFICULTIES = ("length", "loss")
 
@@ -64,10 +68,6 @@ def difficulty_by_loss(model, tokenized: list, pack_length: int) -> list[float]:
     import torch
     import torch.nn.functional as F
 
-    from tuneloop.train.distill import with_distilled_kl
-    from tuneloop.train.loss import label_positions
-    from tuneloop.train.sft_data import PackedRow, collate_packed
-
     was_training = model.training
     model.eval()
     losses: list[float] = []
@@ -105,8 +105,6 @@ def pack_groups(tokenized: list, pack_length: int) -> list[list]:
 
 def ordered_rows(tokenized: list, stream: list[int], packs: bool, pack_length: int, window_tokens: int, seed: int) -> list:
     """The stream as training rows: packed window by window (order kept across windows), or one example per row."""
-    from tuneloop.train.sft_data import pack_examples
-
     examples = [tokenized[i] for i in stream]
     if not packs:
         return examples
@@ -137,8 +135,6 @@ def curriculum_rows(model, tokenized: list, config, packs: bool, rows_per_step: 
     """
     t = config.train
     if t.curriculum == "loss":
-        from tuneloop.progress import status
-
         with status(f"Curriculum: the model's loss on {len(tokenized)} training examples"):
             difficulty = difficulty_by_loss(model, tokenized, t.pack_length)
     else:

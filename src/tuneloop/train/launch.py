@@ -15,6 +15,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from tuneloop.config import dump_config
 from tuneloop.errors import TuneloopError
 
 
@@ -38,14 +39,12 @@ def launch_command(config_file: Path, nproc: int, accelerate_config: str | None,
         command += ["--config_file", accelerate_config]
     else:  # plain DDP; accelerate picks gloo on CPU and NCCL on GPUs
         command += ["--multi_gpu", "--mixed_precision", "no", "--dynamo_backend", "no"]
-    command += ["-m", "tuneloop.cli", "train", str(config_file)]
+    command += ["-m", "tuneloop", "train", str(config_file)]
     return command + (["--resume"] if resume else [])
 
 
 def run_launched(config, resume: bool) -> None:
     """Run training in ``config.train.nproc`` processes and wait; a failed process fails the call."""
-    from tuneloop.config import dump_config
-
     t = config.train
     if t.accelerate_config and not Path(t.accelerate_config).is_file():
         raise TuneloopError(f"train.accelerate_config: file not found: {t.accelerate_config}")

@@ -15,9 +15,21 @@ from pathlib import Path
 
 from tuneloop.atomic import staged_dir, write_json_atomic, write_text_atomic
 from tuneloop.config import PEFT_ADAPTER_METHODS, RunConfig, dump_config, load_config
-from tuneloop.data.pipeline import PreparedData, prepare_dataset, save_splits
+from tuneloop.data.pipeline import save_splits
 from tuneloop.errors import ConfigError, TuneloopError
+from tuneloop.losses.distill import check_unsharded
+from tuneloop.methods import apply_method, get_method
+from tuneloop.objectives import get_task
 from tuneloop.progress import console
+from tuneloop.runs.models import run_artifact
+from tuneloop.train.callbacks import JsonlLogCallback, RichProgressCallback
+from tuneloop.train.curriculum import check_curriculum, curriculum_rows
+from tuneloop.train.fused_lora import fuse_lora_layers
+from tuneloop.train.launch import inside_launch, is_main_process, run_launched, threads_per_process, world_size
+from tuneloop.train.prepare import PreparedData, prepare_dataset
+from tuneloop.train.segmented_attention import use_segmented_attention
+from tuneloop.train.trainer import TuneloopTrainer
+from tuneloop.text.metrics import LOWER_IS_BETTER
 
 
 def default_out_dir(config: RunConfig) -> Path:
@@ -31,12 +43,6 @@ def train(config: RunConfig, resume: bool = False, callbacks: tuple = ()) -> Pat
 
     >>> out = train(load_config("configs/support_triage.yaml"))  # doctest: +SKIP
     """
-    from tuneloop.methods import get_method
-    from tuneloop.objectives import get_task
-    from tuneloop.train.curriculum import check_curriculum
-    from tuneloop.train.distill import check_unsharded
-    from tuneloop.train.launch import inside_launch, is_main_process, run_launched
-
     set_threads(config.train.threads)
     out = Path(config.out) if config.out else default_out_dir(config)
     if not inside_launch():  # the launching process has checked it for all of them
@@ -75,8 +81,6 @@ def set_threads(threads: int) -> None:
     """All cores (or ``train.threads``), shared out between the processes of a launched run."""
     import torch
 
-    from tuneloop.train.launch import threads_per_process, world_size
-
     torch.set_num_threads(threads_per_process(world_size(), threads))
 
 
@@ -108,8 +112,6 @@ def load_model_with_method(task, config: RunConfig, labels: list[str] | None):
     """
     from transformers import set_seed
 
-    from tuneloop.methods import apply_method
-
     set_seed(config.train.seed)
     model = task.load_model(config.model, labels)
     set_seed(config.train.seed)
@@ -125,9 +127,6 @@ def load_model_with_method(task, config: RunConfig, labels: list[str] | None):
 
 def use_fused_kernels(model, packs: bool) -> None:
     """Fused LoRA layers, and per-example attention where rows are packed (both fall back per call where they do not apply)."""
-    from tuneloop.train.fused_lora import fuse_lora_layers
-    from tuneloop.train.segmented_attention import use_segmented_attention
-
     fuse_lora_layers(model)
     if packs:
         use_segmented_attention(model)
@@ -136,8 +135,6 @@ def use_fused_kernels(model, packs: bool) -> None:
 def continue_adapter(model, config: RunConfig):
     """The base with ``method.init_from``'s trained adapter on it, trainable (retraining from production)."""
     from peft import PeftModel
-
-    from tuneloop.models.adapters import run_artifact
 
     source = Path(config.method.init_from)
     source_config = load_config(source / "config.yaml")
@@ -155,10 +152,8 @@ def validation_scorer(task, tokenizer, data: PreparedData, config: RunConfig):
     Loss and perplexity come from the trainer's own validation pass; other metrics (exact_match,
     json_field_accuracy, accuracy, ...) are the task's held-out scores, here on the validation split.
     """
-    from tuneloop.methods import get_method
-
     metric = config.train.early_stopping_metric
-    if metric in LOWER_IS_BETTER or not data.splits.val:
+    if metric in TRAINER_METRICS or not data.splits.val:
         return None
     packs = get_method(config.method.name).packs and task.packs
 
@@ -170,14 +165,15 @@ def validation_scorer(task, tokenizer, data: PreparedData, config: RunConfig):
         if metric not in numbers:
             raise ConfigError(
                 f"train.early_stopping_metric: task {config.task!r} scores no {metric!r} on the validation split; "
-                f"choose one of: {', '.join(sorted(set(numbers) | set(LOWER_IS_BETTER)))}"
+                f"choose one of: {', '.join(sorted(set(numbers) | set(TRAINER_METRICS)))}"
             )
         return numbers
 
     return score
 
 
-LOWER_IS_BETTER = ("loss", "perplexity")
+# Validation metrics the trainer computes itself; any other is the task's score on the validation split.
+TRAINER_METRICS = ("loss", "perplexity")
 
 
 def greater_is_better(metric: str, direction: str) -> bool:
@@ -190,10 +186,6 @@ def build_trainer(model, tokenizer, data: PreparedData, config: RunConfig, out: 
     from transformers.integrations import TensorBoardCallback
     from torch.utils.tensorboard import SummaryWriter
 
-    from tuneloop.methods import get_method
-    from tuneloop.train.callbacks import JsonlLogCallback, RichProgressCallback
-    from tuneloop.train.trainer import TuneloopTrainer
-
     t = config.train
     packs = get_method(config.method.name).packs and task.packs
     train_rows = task.batch_rows(data.train_tokens, packs, t.pack_length, t.seed)
@@ -202,8 +194,6 @@ def build_trainer(model, tokenizer, data: PreparedData, config: RunConfig, out: 
     rows_per_step = max(1, t.tokens_per_batch // row_length)
     rows_per_pass, curriculum = len(train_rows), None
     if t.curriculum != "none":
-        from tuneloop.train.curriculum import curriculum_rows
-
         train_rows, curriculum = curriculum_rows(model, data.train_tokens, config, packs, rows_per_step, rows_per_pass)
     args = training_arguments(
         config, out, rows_per_process(rows_per_step), rows_per_pass, has_validation=bool(val_rows), ordered=curriculum is not None
@@ -229,8 +219,6 @@ def build_trainer(model, tokenizer, data: PreparedData, config: RunConfig, out: 
 
 def rows_per_process(rows_per_step: int) -> int:
     """Each of N processes takes 1/N of the step's rows, so the global batch does not change with N."""
-    from tuneloop.train.launch import world_size
-
     processes = world_size()
     if rows_per_step % processes:
         raise ConfigError(
@@ -318,8 +306,6 @@ def last_checkpoint(out: Path) -> str | None:
 
 def save_trained(model, tokenizer, config: RunConfig, out: Path) -> None:
     """What the method trained, with the tokenizer, into ``adapter/`` or ``model/`` (atomically)."""
-    from tuneloop.methods import get_method
-
     method = get_method(config.method.name)
     with staged_dir(out / method.artifact) as tmp:
         method.save(model, tmp)

@@ -14,14 +14,14 @@ import time
 import torch
 from transformers import Trainer
 
-from tuneloop.train.loss import summed_label_loss
+from tuneloop.losses.label_loss import summed_label_loss
 
 
 class TuneloopTrainer(Trainer):
     """Trainer whose loss is ``loss_fn(model, batch) -> (sum over labels, label count)``.
 
     Batches carry ``real_tokens`` (non-padding tokens) for the throughput log. The default loss
-    is the causal-LM one for rows from :func:`tuneloop.train.sft_data.collate_rows`.
+    is the causal-LM one for rows from :func:`tuneloop.text.tokenize.collate_rows`.
     ``score_fn(model) -> {metric: float}`` adds validation metrics (``eval_<metric>``) to each evaluation.
     """
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from tuneloop.atomic import write_bytes_atomic, write_json_atomic, write_text_atomic
 from tuneloop.tune.space import SearchParam, resolve_direction
+from tuneloop.tune.optuna_setup import optuna_warnings_quiet, storage_url
 
 
 def write_outputs(study, config, out: Path, params: list[SearchParam], best: dict) -> dict:
@@ -61,8 +62,6 @@ def param_importances(study) -> dict[str, float] | None:
 
 
 def summarise(study, config, out: Path, rows: list[dict], importance: dict | None, best: dict) -> dict:
-    from tuneloop.tune.study import storage_url
-
     direction = resolve_direction(config.tune.metric, config.tune.direction)
     counts = {state: sum(1 for r in rows if r["state"] == state) for state in ("complete", "pruned", "fail", "interrupted")}
     best_row = next(r for r in rows if r["trial"] == best["trial"])
@@ -144,8 +143,6 @@ def write_plots(study, out: Path, metric: str, with_importance: bool) -> list[st
 
     matplotlib.use("Agg")
     from optuna.visualization import matplotlib as plots
-
-    from tuneloop.tune.study import optuna_warnings_quiet
 
     figures = {}
     with optuna_warnings_quiet():  # optuna's matplotlib plots are marked experimental

@@ -21,9 +21,12 @@ import math
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import ValidationError
 
+from tuneloop.config import ParamRange, RunConfig, format_validation_error
 from tuneloop.errors import ConfigError
+from tuneloop.methods import get_method
+from tuneloop.text.metrics import LOWER_IS_BETTER
 
 # Settings a trial may vary: training hyperparameters. Data, model and evaluation settings fix
 # what the trials are compared on, so they stay out of the space.
@@ -36,64 +39,6 @@ NOT_SEARCHABLE = {
     "train.accelerate_config": "each trial runs in one process",
     "train.threads": "threads are shared out between tune.workers",
 }
-LOWER_IS_BETTER = ("loss", "perplexity")
-
-
-class ParamRange(BaseModel):
-    """One searched setting: ``low``/``high`` (optionally ``log`` or ``step``), or ``choices``."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    low: float | None = None
-    high: float | None = None
-    log: bool = False
-    step: float | None = Field(None, gt=0)
-    choices: list[bool | int | float | str] | None = None
-
-    @model_validator(mode="after")
-    def _range_or_choices(self) -> "ParamRange":
-        if self.choices is not None:
-            if self.low is not None or self.high is not None or self.log or self.step is not None:
-                raise ValueError("give either choices or low/high, not both")
-            if not self.choices:
-                raise ValueError("empty choices: list at least one value")
-            return self
-        if self.low is None or self.high is None:
-            raise ValueError("give a range (low and high) or a list of choices")
-        if not self.low < self.high:
-            raise ValueError(f"empty range: low ({self.low:g}) must be below high ({self.high:g})")
-        if self.log and self.low <= 0:
-            raise ValueError(f"a log-scale range needs low > 0 (got {self.low:g})")
-        if self.log and self.step is not None:
-            raise ValueError("step and log cannot be combined")
-        return self
-
-
-class TuneConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
-
-    trials: int = Field(20, gt=0, description="Trials to finish (complete or pruned), counting those of earlier runs on the same folder.")
-    metric: str = Field(
-        "loss",
-        description="Validation metric the search optimises; trials early-stop on it and keep their best checkpoint: "
-        "loss, perplexity, or a task metric scored on the validation split (exact_match, json_field_accuracy, accuracy, ...).",
-    )
-    direction: Literal["auto", "minimize", "maximize"] = Field(
-        "auto", description="Optimisation direction of tune.metric: auto = minimize loss/perplexity, maximize the rest."
-    )
-    space: dict[str, ParamRange] = Field(
-        default_factory=dict,
-        description="Search space (YAML): dotted setting -> {low, high, log, step} or {choices: [...]}, "
-        "e.g. train.learning_rate: {low: 1.0e-4, high: 1.0e-2, log: true}.",
-    )
-    startup_trials: int = Field(4, ge=0, description="Trials sampled at random before TPE models the results.")
-    pruner: Literal["median", "none"] = Field("median", description="Stop a trial whose validation metric is worse than the median of earlier trials at the same step.")
-    pruner_startup_trials: int = Field(3, ge=0, description="Trials that must finish before any trial is pruned.")
-    pruner_warmup_steps: int = Field(0, ge=0, description="Training steps of each trial before it may be pruned.")
-    seed: int = Field(0, description="Seed of the sampler.")
-    workers: int = Field(1, ge=1, description="Processes running trials at once, sharing the study storage.")
-    storage: str | None = Field(None, description="Optuna RDB storage URL (default sqlite:///<out>/study.db); share it between machines to search together.")
-    study_name: str | None = Field(None, description="Study name inside the storage (default: the project name).")
 
 
 @dataclass(frozen=True)
@@ -151,8 +96,6 @@ def check_param(config, path: str, declared: ParamRange) -> SearchParam:
 
 def searchable_field(path: str, where: str):
     """The pydantic field behind a dotted path, or a ConfigError saying why it cannot be searched."""
-    from tuneloop.config import RunConfig
-
     section, _, name = path.partition(".")
     if path in NOT_SEARCHABLE:
         raise ConfigError(f"{where}: {path} cannot be searched: {NOT_SEARCHABLE[path]}")
@@ -170,8 +113,6 @@ def searchable_field(path: str, where: str):
 
 def checked_value(config, path: str, value: Any, where: str) -> Any:
     """``value`` as the config stores it at ``path`` (validated), or a ConfigError naming ``where``."""
-    from tuneloop.config import format_validation_error
-    from tuneloop.methods import get_method
 
     try:
         applied = config_with(config, {path: value})

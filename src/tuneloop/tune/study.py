@@ -25,9 +25,16 @@ from typing import Any, Iterator
 
 from transformers import TrainerCallback
 
-from tuneloop.atomic import write_text_atomic
+from tuneloop.atomic import write_json_atomic, write_text_atomic
 from tuneloop.config import RunConfig, dump_config, load_config
 from tuneloop.errors import ConfigError, TuneloopError
+from tuneloop.evaluate.heldout import evaluate_run
+from tuneloop.objectives import get_task
+from tuneloop.progress import console, quiet_libraries
+from tuneloop.train.prepare import prepare_dataset
+from tuneloop.train.run import train
+from tuneloop.tune.report import write_outputs
+from tuneloop.tune.optuna_setup import optuna_warnings_quiet, storage_url
 from tuneloop.tune.space import SearchParam, check_space, config_with, default_params, resolve_direction
 
 SETTINGS_OF_THE_RUN = ("tune.trials", "tune.workers")  # may change when a study is resumed
@@ -40,8 +47,6 @@ def tune(config: RunConfig, origin: str = "config") -> dict:
 
     >>> summary = tune(load_config("docs/results/tune_demo/tune_demo.yaml"))  # doctest: +SKIP
     """
-    from tuneloop.tune.report import write_outputs
-
     try:
         params = check_space(config)
     except ConfigError as err:
@@ -65,9 +70,6 @@ def tune_out_dir(config: RunConfig) -> Path:
 
 def check_trials_can_run(config: RunConfig) -> None:
     """What would only fail mid-study (no validation split, bad data, several processes per trial)."""
-    from tuneloop.data.pipeline import prepare_dataset
-    from tuneloop.objectives import get_task
-
     if config.train.nproc != 1:
         raise ConfigError("train.nproc: each trial trains in one process; run trials side by side with tune.workers (--workers) instead")
     if config.data.val_fraction <= 0:
@@ -119,10 +121,6 @@ def study_lock(out: Path) -> Iterator[None]:
         except BlockingIOError:
             raise TuneloopError(f"another `tuneloop tune` is running on {out}; wait for it or choose another --out") from None
         yield
-
-
-def storage_url(config: RunConfig, out: Path) -> str:
-    return config.tune.storage or f"sqlite:///{(out / 'study.db').resolve()}"
 
 
 def open_study(config: RunConfig, out: Path):
@@ -197,8 +195,6 @@ def run_worker(raw_config: dict, out: str, waiting_only: bool = False) -> None:
     from optuna.study import MaxTrialsCallback
     from optuna.trial import TrialState
 
-    from tuneloop.cli import quiet_libraries
-
     quiet_libraries()  # a spawned worker starts without the parent's warning filters
     config = RunConfig.model_validate(raw_config)
     study, _ = open_study(config, Path(out))
@@ -213,17 +209,6 @@ def run_worker(raw_config: dict, out: str, waiting_only: bool = False) -> None:
         study.optimize(objective, n_trials=remaining, callbacks=[stop_at_target], gc_after_trial=True)
 
 
-@contextlib.contextmanager
-def optuna_warnings_quiet() -> Iterator[None]:
-    import warnings
-
-    from optuna.exceptions import ExperimentalWarning
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ExperimentalWarning)
-        yield
-
-
 class TrialObjective:
     """One trial: the sampled settings -> a training run in ``trials/<number>`` -> its best validation value."""
 
@@ -232,9 +217,6 @@ class TrialObjective:
 
     def __call__(self, trial) -> float:
         import optuna
-
-        from tuneloop.progress import console
-        from tuneloop.train.run import train
 
         values = {param.path: param.suggest(trial) for param in self.params}
         config = trial_config(self.config, values, self.out / "trials" / f"{trial.number:03d}")
@@ -299,9 +281,6 @@ def best_run(study, config: RunConfig, out: Path, params: list[SearchParam]) -> 
     """
     from optuna.trial import TrialState
 
-    from tuneloop.evaluate.heldout import evaluate_run
-    from tuneloop.train.run import train
-
     if not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
         raise TuneloopError(f"no trial of the study in {out} completed (all pruned or failed); nothing to retrain")
     trial = study.best_trial
@@ -310,12 +289,8 @@ def best_run(study, config: RunConfig, out: Path, params: list[SearchParam]) -> 
     if recorded.is_file() and json.loads(recorded.read_text())["trial"] == trial.number and (folder / "metrics.json").is_file():
         return {"trial": trial.number, "run": str(folder), "metrics": json.loads((folder / "metrics.json").read_text())}
     shutil.rmtree(folder, ignore_errors=True)  # an older winner, or a retrain cut short
-    from tuneloop.progress import console
-
     console().rule(f"retraining the best configuration (trial {trial.number}) and evaluating it once on the test split")
     train(trial_config(config, trial.params, folder))
     metrics = evaluate_run(folder)
-    from tuneloop.atomic import write_json_atomic
-
     write_json_atomic(recorded, {"trial": trial.number, "params": trial.params})
     return {"trial": trial.number, "run": str(folder), "metrics": metrics}

@@ -49,10 +49,10 @@ def mixed_config(tmp_path, **data):
 
 
 def test_each_dataset_is_split_on_its_own_and_the_training_rows_are_mixed(tmp_path, tiny_model_dir):
-    from tuneloop.data.pipeline import prepare_dataset
+    from tuneloop.train.prepare import prepare_dataset
     from tuneloop.objectives import get_task
     from tuneloop.models.load import load_tokenizer
-    from tuneloop.train.sft_data import ensure_chat_template
+    from tuneloop.text.tokenize import ensure_chat_template
 
     config = mixed_config(tmp_path)
     tokenizer = load_tokenizer(str(tiny_model_dir))

@@ -8,7 +8,7 @@ from tuneloop.config import EvalConfig, load_config
 from tuneloop.data.schema import Example
 from tuneloop.errors import ConfigError
 from tuneloop.evaluate.few_shot import company_rows, draw_shots, few_shot_messages, shots_for
-from tuneloop.evaluate.general_replay import REPLAY_SOURCE
+from tuneloop.train.replay import REPLAY_SOURCE
 
 
 def chat(i: int, system: bool = True) -> Example:

@@ -8,8 +8,8 @@ import pytest
 
 from tuneloop.config import load_config
 from tuneloop.errors import ConfigError
-from tuneloop.evaluate import general_replay
-from tuneloop.evaluate.general_suite import eval_prompts, replay_prompts
+from tuneloop.train import replay as general_replay
+from tuneloop.data.general_prompts import eval_prompts, replay_prompts
 from tuneloop.objectives import get_task
 
 

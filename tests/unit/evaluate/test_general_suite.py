@@ -6,7 +6,7 @@ import tomllib
 from pathlib import Path
 
 from tuneloop.data.schema import normalise_text
-from tuneloop.evaluate import general_suite
+from tuneloop.data import general_prompts as general_suite
 from tuneloop.evaluate.general import GENERAL_QUESTIONS, answer_is_right, qa_accuracy
 
 
@@ -36,7 +36,7 @@ def test_the_data_files_ship_with_the_package():
     patterns = pyproject["tool"]["setuptools"]["package-data"]["tuneloop"]
     folder = Path(general_suite.__file__).parent / general_suite.DATA_FOLDER
     for path in folder.iterdir():
-        assert any(path.match(pattern.split("/")[-1]) and pattern.startswith("evaluate/general_data/") for pattern in patterns), path
+        assert any(path.match(pattern.split("/")[-1]) and pattern.startswith("data/general_data/") for pattern in patterns), path
 
 
 def test_qa_scoring_accepts_whole_words_only():

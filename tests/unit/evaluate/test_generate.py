@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tuneloop.evaluate.generate import generate_texts
+from tuneloop.text.generate import generate_texts
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tuneloop.errors import TuneloopError
-from tuneloop.evaluate.metrics import (
+from tuneloop.text.metrics import (
     choose_primary,
     compute_text_metrics,
     exact_match,
@@ -125,11 +125,11 @@ def test_load_metric_hook_from_file(tmp_path):
 
 
 def test_load_metric_hook_from_module():
-    hook = load_metric_hook("tuneloop.evaluate.metrics:compute_text_metrics")
+    hook = load_metric_hook("tuneloop.text.metrics:compute_text_metrics")
     assert hook(["a"], ["a"])["exact_match"] == 1.0
     with pytest.raises(TuneloopError, match="no module named 'no_such_module_xyz'"):
         load_metric_hook("no_such_module_xyz:f")
     with pytest.raises(TuneloopError, match="no function"):
-        load_metric_hook("tuneloop.evaluate.metrics:nope")
+        load_metric_hook("tuneloop.text.metrics:nope")
     with pytest.raises(TuneloopError, match="module:function"):
         load_metric_hook("just_a_name")

@@ -265,7 +265,7 @@ def tiny_gpt2():
     ],
 )
 def test_adapter_finds_the_block_projections_of_other_architectures(make, task_type, projections):
-    from tuneloop.methods.bottleneck import BottleneckAdapter
+    from tuneloop.methods.bottleneck_layer import BottleneckAdapter
 
     batch = toy_batch()
     base_logits = logits(make(), batch)

@@ -18,7 +18,7 @@ def load_t5(model_dir):
 
 
 def test_adapter_wraps_both_output_projections_of_every_encoder_and_decoder_block(tiny_t5_dir):
-    from tuneloop.methods.bottleneck import BottleneckAdapter
+    from tuneloop.methods.bottleneck_layer import BottleneckAdapter
 
     model = apply_method(load_t5(tiny_t5_dir), method_config("adapter"), SEQ2SEQ.peft_task_type)
     wrapped = sorted(name for name, module in model.named_modules() if isinstance(module, BottleneckAdapter))

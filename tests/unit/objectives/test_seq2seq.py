@@ -12,7 +12,7 @@ from tuneloop.config import DataConfig, ModelConfig
 from tuneloop.data.schema import Example
 from tuneloop.errors import ConfigError
 from tuneloop.objectives.seq2seq import SEQ2SEQ, text_scores
-from tuneloop.train.sft_data import IGNORE
+from tuneloop.text.tokenize import IGNORE
 
 
 def pair(source: str, target: str, system: str | None = None) -> Example:
@@ -67,7 +67,7 @@ def test_summed_loss_is_the_models_mean_loss_times_the_target_tokens(t5):
 
 
 def test_rows_too_long_on_either_side_are_dropped(t5, tmp_path):
-    from tuneloop.data.pipeline import prepare_dataset
+    from tuneloop.train.prepare import prepare_dataset
 
     _, tokenizer, _ = t5
     long_text = " ".join(["red cat big dog"] * 10)

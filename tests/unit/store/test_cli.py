@@ -6,7 +6,7 @@ import shutil
 
 from typer.testing import CliRunner
 
-from tuneloop.store.cli import keys_app, models_app
+from tuneloop.cli.store import keys_app, models_app
 
 runner = CliRunner()
 

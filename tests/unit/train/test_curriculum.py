@@ -9,7 +9,7 @@ import torch
 
 from tuneloop.data.schema import Example
 from tuneloop.train.curriculum import competence, curriculum_stream, difficulty_by_loss, ordered_rows
-from tuneloop.train.sft_data import TokenizedExample, tokenize_chat
+from tuneloop.text.tokenize import TokenizedExample, tokenize_chat
 
 
 @pytest.mark.parametrize("pacing", ["linear", "root"])
@@ -59,7 +59,7 @@ def test_ordered_rows_pack_window_by_window_and_keep_the_order():
 
 def test_loss_difficulty_equals_each_examples_own_mean_loss(tiny_model_dir):
     from tuneloop.models.load import load_causal_lm
-    from tuneloop.train.loss import summed_label_loss
+    from tuneloop.losses.label_loss import summed_label_loss
 
     model, tokenizer = load_causal_lm(str(tiny_model_dir))
     rows = [

@@ -10,10 +10,10 @@ from tuneloop.config import MethodConfig, load_config
 from tuneloop.data.schema import Example
 from tuneloop.methods import apply_method
 from tuneloop.models.load import load_causal_lm
-from tuneloop.train import loss as loss_module
-from tuneloop.train.loss import summed_label_loss
-from tuneloop.train.distill import for_distillation
-from tuneloop.train.sft_data import IGNORE, PackedRow, collate_packed, tokenize_chat
+from tuneloop.losses import label_loss as loss_module
+from tuneloop.losses.label_loss import summed_label_loss
+from tuneloop.losses.distill import for_distillation
+from tuneloop.text.tokenize import IGNORE, PackedRow, collate_packed, tokenize_chat
 
 
 def chat(tokenizer, question: str, answer: str, distill: bool = False):
@@ -139,7 +139,7 @@ def test_a_distilled_example_scores_every_token_after_its_first_the_prompts_too(
 )
 def test_kl_replay_is_refused_where_parameters_are_sharded(tmp_path, accelerate_yaml, refused):
     from tuneloop.errors import ConfigError
-    from tuneloop.train.distill import check_unsharded
+    from tuneloop.losses.distill import check_unsharded
 
     path = tmp_path / "accelerate.yaml"
     path.write_text(accelerate_yaml)
@@ -154,7 +154,7 @@ def test_kl_replay_is_refused_where_parameters_are_sharded(tmp_path, accelerate_
 
 def test_kl_replay_is_refused_inside_a_sharded_accelerate_launch(monkeypatch):
     from tuneloop.errors import ConfigError
-    from tuneloop.train.distill import check_unsharded
+    from tuneloop.losses.distill import check_unsharded
 
     monkeypatch.setenv("ACCELERATE_USE_FSDP", "true")
     with pytest.raises(ConfigError, match="cannot train under FSDP"):

@@ -5,8 +5,8 @@ import torch.nn.functional as F
 
 from tuneloop.data.schema import Example
 from tuneloop.models.load import load_causal_lm
-from tuneloop.train.loss import summed_label_loss
-from tuneloop.train.sft_data import PackedRow, collate_packed, tokenize_chat
+from tuneloop.losses.label_loss import summed_label_loss
+from tuneloop.text.tokenize import PackedRow, collate_packed, tokenize_chat
 
 
 def examples(tokenizer, n=4):
@@ -67,7 +67,7 @@ def test_packed_rows_do_not_attend_across_examples(tiny_model_dir):
 
 
 def test_padded_loss_equals_packed_loss(tiny_model_dir):
-    from tuneloop.train.sft_data import collate_padded
+    from tuneloop.text.tokenize import collate_padded
 
     model, tokenizer = load_causal_lm(str(tiny_model_dir))
     items = examples(tokenizer, 3)
@@ -82,7 +82,7 @@ def test_padded_loss_equals_packed_loss(tiny_model_dir):
 
 
 def test_fused_head_loss_and_gradients_equal_plain_logits_over_many_chunks(tiny_model_dir, monkeypatch):
-    from tuneloop.train import linear_ce, loss
+    from tuneloop.losses import label_loss as loss, linear_ce
 
     model, tokenizer = load_causal_lm(str(tiny_model_dir))
     assert linear_ce.fusable_head(model) is model.get_output_embeddings()
@@ -110,7 +110,7 @@ def test_fused_head_without_gradients_gives_the_plain_loss(tiny_model_dir):
 
 
 def test_fused_head_loss_of_a_batch_without_labels_is_zero():
-    from tuneloop.train.linear_ce import LinearCrossEntropy
+    from tuneloop.losses.linear_ce import LinearCrossEntropy
 
     hidden = torch.zeros(0, 8, requires_grad=True)
     loss = LinearCrossEntropy.apply(hidden, torch.randn(50, 8), None, torch.zeros(0, dtype=torch.long))

@@ -1,6 +1,6 @@
 from tuneloop.data.schema import Example
 from tuneloop.models.load import load_causal_lm
-from tuneloop.train.sft_data import IGNORE, collate_packed, pack_examples, tokenize_chat
+from tuneloop.text.tokenize import IGNORE, collate_packed, pack_examples, tokenize_chat
 
 
 def chat(*turns):

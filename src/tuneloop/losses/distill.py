@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 from tuneloop.errors import ConfigError
-from tuneloop.train.sft_data import IGNORE, TokenizedExample
+from tuneloop.text.tokenize import IGNORE, TokenizedExample
 
 
 def check_unsharded(config) -> None:

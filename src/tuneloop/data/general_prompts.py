@@ -3,7 +3,7 @@
 Four parts, none downloaded, none overlapping:
 
 * ``replay_prompts.txt``: general instructions whose base-model answers become replay rows
-  mixed into training (:mod:`tuneloop.evaluate.general_replay`), so the tuned model keeps its general habits;
+  mixed into training (:mod:`tuneloop.train.replay`), so the tuned model keeps its general habits;
 * ``eval_prompts.txt``: held-out general instructions, never replayed; a tuned model's answers are
   scored against the base model's own answers (how much of its general behaviour it kept);
 * ``general_text.txt``: paragraphs of plain general prose for perplexity (blank-line separated);
@@ -20,7 +20,7 @@ import json
 from functools import lru_cache
 from importlib import resources
 
-DATA_PACKAGE = "tuneloop.evaluate"
+DATA_PACKAGE = "tuneloop.data"
 DATA_FOLDER = "general_data"
 
 

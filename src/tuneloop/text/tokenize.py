@@ -3,7 +3,7 @@
 Labels are ``-100`` everywhere except on assistant turns (content and end-of-turn token), so
 the loss never rewards the model for predicting the user's words (replay rows trained by KL
 are scored on every token, against the base model's distribution rather than the words:
-:func:`tuneloop.train.distill.for_distillation`). Packing places several
+:func:`tuneloop.losses.distill.for_distillation`). Packing places several
 examples in one row with ``position_ids`` restarting at 0 for each; transformers turns that
 into a block-diagonal causal mask, so no token attends across examples and no compute is
 spent on padding.
@@ -154,3 +154,11 @@ def collate_packed(rows: list[PackedRow], pad_token_id: int) -> dict:
         tensors["distill_mask"] = torch.tensor([m + [False] * (width - len(m)) for m in marks], dtype=torch.bool)
     tensors["real_tokens"] = torch.tensor(sum(len(row) for row in rows))
     return tensors
+
+
+def token_counter(tokenizer, data_format: str):
+    """An example's length in tokens as the tasks reading ``data_format`` would tokenise it."""
+    ensure_chat_template(tokenizer)
+    if data_format in ("text", "label", "pairs"):
+        return lambda example: len(tokenizer(example.input_text + example.target_text)["input_ids"])
+    return lambda example: len(tokenize_chat(tokenizer, example))

@@ -17,6 +17,9 @@ from typing import Callable
 
 from tuneloop.errors import TuneloopError
 
+# Metrics where a smaller number is better; every other computed metric is higher-is-better.
+LOWER_IS_BETTER = frozenset({"loss", "perplexity", "general_perplexity", "qa_forgotten"})
+
 MetricHook = Callable[[list[str], list[str]], dict[str, float]]
 
 _ARTICLES = re.compile(r"\b(a|an|the)\b")

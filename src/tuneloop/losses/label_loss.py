@@ -3,13 +3,13 @@
 The LM head is the largest matmul of a small model (SmolLM2: 576 x 49,152) and its logits the
 largest activation; prompt tokens carry no loss, so their logits are never computed. transformers
 accepts a boolean ``logits_to_keep`` mask and hands the head only the kept positions; the head and
-its cross-entropy then run fused and chunked (:mod:`tuneloop.train.linear_ce`), so no
+its cross-entropy then run fused and chunked (:mod:`tuneloop.losses.linear_ce`), so no
 ``[kept, vocab]`` logits tensor exists. The call still goes through the (possibly DDP-wrapped)
 model's own forward, so gradient synchronisation is untouched.
 
 Replay rows trained by KL (``data.replay_loss: kl``) carry labels on every token, and those
 positions take the KL divergence from the base model instead of the cross-entropy
-(:mod:`tuneloop.train.distill`).
+(:mod:`tuneloop.losses.distill`).
 """
 
 from __future__ import annotations
@@ -17,7 +17,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from tuneloop.train.linear_ce import fusable_head, head_loss
+from tuneloop.losses.distill import base_targets, mixed_loss
+from tuneloop.losses.linear_ce import fusable_head, head_loss
 
 IGNORE = -100
 
@@ -36,10 +37,10 @@ def label_positions(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 def summed_label_loss(model, batch: dict) -> tuple[torch.Tensor, int]:
     """Sum of token losses over labelled positions, and how many there were.
 
-    ``batch`` is packed (``position_ids``, from :func:`~tuneloop.train.sft_data.collate_packed`)
-    or padded (``attention_mask``, from :func:`~tuneloop.train.sft_data.collate_padded`). Packed
+    ``batch`` is packed (``position_ids``, from :func:`~tuneloop.text.tokenize.collate_packed`)
+    or padded (``attention_mask``, from :func:`~tuneloop.text.tokenize.collate_padded`). Packed
     batches may carry a ``distill_mask`` of replay tokens, scored by the KL divergence from the
-    base model's distribution instead of their cross-entropy (:mod:`tuneloop.train.distill`).
+    base model's distribution instead of their cross-entropy (:mod:`tuneloop.losses.distill`).
     """
     if "position_ids" in batch:
         return packed_label_loss(model, batch["input_ids"], batch["position_ids"], batch["labels"], batch.get("distill_mask"))
@@ -47,8 +48,6 @@ def summed_label_loss(model, batch: dict) -> tuple[torch.Tensor, int]:
 
 
 def packed_label_loss(model, input_ids: torch.Tensor, position_ids: torch.Tensor, labels: torch.Tensor, distill_mask=None):
-    from tuneloop.train.distill import base_targets, mixed_loss
-
     keep, targets = label_positions(labels)
     head = fusable_head(getattr(model, "module", model))  # DDP keeps the model in .module
     distilled = base_targets(model, head, input_ids, position_ids, keep, distill_mask)  # None: no replay token

@@ -14,7 +14,7 @@ one continuation, which shows as higher perplexity on general prose; they do kee
 likely answer to factual questions, which samples from a small model often stray from. A share of
 each balances the two. With ``data.replay_loss: kl`` the answers only choose the positions: every
 token of the row, prompt and answer, trains toward the base's whole next-token distribution there,
-the exact KL divergence rather than the one-sample estimate (:mod:`tuneloop.train.distill`).
+the exact KL divergence rather than the one-sample estimate (:mod:`tuneloop.losses.distill`).
 
 >>> rows, record = replay_examples(config.data, get_task("sft"), train_rows=400)  # doctest: +SKIP
 """
@@ -29,8 +29,14 @@ from pathlib import Path
 from typing import NamedTuple
 
 from tuneloop.atomic import write_json_atomic
+from tuneloop.data.general_prompts import content_hash, replay_prompts, user_turn
 from tuneloop.data.schema import Example
 from tuneloop.errors import ConfigError
+from tuneloop.models.load import load_causal_lm, resolve_model
+from tuneloop.paths import tuneloop_home
+from tuneloop.progress import status
+from tuneloop.text.generate import generate_texts
+from tuneloop.text.tokenize import ensure_chat_template, render_prompt
 
 REPLAY_SOURCE = "tuneloop:general-replay"
 REPLAY_TASKS = ("sft", "qa")
@@ -44,8 +50,6 @@ def replay_count(fraction: float, train_rows: int) -> int:
 
 def check_replay(cfg, task_name: str, train_rows: int) -> int:
     """The number of replay rows asked for; ConfigError when replay cannot apply, before any model loads."""
-    from tuneloop.evaluate.general_suite import replay_prompts
-
     wanted = replay_count(cfg.replay_fraction, train_rows)
     if wanted and task_name not in REPLAY_TASKS:
         raise ConfigError(f"data.replay_fraction: replay adds chat rows, which task {task_name!r} cannot train on; "
@@ -63,8 +67,6 @@ def check_replay(cfg, task_name: str, train_rows: int) -> int:
 
 def replay_examples(cfg, task, train_rows: int) -> tuple[list[Example], dict | None]:
     """The replay rows for a training split of ``train_rows`` rows, and the manifest record of them."""
-    from tuneloop.evaluate.general_suite import content_hash, replay_prompts
-
     wanted = check_replay(cfg, task.name, train_rows)
     if not wanted:
         return [], None
@@ -130,12 +132,6 @@ def base_answers(model_name: str, prompts: list[str], settings: GenerationSettin
 
 
 def generate_answers(model_name: str, prompts: list[str], settings: GenerationSettings) -> list[str]:
-    from tuneloop.evaluate.general_suite import user_turn
-    from tuneloop.evaluate.generate import generate_texts
-    from tuneloop.models.load import load_causal_lm
-    from tuneloop.progress import status
-    from tuneloop.train.sft_data import ensure_chat_template, render_prompt
-
     how = f"sampled at temperature {settings.temperature:g}" if settings.temperature > 0 else "greedy"
     with status(f"Replay: {model_name} answers {len(prompts)} general prompts ({how}; cached for later runs)"):
         model, tokenizer = load_causal_lm(model_name)
@@ -156,8 +152,6 @@ def end_at_sentence(text: str) -> str:
 
 
 def replay_cache_path(model_name: str, settings: GenerationSettings) -> Path:
-    from tuneloop.models.load import tuneloop_home
-
     key = {"model": model_name, "weights": model_identity(model_name), **settings._asdict(), "version": CACHE_VERSION}
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:24]
     return tuneloop_home() / "replay" / f"{digest}.json"
@@ -165,8 +159,6 @@ def replay_cache_path(model_name: str, settings: GenerationSettings) -> Path:
 
 def model_identity(model_name: str) -> list:
     """Names, sizes and times of a local model's weight and config files (a hub id stands for itself)."""
-    from tuneloop.models.load import resolve_model
-
     location = Path(resolve_model(model_name).location)
     if not location.is_dir():
         return [str(location)]

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from tuneloop.config import load_config
 from tuneloop.errors import TuneloopError
+from tuneloop.methods import get_method
+from tuneloop.objectives import get_task
 
 
 def run_artifact(run_dir: str | Path) -> Path:
     """The folder holding what the run trained (``adapter/`` or ``model/``, by method)."""
-    from tuneloop.config import load_config
-    from tuneloop.methods import get_method
-
     run_dir = Path(run_dir)
     if not (run_dir / "config.yaml").exists():
         raise TuneloopError(f"{run_dir} is not a tuneloop run folder (no config.yaml)")
@@ -37,9 +37,6 @@ def load_base_model(run_dir: str | Path):
     """
     from transformers import AutoTokenizer, set_seed
 
-    from tuneloop.config import load_config
-    from tuneloop.objectives import get_task
-
     artifact = run_artifact(run_dir)
     config = load_config(Path(run_dir) / "config.yaml")
     set_seed(config.train.seed)
@@ -55,9 +52,6 @@ def load_tuned_model(run_dir: str | Path):
 
     For peft methods this is exactly ``peft.PeftModel.from_pretrained(base, run_dir / "adapter")``.
     """
-    from tuneloop.config import load_config
-    from tuneloop.methods import get_method
-
     base, tokenizer = load_base_model(run_dir)
     method = get_method(load_config(Path(run_dir) / "config.yaml").method.name)
     model = method.load(base, run_artifact(run_dir))

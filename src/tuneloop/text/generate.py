@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Iterable
+from typing import Callable, Iterable
+
+from tuneloop.models.load import load_causal_lm
+from tuneloop.progress import generation_progress, status
+from tuneloop.text.tokenize import ensure_chat_template, render_prompt
 
 
 def generate_texts(
@@ -58,3 +62,21 @@ def _generate_batches(model, tokenizer, prompts, max_new_tokens, batch_size, pro
 def _chunks(items: list[int], size: int) -> Iterable[list[int]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
+
+
+def chat_generator(model_name: str, batch_size: int = 16) -> Callable[[list[list[dict]], int, str], list[str]]:
+    """``generate(chats, max_new_tokens, label) -> replies``: greedy batched replies of the named causal LM
+    to chat conversations, under a progress bar. The model loads at the first call, once."""
+    loaded = []
+
+    def generate(chats: list[list[dict]], max_new_tokens: int, label: str) -> list[str]:
+        if not loaded:
+            with status(f"Loading {model_name}"):
+                loaded.extend(load_causal_lm(model_name))
+            ensure_chat_template(loaded[1])
+        model, tokenizer = loaded
+        prompts = [render_prompt(tokenizer, chat) for chat in chats]
+        with generation_progress(len(prompts), f"{model_name}: {label}") as advance:
+            return generate_texts(model, tokenizer, prompts, max_new_tokens, batch_size, progress=advance)
+
+    return generate

@@ -6,37 +6,22 @@ The store file is ``$TUNELOOP_STORE``, else ``$TUNELOOP_HOME/store.sqlite3``.
 from __future__ import annotations
 
 import contextlib
-import functools
 import time
 from pathlib import Path
 from typing import Iterator, Optional
 
 import typer
 
+from tuneloop.cli.support import user_errors
+from tuneloop.store import keys, versions
+from tuneloop.store.db import connect
+
 models_app = typer.Typer(help="Registered model versions: lineage, stages, promotion and rollback.", no_args_is_help=True)
 keys_app = typer.Typer(help="API keys of the server: create (shown once), list, revoke.", no_args_is_help=True)
 
 
-def user_errors(func):
-    """``tuneloop.cli.user_errors`` (one-line message, exit 2), looked up when the command runs.
-
-    ``tuneloop.cli`` imports this module to add the sub-apps, so importing it back here at
-    import time would be circular whichever module loads first; when a command runs, both are loaded.
-    """
-
-    @functools.wraps(func)
-    def wrapper(*args, **kwargs):
-        from tuneloop.cli import user_errors as report_user_errors
-
-        return report_user_errors(func)(*args, **kwargs)
-
-    return wrapper
-
-
 @contextlib.contextmanager
 def open_store() -> Iterator:
-    from tuneloop.store.db import connect
-
     with contextlib.closing(connect()) as conn:
         yield conn
 
@@ -52,8 +37,6 @@ def register_command(
     parent: Optional[str] = typer.Option(None, help="Version it was derived from: <project>:v<n> or <project>@production."),
 ):
     """Record a finished run as the next candidate version of its project."""
-    from tuneloop.store import versions
-
     with open_store() as conn:
         version = versions.register(conn, run, project, parent)
     typer.echo(f"registered {version.id} (candidate) from {version.run_path}")
@@ -63,8 +46,6 @@ def register_command(
 @user_errors
 def ls_command(project: Optional[str] = typer.Option(None, help="Only this project's versions.")):
     """List registered versions with their stage and headline metric."""
-    from tuneloop.store import versions
-
     with open_store() as conn:
         found = versions.list_versions(conn, project)
     if not found:
@@ -77,8 +58,6 @@ def ls_command(project: Optional[str] = typer.Option(None, help="Only this proje
 @user_errors
 def show_command(version: str = typer.Argument(..., help="<project>:v<n>, <project>@production or <project>@candidate.")):
     """One version: where it lives, its data and config hashes, metric, lineage and stage history."""
-    from tuneloop.store import versions
-
     with open_store() as conn:
         found = versions.resolve(conn, version)
         chain, events = versions.lineage(conn, found.id), versions.history(conn, found.id)
@@ -93,8 +72,6 @@ def promote_command(
     reason: str = typer.Option(..., "--reason", help="Why (kept in the stage history)."),
 ):
     """Make a version production; the current production version is archived."""
-    from tuneloop.store import versions
-
     with open_store() as conn:
         change = versions.promote(conn, version, reason)
     archived = f"; {change.archived.id} archived" if change.archived else ""
@@ -108,8 +85,6 @@ def rollback_command(
     reason: str = typer.Option(..., "--reason", help="Why (kept in the stage history)."),
 ):
     """Restore the project's previous production version; the current one is archived."""
-    from tuneloop.store import versions
-
     with open_store() as conn:
         change = versions.rollback(conn, project, reason)
     typer.echo(f"{change.production.id} is production again; {change.archived.id} archived")
@@ -122,8 +97,6 @@ def rollback_command(
 @user_errors
 def keys_create_command(name: str = typer.Argument(..., help="Who or what the key is for (unique).")):
     """Create an API key and print it; only its hash is stored, so this is the only time it is shown."""
-    from tuneloop.store import keys
-
     with open_store() as conn:
         key = keys.create_key(conn, name)
     typer.echo(key)
@@ -136,8 +109,6 @@ def keys_ls_command():
     """List API keys (names and public key ids; never the keys)."""
     from rich.table import Table
     from rich.text import Text
-
-    from tuneloop.store import keys
 
     with open_store() as conn:
         found = keys.list_keys(conn)
@@ -156,8 +127,6 @@ def keys_ls_command():
 @user_errors
 def keys_revoke_command(name: str = typer.Argument(..., help="Name of the key to revoke.")):
     """Revoke an API key: requests carrying it are refused from now on."""
-    from tuneloop.store import keys
-
     with open_store() as conn:
         keys.revoke_key(conn, name)
     typer.echo(f"API key {name!r} revoked")

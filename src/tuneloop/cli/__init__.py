@@ -6,7 +6,6 @@ User mistakes (:class:`~tuneloop.errors.TuneloopError`) print one clear message 
 
 from __future__ import annotations
 
-import functools
 import sys
 from pathlib import Path
 from typing import Optional
@@ -14,8 +13,27 @@ from typing import Optional
 import click
 import typer
 
-from tuneloop.errors import TuneloopError
-from tuneloop.store.cli import keys_app, models_app
+from tuneloop.chat import answer_prompts, chat_loop
+from tuneloop.cli.store import keys_app, models_app
+from tuneloop.cli.support import user_errors
+from tuneloop.config import DataConfig, RunConfig, format_validation_error, load_config
+from tuneloop.config_flags import click_options, config_flags, overrides_from_params, parse_mapping
+from tuneloop.data.pipeline import check_dataset, check_datasets
+from tuneloop.data.synth import SynthSettings, synthesize
+from tuneloop.errors import ConfigError, TuneloopError
+from tuneloop.evaluate.heldout import evaluate_run
+from tuneloop.evaluate.summary import print_metrics
+from tuneloop.loop.gate import Gate
+from tuneloop.loop.report import print_retrain
+from tuneloop.merge import export_full_model, merge_adapters, parse_weights
+from tuneloop.models.load import load_tokenizer
+from tuneloop.monitor.report import print_report
+from tuneloop.monitor.watch import Thresholds, monitor_project, write_outputs
+from tuneloop.progress import quiet_libraries
+from tuneloop.store.db import connect
+from tuneloop.text.generate import chat_generator
+from tuneloop.text.tokenize import token_counter
+from tuneloop.train.launch import inside_launch
 
 app = typer.Typer(
     help="Fine-tune a pre-trained language model into a measurably better specialist on your data.",
@@ -27,20 +45,6 @@ data_app = typer.Typer(help="Inspect and validate data files.", no_args_is_help=
 app.add_typer(data_app, name="data")
 app.add_typer(models_app, name="models")
 app.add_typer(keys_app, name="keys")
-
-
-def user_errors(func):
-    """Turn TuneloopError into a one-line message and exit status 2."""
-
-    @functools.wraps(func)
-    def wrapper(*args, **kwargs):
-        try:
-            return func(*args, **kwargs)
-        except TuneloopError as err:
-            typer.secho(f"error: {err}", fg="red", err=True)
-            raise typer.Exit(2) from None
-
-    return wrapper
 
 
 @data_app.command("check")
@@ -58,17 +62,12 @@ def data_check(
     max_length: int = typer.Option(512, help="Rows longer than this many tokens are reported as too long."),
 ):
     """Read data files row by row and report what is usable, what is not (file:line, reason), and the split."""
-    from tuneloop.config import load_config
-    from tuneloop.config_flags import parse_mapping
-    from tuneloop.data.pipeline import check_dataset, check_datasets
-    from tuneloop.errors import ConfigError
-
     if config is not None:
         given = [flag for flag, value in (("data files", data), ("--format", format), ("--columns", columns),
                  ("--prompt-template", prompt_template), ("--target-columns", target_columns)) if value]  # fmt: skip
         if given:
             raise ConfigError(f"--config {config} names the data and how to read it; leave out {', '.join(given)}")
-        check_datasets(load_config(config).data, model)
+        check_datasets(load_config(config).data, token_counter_for(model))
         return
     if not data:
         raise ConfigError("no data to check: give data files, or --config CONFIG.yaml")
@@ -80,7 +79,15 @@ def data_check(
         target_columns=[c.strip() for c in target_columns.split(",") if c.strip()] or None,
         max_length=max_length,
     )
-    check_dataset(cfg, model)
+    check_dataset(cfg, token_counter_for(model))
+
+
+def token_counter_for(model: str | None):
+    """Data format -> token length of an example under ``model``'s tokenizer; None without a model."""
+    if model is None:
+        return None
+    tokenizer = load_tokenizer(model)
+    return lambda data_format: token_counter(tokenizer, data_format)
 
 
 @data_app.command("synth")
@@ -114,14 +121,13 @@ def data_synth(
 
     Train on it with: tuneloop train --data OUT --format prompt_completion --task qa
     """
-    from tuneloop.data.synth import SynthSettings, synthesize
-
     settings = SynthSettings(
         model=model, generator=generator, per_passage=per_passage, max_new_tokens=max_new_tokens, min_support=min_support,
         seed=seed, limit=limit, batch_size=batch_size, passage_tokens=passage_tokens, context=context, roundtrip=roundtrip,
         attempts=attempts,
     )  # fmt: skip
-    result = synthesize(docs, out, settings)
+    generate = None if generator == "rules" else chat_generator(model, batch_size)
+    result = synthesize(docs, out, settings, generate)
     manifest = result.manifest
     typer.echo(
         f"{manifest['rows']} rows from {manifest['passages_with_rows']}/{manifest['passages']} passages of "
@@ -135,9 +141,6 @@ def data_synth(
 def data_config(**fields):
     from pydantic import ValidationError
 
-    from tuneloop.config import DataConfig, format_validation_error
-    from tuneloop.errors import ConfigError
-
     try:
         return DataConfig(**fields)
     except ValidationError as err:
@@ -146,16 +149,11 @@ def data_config(**fields):
 
 def config_command(name: str, help: str, action, extra_params: list) -> click.Command:
     """A click command taking an optional YAML config plus one flag per config field (flags win)."""
-    from tuneloop.config import RunConfig
-    from tuneloop.config_flags import click_options, config_flags, overrides_from_params
-
     flags = config_flags(RunConfig)
     extra_names = [param.name for param in extra_params]
 
     @user_errors
     def run(config_file, **params):
-        from tuneloop.config import load_config
-
         extras = {key: params.pop(key) for key in extra_names}
         action(load_config(config_file, overrides_from_params(flags, params)), **extras)
 
@@ -167,7 +165,6 @@ def train_command() -> click.Command:
     """``tuneloop train``: built from the config schema so every field is a flag."""
 
     def action(config, resume: bool):
-        from tuneloop.train.launch import inside_launch
         from tuneloop.train.run import train
 
         out = train(config, resume=resume)
@@ -230,9 +227,6 @@ def eval_command(
     max_examples: Optional[int] = typer.Option(None, help="Evaluate on at most this many test rows."),
 ):
     """Evaluate base vs tuned on the run's held-out test split; writes metrics.json and the report."""
-    from tuneloop.evaluate.heldout import evaluate_run
-    from tuneloop.evaluate.summary import print_metrics
-
     metrics = evaluate_run(run, max_examples)
     print_metrics(metrics, run)
 
@@ -246,8 +240,6 @@ def generate_command(
     base: bool = typer.Option(False, "--base", help="Answer with the base model (adapter disabled)."),
 ):
     """Answer one or more prompts with the tuned model (the run's system prompt applied)."""
-    from tuneloop.chat import answer_prompts
-
     for text in answer_prompts(run, prompt, max_new_tokens, use_base=base):
         typer.echo(text)
 
@@ -259,8 +251,6 @@ def chat_command(
     max_new_tokens: int = typer.Option(256, help="Most tokens per answer."),
 ):
     """Chat with the tuned model in the terminal (empty line or Ctrl-D quits)."""
-    from tuneloop.chat import chat_loop
-
     chat_loop(run, max_new_tokens)
 
 
@@ -287,8 +277,6 @@ def merge_command(
     The merged folder (adapter/, config.yaml, merge.json) works like a run: `tuneloop generate OUT`
     and `tuneloop chat OUT` use it, and `tuneloop merge OUT --export-full --out DIR` folds it into a full model.
     """
-    from tuneloop.merge import export_full_model, merge_adapters, parse_weights
-
     if export_full:
         if len(runs) != 1:
             raise TuneloopError(f"--export-full takes exactly one run folder, got {len(runs)}; merge them first, then export the merged folder")
@@ -336,10 +324,6 @@ def monitor_command(
     """
     import contextlib
 
-    from tuneloop.monitor.report import print_report
-    from tuneloop.monitor.watch import Thresholds, monitor_project, write_outputs
-    from tuneloop.store.db import connect
-
     with contextlib.closing(connect(store)) as conn:
         report = monitor_project(conn, project, window_hours * 3600, Thresholds(drift_p_value, max_negative_rate, min_requests))
     written = write_outputs(report, out)
@@ -368,11 +352,7 @@ def retrain_command(
     """
     import contextlib
 
-    from tuneloop.loop.gate import Gate
-    from tuneloop.loop.report import print_retrain
     from tuneloop.loop.retrain import retrain
-    from tuneloop.store.db import connect
-
     overrides = {key: value for key, value in (("train.max_steps", max_steps), ("train.learning_rate", lr)) if value is not None}
     with contextlib.closing(connect(store)) as conn:
         record = retrain(conn, project, [str(p) for p in data], out, Gate(gate_metric, tolerance, min_improvement), replay, overrides)
@@ -392,17 +372,6 @@ def demo_command(
     from tuneloop.demo.run import run_demo
 
     run_demo(out, rows, seed, fresh)
-
-
-def quiet_libraries() -> None:
-    """Our own progress output replaces the libraries' bars and deprecation chatter."""
-    import os
-    import warnings
-
-    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    warnings.filterwarnings("ignore", category=FutureWarning)
 
 
 def build_cli() -> click.Group:

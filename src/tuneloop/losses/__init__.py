@@ -1,0 +1,1 @@
+"""Training losses: per-label cross-entropy (fused with the LM head), KL to the base model."""
