@@ -7,13 +7,14 @@ row with the reason instead of stopping the comparison.
 
 from __future__ import annotations
 
+import copy
 import json
 import multiprocessing
 import time
 from pathlib import Path
 
 from tuneloop.atomic import write_bytes_atomic, write_json_atomic, write_text_atomic
-from tuneloop.config import RunConfig, build_config
+from tuneloop.config import RunConfig, build_config, method_section_for, read_raw_config
 from tuneloop.errors import ConfigError, TuneloopError
 from tuneloop.evaluate.heldout import evaluate_run
 from tuneloop.methods import get_method
@@ -21,8 +22,9 @@ from tuneloop.progress import quiet_libraries
 from tuneloop.train.run import train
 
 
-def compare_methods(config: RunConfig, methods: list[str], out: Path) -> list[dict]:
-    """Train and evaluate ``config`` once per method under ``out/<method>``; returns the rows."""
+def compare_methods(config: dict, methods: list[str], out: Path) -> list[dict]:
+    """Train and evaluate ``config`` (as read, see :func:`read_compare_config`) once per method under
+    ``out/<method>``; returns the rows."""
     for name in methods:
         get_method(name)  # unknown names fail before any training
     out = Path(out)
@@ -40,14 +42,30 @@ def compare_methods(config: RunConfig, methods: list[str], out: Path) -> list[di
     return rows
 
 
-def config_for_method(config: RunConfig, name: str, out: Path) -> RunConfig:
-    """``config`` with method ``name`` (validated again: some settings apply to some methods only); its
-    usual learning rate unless the user chose one. ConfigError when the method cannot take the config."""
-    method_config = config.model_copy(deep=True, update={"out": str(out)})
-    method_config.method.name = name
-    if "learning_rate" not in config.train.model_fields_set:
-        method_config.train.learning_rate = get_method(name).learning_rate
-    return build_config(method_config.model_dump(mode="json"), origin=f"the config with method {name!r}")
+def read_compare_config(path: str | Path | None, overrides: dict, methods: list[str]) -> dict:
+    """The config as read (YAML + flags): its ``method:`` section may hold the settings of every compared
+    method (r for LoRA, num_virtual_tokens for prompt tuning, ...). ConfigError now when no compared
+    method can take it (a mistake in a shared section); a method that alone cannot keeps its row with the reason."""
+    raw, _ = read_raw_config(path, overrides)
+    errors = []
+    for name in methods:
+        try:
+            config_for_method(raw, name, Path(raw.get("out") or "."))
+            return raw
+        except ConfigError as err:
+            errors.append(err)
+    raise errors[0] if errors else ConfigError("--methods: name at least one method to compare")
+
+
+def config_for_method(config: dict, name: str, out: Path) -> RunConfig:
+    """``config`` with method ``name``, which takes the settings of the method section it has; its usual
+    learning rate unless the user chose one. ConfigError when the method cannot take the config."""
+    raw = copy.deepcopy(config)
+    raw.update(out=str(out), method=method_section_for(name, raw.get("method") or {}))
+    train = raw.setdefault("train", {})
+    if "learning_rate" not in train:
+        train["learning_rate"] = get_method(name).learning_rate
+    return build_config(raw, origin=f"the config with method {name!r}")
 
 
 def run_isolated(config: RunConfig) -> dict:

@@ -8,11 +8,14 @@ Field descriptions double as ``--help`` text.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic.fields import FieldInfo
 
 from tuneloop.errors import ConfigError
+from tuneloop.methods import METHODS, get_method, methods_where
+from tuneloop.methods.lora import LoraSettings
 
 FORMATS = ("chat", "prompt_completion", "alpaca", "sharegpt", "text", "label", "pairs")
 TASKS = ("sft", "qa", "cpt", "classify", "seq2seq")
@@ -55,11 +58,6 @@ class SourceConfig(_Section):
     @classmethod
     def _one_or_many(cls, value: Any) -> Any:
         return [value] if isinstance(value, (str, Path)) else value
-
-
-# Methods that put a peft adapter on a frozen base: it can be switched off (the base itself, for
-# data.replay_loss kl) or trained further (method.init_from).
-PEFT_ADAPTER_METHODS = ("lora", "dora", "rslora", "ia3")
 
 
 class MixSource(SourceConfig):
@@ -121,21 +119,47 @@ class DataConfig(SourceConfig):
         return self
 
 
-class MethodConfig(_Section):
-    name: str = Field("lora", description="Fine-tuning method.")
-    r: int = Field(16, gt=0, description="LoRA rank.")
-    alpha: float = Field(32.0, gt=0, description="LoRA alpha (scaling = alpha / r).")
-    dropout: float = Field(0.0, ge=0.0, lt=1.0, description="LoRA dropout.")
-    target_modules: list[str] | str = Field("all-linear", description="Modules to adapt: names or 'all-linear'.")
-    num_virtual_tokens: int = Field(16, gt=0, description="Prefix / prompt / p-tuning: learned virtual tokens.")
-    trainable_layers: int = Field(2, ge=0, description="freeze: train only the last N transformer blocks (plus the head).")
-    trainable_modules: list[str] = Field(
-        default_factory=list, description="freeze: also train parameters whose names contain any of these."
-    )
-    bottleneck: int = Field(64, gt=0, description="adapter: bottleneck width of each down/up projection.")
-    init_from: str | None = Field(
-        None, description="Start from the adapter of this finished run (continue training it) instead of a fresh one."
-    )
+# The ``method:`` section: the settings model of the method it names (see :mod:`tuneloop.methods`).
+MethodConfig = Annotated[Union[tuple(dict.fromkeys(method.settings for method in METHODS.values()))], Field(discriminator="name")]
+
+
+def method_section_checked(raw: Any) -> Any:
+    """A ``method:`` section as given: ``name`` defaults to lora, and a setting the named method does not
+    have is refused with the settings it does have (pydantic would only say "extra inputs")."""
+    if not isinstance(raw, dict):
+        return raw
+    raw = {"name": "lora", **raw}
+    method = get_method(raw["name"]) if isinstance(raw["name"], str) else None
+    if method is None:
+        return raw
+    foreign = sorted(key for key in raw if key not in method.settings.model_fields)
+    if foreign:
+        own = ", ".join(f for f in method.settings.model_fields if f != "name") or "none"
+        raise ValueError(f"method.{foreign[0]} does not apply to method {raw['name']!r} (its settings: {own})")
+    return raw
+
+
+def with_method(config: "RunConfig", name: str) -> "RunConfig":
+    """``config`` with method ``name``, keeping the method settings the new method also has."""
+    raw = config.model_dump(mode="json")
+    raw["method"] = method_section_for(name, raw["method"])
+    return build_config(raw, origin=f"the config with method {name!r}")
+
+
+def method_setting_fields() -> dict[str, tuple[FieldInfo, tuple[str, ...]]]:
+    """Every setting a ``method:`` section can hold (``name`` first), with the methods that take it."""
+    fields: dict[str, tuple[FieldInfo, tuple[str, ...]]] = {}
+    for name, method in METHODS.items():
+        for field_name, info in method.settings.model_fields.items():
+            known, takers = fields.get(field_name, (info, ()))
+            fields[field_name] = (known, takers + (name,))
+    return fields
+
+
+def method_section_for(name: str, section: dict) -> dict:
+    """``section``'s settings that method ``name`` also has, under the new name (to switch a config's method)."""
+    own = get_method(name).settings.model_fields
+    return {"name": name, **{key: value for key, value in section.items() if key in own and key != "name"}}
 
 
 class TrainConfig(_Section):
@@ -276,10 +300,17 @@ class RunConfig(_Section):
     out: str | None = Field(None, description="Run folder (default runs/<project>/<timestamp>).")
     model: ModelConfig = Field(default_factory=ModelConfig)
     data: DataConfig = Field(default_factory=DataConfig)
-    method: MethodConfig = Field(default_factory=MethodConfig)
+    method: MethodConfig = Field(default_factory=LoraSettings)
     train: TrainConfig = Field(default_factory=TrainConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
     tune: TuneConfig = Field(default_factory=TuneConfig)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _method_section(cls, raw: Any) -> Any:
+        if isinstance(raw, dict) and isinstance(raw.get("method"), dict):
+            raw = {**raw, "method": method_section_checked(raw["method"])}
+        return raw
 
     @model_validator(mode="after")
     def _replay_model_defaults_to_base(self) -> "RunConfig":
@@ -292,10 +323,10 @@ class RunConfig(_Section):
     def _replay_kl_needs_the_base_inside(self) -> "RunConfig":
         if self.data.replay_fraction == 0 or self.data.replay_loss != "kl":
             return self
-        if self.method.name not in PEFT_ADAPTER_METHODS:
+        if not get_method(self.method.name).switchable:
             raise ValueError(
                 f"data.replay_loss kl takes the base model's distribution from the model with its adapter switched off; "
-                f"method {self.method.name!r} has none to switch off (use one of {', '.join(PEFT_ADAPTER_METHODS)}, "
+                f"method {self.method.name!r} has none to switch off (use one of {', '.join(methods_where('switchable'))}, "
                 "or data.replay_loss tokens)"
             )
         if self.data.replay_model != self.model.name:
@@ -328,6 +359,12 @@ def build_config(raw: dict, origin: str = "config") -> RunConfig:
 
 def load_config(path: str | Path | None, overrides: dict[str, Any] | None = None) -> RunConfig:
     """Read a YAML config (optional) and apply dotted overrides such as ``{"train.epochs": 1}``."""
+    raw, origin = read_raw_config(path, overrides)
+    return build_config(raw, origin)
+
+
+def read_raw_config(path: str | Path | None, overrides: dict[str, Any] | None = None) -> tuple[dict, str]:
+    """(the YAML config with dotted overrides applied, not yet validated; where it came from)."""
     import yaml
 
     raw: dict = {}
@@ -351,7 +388,7 @@ def load_config(path: str | Path | None, overrides: dict[str, Any] | None = None
         for key in parents:
             node = node.setdefault(key, {})
         node[leaf] = value
-    return build_config(raw, origin)
+    return raw, origin
 
 
 def dump_config(config: RunConfig) -> str:

@@ -13,8 +13,11 @@ from dataclasses import dataclass
 from collections import Counter
 
 from pydantic import BaseModel
+from pydantic.fields import FieldInfo
 
+from tuneloop.config import method_setting_fields
 from tuneloop.errors import ConfigError
+from tuneloop.methods import METHODS
 
 ALIASES = {"model.name": "model", "data.path": "data", "method.name": "method", "train.learning_rate": "lr"}
 
@@ -43,10 +46,22 @@ def _leaf_fields(config_class, prefix: str = ""):
     for name, field in config_class.model_fields.items():
         if isinstance(field.json_schema_extra, dict) and field.json_schema_extra.get("yaml_only"):
             continue  # a list of sections has no sensible flag
-        if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel):
+        if prefix == "" and name == "method":  # one settings model per method: every setting, saying whose
+            yield from _method_fields()
+        elif isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel):
             yield from _leaf_fields(field.annotation, f"{prefix}{name}.")
         else:
             yield f"{prefix}{name}", field
+
+
+def _method_fields():
+    every = len(METHODS)
+    for name, (field, takers) in method_setting_fields().items():
+        if name == "name":
+            field = FieldInfo(annotation=str, default="lora", description="Fine-tuning method: " + ", ".join(METHODS) + ".")
+        elif len(takers) < every:
+            field = FieldInfo.merge_field_infos(field, description=f"{field.description} (method {', '.join(takers)})")
+        yield f"method.{name}", field
 
 
 def click_options(flags: list[ConfigFlag]):

@@ -20,7 +20,7 @@ from tuneloop.atomic import staged_dir, write_json_atomic, write_text_atomic
 from tuneloop.config import RunConfig, dump_config, load_config
 from tuneloop.data.split import file_sha256
 from tuneloop.errors import ConfigError, TuneloopError
-from tuneloop.methods import get_method
+from tuneloop.methods import get_method, methods_where
 from tuneloop.methods.artifacts import save_full_model
 from tuneloop.runs.models import load_base_model, load_tuned_model, run_artifact
 
@@ -33,7 +33,6 @@ EQUAL_RANK = ("linear", "ties", "dare_linear", "dare_ties", "magnitude_prune")
 # These prune each adapter to ``density`` before combining; DARE prunes at random (``seed``).
 PRUNING = tuple(c for c in COMBINATIONS if c not in ("linear", "cat", "svd"))
 RANDOM = tuple(c for c in COMBINATIONS if c.startswith("dare"))
-MERGEABLE_METHODS = ("lora", "rslora")
 NOT_FOLDABLE = {
     "prefix": "its learned virtual tokens are extra inputs, not a change to any weight",
     "prompt": "its learned virtual tokens are extra inputs, not a change to any weight",
@@ -129,10 +128,10 @@ def read_source(run: Path) -> Source:
             "drops DoRA's trained magnitudes, so the result would not be the adapter you trained. "
             "Export it alone with --export-full, or train with lora or rslora to merge"
         )
-    if method not in MERGEABLE_METHODS:
+    if not get_method(method).mergeable:
         raise TuneloopError(
             f"{run}: method.name is {method!r}; weighted merging combines LoRA adapters only "
-            f"({', '.join(MERGEABLE_METHODS)}). To turn this run into a full model use --export-full"
+            f"({', '.join(methods_where('mergeable'))}). To turn this run into a full model use --export-full"
         )
     return Source(run, config, artifact, adapter_rank(artifact))
 

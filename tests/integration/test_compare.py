@@ -38,11 +38,11 @@ def test_compare_refuses_an_unknown_method_before_training(tmp_path, tiny_model_
 
 def test_a_method_that_cannot_take_the_config_keeps_its_row_with_the_reason(tmp_path, tiny_model_dir, toy_chat_file):
     from tuneloop.compare import compare_methods
-    from tuneloop.config import load_config
+    from tuneloop.config import read_raw_config
 
     overrides = {"model.name": str(tiny_model_dir), "data.path": [str(toy_chat_file)], "data.format": "chat",
                  "data.replay_fraction": 0.2, "data.replay_loss": "kl"}  # fmt: skip
-    rows = compare_methods(load_config(None, overrides), ["full"], tmp_path / "c")  # kl replay needs an adapter
+    rows = compare_methods(read_raw_config(None, overrides)[0], ["full"], tmp_path / "c")  # kl replay needs an adapter
     assert [row["method"] for row in rows] == ["full"]
     assert "data.replay_loss kl" in rows[0]["error"] and "'full' has none to switch off" in rows[0]["error"]
     assert not (tmp_path / "c" / "full").exists()  # refused before its worker started

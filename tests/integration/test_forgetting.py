@@ -120,7 +120,7 @@ def test_kl_replay_trains_replay_rows_toward_the_base_and_records_it(tiny_model_
         teacher_passes.append(result is not None)
         return result
 
-    monkeypatch.setattr(distill, "base_targets", counted)
+    monkeypatch.setattr(label_loss, "base_targets", counted)  # where the training loss looks it up
     run = train(config)
     assert any(teacher_passes)  # the base's distribution was the target of some training tokens
     assert json.loads((run / "data.json").read_text())["replay"]["loss"] == "kl"

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from helpers import run_cli, tiny_config, toy_chat_rows, write_jsonl
-from tuneloop.config import dump_config, load_config
+from tuneloop.config import dump_config, load_config, with_method
 from tuneloop.train.run import train
 
 PROMPT = "Ticket 3: what colour is the lime?"
@@ -29,8 +29,7 @@ def toy_sound_rows(n: int = 40) -> list[dict]:
 
 def tiny_run(folder, model_dir, name: str, rows: list[dict], method: str = "lora"):
     data = write_jsonl(folder / f"{name}.jsonl", rows)
-    config = tiny_config(model_dir, data, folder / name, max_steps=3)
-    config.method.name = method
+    config = with_method(tiny_config(model_dir, data, folder / name, max_steps=3), method)
     return train(config)
 
 
@@ -164,8 +163,7 @@ def test_export_full_gives_a_plain_transformers_model_with_the_tuned_logits(runs
 
 def test_export_refuses_a_bottleneck_adapter(runs, tmp_path):
     run = shutil.copytree(runs["colours"], tmp_path / "bottleneck")
-    config = load_config(run / "config.yaml")
-    config.method.name = "adapter"
+    config = with_method(load_config(run / "config.yaml"), "adapter")
     (run / "config.yaml").write_text(dump_config(config))
     result = run_cli("merge", str(run), "--export-full", "--out", str(tmp_path / "out"))
     assert result.exit_code == 2 and "GELU" in result.output and str(run) in result.output, result.output

@@ -26,6 +26,7 @@ from tuneloop.evaluate.summary import print_metrics
 from tuneloop.loop.gate import Gate
 from tuneloop.loop.report import print_retrain
 from tuneloop.merge import export_full_model, merge_adapters, parse_weights
+from tuneloop.methods import METHODS
 from tuneloop.models.load import load_tokenizer
 from tuneloop.monitor.report import print_report
 from tuneloop.monitor.watch import Thresholds, monitor_project, write_outputs
@@ -147,15 +148,18 @@ def data_config(**fields):
         raise ConfigError(format_validation_error(err, "flags", prefix="data.")) from None
 
 
-def config_command(name: str, help: str, action, extra_params: list) -> click.Command:
-    """A click command taking an optional YAML config plus one flag per config field (flags win)."""
+def config_command(name: str, help: str, action, extra_params: list, read=load_config) -> click.Command:
+    """A click command taking an optional YAML config plus one flag per config field (flags win);
+    ``read(config_file, overrides, **extras)`` reads it (default: one validated RunConfig)."""
     flags = config_flags(RunConfig)
     extra_names = [param.name for param in extra_params]
 
     @user_errors
     def run(config_file, **params):
         extras = {key: params.pop(key) for key in extra_names}
-        action(load_config(config_file, overrides_from_params(flags, params)), **extras)
+        overrides = overrides_from_params(flags, params)
+        config = load_config(config_file, overrides) if read is load_config else read(config_file, overrides, **extras)
+        action(config, **extras)
 
     params = [click.Argument(["config_file"], required=False, type=click.Path(dir_okay=False)), *extra_params, *click_options(flags)]
     return click.Command(name, callback=run, params=params, help=help)
@@ -182,11 +186,16 @@ def train_command() -> click.Command:
 def compare_command() -> click.Command:
     """``tuneloop compare``: the train flags plus the list of methods."""
 
-    def action(config, methods: str):
+    def read(config_file, overrides: dict, methods: str) -> dict:
+        from tuneloop.compare import read_compare_config
+
+        return read_compare_config(config_file, overrides, method_names(methods))
+
+    def action(config: dict, methods: str):
         from tuneloop.compare import compare_methods
 
-        out = Path(config.out or f"runs/{config.project}/compare")
-        compare_methods(config, [m.strip() for m in methods.split(",") if m.strip()], out)
+        out = Path(config.get("out") or f"runs/{config.get('project', 'default')}/compare")
+        compare_methods(config, method_names(methods), out)
         typer.echo((out / "compare.md").read_text())
         typer.echo(f"table: {out / 'compare.md'}  chart: {out / 'compare.png'}  data: {out / 'compare.json'}")
 
@@ -196,8 +205,13 @@ def compare_command() -> click.Command:
         "time, peak memory, artefact size and test metric. --out is the folder of the comparison. "
         "Each method trains at its usual learning rate unless --lr is given.",
         action,
-        [click.Option(["--methods"], default="full,freeze,lora,dora,rslora,ia3,prefix,prompt,ptuning,adapter", show_default=True, help="Comma-separated methods to compare.")],
+        [click.Option(["--methods"], default=",".join(METHODS), show_default=True, help="Comma-separated methods to compare.")],
+        read,
     )
+
+
+def method_names(methods: str) -> list[str]:
+    return [name.strip() for name in methods.split(",") if name.strip()]
 
 
 def tune_command() -> click.Command:

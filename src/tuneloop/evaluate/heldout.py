@@ -49,7 +49,7 @@ def evaluate_run(run_dir: str | Path, max_examples: int | None = None) -> dict:
     base_extras = score_extras(plan, task, base_model, tokenizer, config, task.packs, base["predictions"])
     del base_model
     model, tokenizer = load_tuned_model(run_dir)
-    packs = get_method(config.method.name).packs and task.packs
+    packs = get_method(config.method.name).packs_with(task)
     model = merged_for_inference(model)
     tuned = score_model(task, model, tokenizer, test, config, labels, "tuned model", packs)
     tuned_extras = score_extras(plan.without_few_shot(), task, model, tokenizer, config, packs, None)

@@ -17,9 +17,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
 
 from tuneloop.errors import ConfigError, ModelError
 from tuneloop.methods.formulas import linear_layer_names, linear_shape, module_matches
+from tuneloop.methods.settings import TargetedSettings
 
 # BottleneckAdapter (a torch module) is imported where a model is wrapped, so that reading the
 # method registry (``tuneloop --help``, config validation) does not load torch.
@@ -36,6 +40,11 @@ BLOCK_OUTPUT_PROJECTIONS = (
     ("layer.0.SelfAttention.o", "layer.2.DenseReluDense.wo"),  # T5 decoder block (layer.1 is cross-attention)
     ("self_attn.out_proj", "fc2"),  # BART, Marian, Pegasus (encoder and decoder blocks)
 )
+
+
+class BottleneckSettings(TargetedSettings):
+    name: Literal["adapter"] = "adapter"
+    bottleneck: int = Field(64, gt=0, description="adapter: bottleneck width of each down/up projection.")
 
 
 def build_adapter(model, cfg, task_type: str = "CAUSAL_LM"):

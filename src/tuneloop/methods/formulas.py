@@ -50,14 +50,3 @@ def targeted_linear_shapes(model, targets) -> dict[str, tuple[int, int]]:
         if selected:
             shapes[name] = shape
     return shapes
-
-
-def expected_lora_params(model, cfg, dora: bool = False) -> int:
-    """LoRA: ``r * (d_in + d_out)`` per adapted matrix (A is r x d_in, B is d_out x r).
-
-    DoRA adds one magnitude per output row (``d_out``); rsLoRA only changes the scaling.
-    """
-    total = 0
-    for d_in, d_out in targeted_linear_shapes(model, cfg.target_modules).values():
-        total += cfg.r * (d_in + d_out) + (d_out if dora else 0)
-    return total

@@ -9,7 +9,20 @@ embedding's name, so tied embeddings are never unfrozen here unless ``trainable_
 
 from __future__ import annotations
 
+from typing import Literal
+
+from pydantic import Field
+
 from tuneloop.errors import ConfigError
+from tuneloop.methods.settings import MethodSettings
+
+
+class FreezeSettings(MethodSettings):
+    name: Literal["freeze"] = "freeze"
+    trainable_layers: int = Field(2, ge=0, description="freeze: train only the last N transformer blocks (plus the head).")
+    trainable_modules: list[str] = Field(
+        default_factory=list, description="freeze: also train parameters whose names contain any of these."
+    )
 
 
 def find_block_stacks(model) -> list[tuple[str, object]]:
@@ -63,3 +76,16 @@ def build_freeze(model, cfg, task_type: str = "CAUSAL_LM"):
     for name, parameter in model.named_parameters():
         parameter.requires_grad_(name in trained)
     return model
+
+
+def expected_freeze_params(model, cfg) -> int:
+    """All parameters less what stays frozen: everything registered before the first block stack
+    (the embeddings) and the blocks before the last ``trainable_layers`` of every stack."""
+    stacks = find_block_stacks(model)
+    first_stack = stacks[0][0] + "."
+    names = [name for name, _ in model.named_parameters()]
+    before = set(names[: next(i for i, name in enumerate(names) if name.startswith(first_stack))])
+    frozen_blocks = [block for _, blocks in stacks for block in list(blocks)[: max(len(blocks) - cfg.trainable_layers, 0)]]
+    frozen = sum(p.numel() for name, p in model.named_parameters() if name in before)
+    frozen += sum(p.numel() for block in frozen_blocks for p in block.parameters())
+    return sum(p.numel() for p in model.parameters()) - frozen

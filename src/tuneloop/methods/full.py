@@ -2,6 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
+from tuneloop.methods.settings import MethodSettings
+
+
+class FullSettings(MethodSettings):
+    name: Literal["full"] = "full"
+
 
 def build_full(model, cfg=None, task_type: str = "CAUSAL_LM"):
     for parameter in model.parameters():
@@ -9,6 +17,6 @@ def build_full(model, cfg=None, task_type: str = "CAUSAL_LM"):
     return model
 
 
-def expected_full_params(model) -> int:
+def expected_full_params(model, cfg=None) -> int:
     """All parameters (tied weights counted once, as ``model.parameters()`` does)."""
     return sum(parameter.numel() for parameter in model.parameters())

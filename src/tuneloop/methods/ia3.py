@@ -8,9 +8,16 @@ feed-forward modules among them keep input-side scaling.
 
 from __future__ import annotations
 
+from typing import Literal
+
 from tuneloop.errors import ConfigError
 from tuneloop.methods.formulas import linear_layer_names, module_matches, targeted_linear_shapes
 from tuneloop.methods.lora import wrap_with_peft
+from tuneloop.methods.settings import ContinuableSettings
+
+
+class IA3Settings(ContinuableSettings):
+    name: Literal["ia3"] = "ia3"
 
 
 def default_ia3_modules(model) -> tuple[list[str] | None, list[str] | None]:

@@ -8,8 +8,20 @@ Trainable parameters per adapted ``d_out x d_in`` matrix: ``r * (d_in + d_out)``
 
 from __future__ import annotations
 
+from typing import Literal
+
+from pydantic import Field
+
 from tuneloop.errors import ConfigError
-from tuneloop.methods.formulas import linear_layer_names
+from tuneloop.methods.formulas import linear_layer_names, targeted_linear_shapes
+from tuneloop.methods.settings import ContinuableSettings
+
+
+class LoraSettings(ContinuableSettings):
+    name: Literal["lora", "dora", "rslora"] = "lora"
+    r: int = Field(16, gt=0, description="LoRA rank.")
+    alpha: float = Field(32.0, gt=0, description="LoRA alpha (scaling = alpha / r).")
+    dropout: float = Field(0.0, ge=0.0, lt=1.0, description="LoRA dropout.")
 
 
 def build_lora(model, cfg, task_type: str = "CAUSAL_LM", **variant):
@@ -47,3 +59,18 @@ def wrap_with_peft(model, peft_config, target_modules):
             f"method.target_modules {target_modules!r} match no module of the model; "
             f"linear modules that exist: {', '.join(linear_layer_names(model))}"
         ) from None
+
+
+def expected_lora_params(model, cfg, dora: bool = False) -> int:
+    """LoRA: ``r * (d_in + d_out)`` per adapted matrix (A is r x d_in, B is d_out x r).
+
+    DoRA adds one magnitude per output row (``d_out``); rsLoRA only changes the scaling.
+    """
+    total = 0
+    for d_in, d_out in targeted_linear_shapes(model, cfg.target_modules).values():
+        total += cfg.r * (d_in + d_out) + (d_out if dora else 0)
+    return total
+
+
+def expected_dora_params(model, cfg) -> int:
+    return expected_lora_params(model, cfg, dora=True)

@@ -8,7 +8,17 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
+from pydantic import Field
+
 from tuneloop.errors import ConfigError
+from tuneloop.methods.settings import MethodSettings
+
+
+class PromptLearningSettings(MethodSettings):
+    name: Literal["prefix", "prompt", "ptuning"]
+    num_virtual_tokens: int = Field(16, gt=0, description="Prefix / prompt / p-tuning: learned virtual tokens.")
 
 
 def build_prefix(model, cfg, task_type: str = "CAUSAL_LM"):
@@ -62,5 +72,28 @@ def check_prefixes_fit(peft_model) -> None:
 def expected_prompt_params(model, cfg) -> int:
     """Prompt tuning: one ``hidden``-wide embedding per virtual token, for the encoder and again for
     the decoder of an encoder-decoder (peft prompts both)."""
-    stacks = 2 if getattr(model.config, "is_encoder_decoder", False) else 1
-    return stacks * cfg.num_virtual_tokens * model.get_input_embeddings().embedding_dim
+    return virtual_token_rows(model, cfg) * model.get_input_embeddings().embedding_dim
+
+
+def virtual_token_rows(model, cfg) -> int:
+    """peft learns the virtual tokens once per transformer stack: twice for an encoder-decoder."""
+    return (2 if getattr(model.config, "is_encoder_decoder", False) else 1) * cfg.num_virtual_tokens
+
+
+def expected_prefix_params(model, cfg) -> int:
+    """Prefix tuning: per virtual token, a key and a value for each of the model's ``num_layers`` (an
+    encoder-decoder learns one prefix set, not one per stack). A key is as wide as the attention's
+    key heads: ``hidden / heads * key_value_heads`` under grouped-query attention, else ``hidden``."""
+    config = model.config
+    layers = getattr(config, "num_hidden_layers", None) or config.num_layers
+    width = model.get_input_embeddings().embedding_dim
+    key_value_heads = getattr(config, "num_key_value_heads", None)
+    if key_value_heads:
+        width = width // config.num_attention_heads * key_value_heads
+    return cfg.num_virtual_tokens * layers * 2 * width
+
+
+def expected_ptuning_params(model, cfg) -> int:
+    """P-tuning: the prompt embeddings plus peft's MLP encoder ``d -> d -> d -> d`` (three biased linears)."""
+    width = model.get_input_embeddings().embedding_dim
+    return virtual_token_rows(model, cfg) * width + 3 * (width * width + width)

@@ -11,11 +11,11 @@ from dataclasses import dataclass
 
 from tuneloop.config import load_config
 from tuneloop.errors import TuneloopError
+from tuneloop.methods import get_method, methods_where
 from tuneloop.serve.engine import BASE
 from tuneloop.store.versions import check_servable, list_versions, resolve
 
 BASE_NAME = "base"
-MIXABLE_METHODS = ("lora", "rslora")  # DoRA's magnitude vectors cannot be mixed per row in peft
 
 
 class ModelNotServable(TuneloopError):
@@ -44,9 +44,9 @@ def resolve_served(conn, engine, base_model: str, name: str) -> Served:
     config = load_config(version.run_path / "config.yaml")
     if config.model.name != base_model:
         raise ModelNotServable(f"{version.id} was trained on {config.model.name!r}; this server holds {base_model!r}")
-    if config.method.name not in MIXABLE_METHODS:
+    if not get_method(config.method.name).mixable:
         raise ModelNotServable(
-            f"{version.id} uses method {config.method.name!r}; the server mixes {', '.join(MIXABLE_METHODS)} adapters "
+            f"{version.id} uses method {config.method.name!r}; the server mixes {', '.join(methods_where('mixable'))} adapters "
             "on one base (fold other runs into a model with tuneloop merge --export-full and serve that as --base)"
         )
     engine.ensure_adapter(version.id, version.artifact_path)

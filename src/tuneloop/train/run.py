@@ -14,11 +14,11 @@ import time
 from pathlib import Path
 
 from tuneloop.atomic import staged_dir, write_json_atomic, write_text_atomic
-from tuneloop.config import PEFT_ADAPTER_METHODS, RunConfig, dump_config, load_config
+from tuneloop.config import RunConfig, dump_config, load_config
 from tuneloop.data.pipeline import save_splits
 from tuneloop.errors import ConfigError, TuneloopError
 from tuneloop.losses.distill import check_unsharded
-from tuneloop.methods import apply_method, get_method
+from tuneloop.methods import apply_method, get_method, methods_where
 from tuneloop.objectives import get_task
 from tuneloop.progress import console
 from tuneloop.runs.models import run_artifact
@@ -50,7 +50,7 @@ def train(config: RunConfig, resume: bool = False, callbacks: tuple = ()) -> Pat
     task = get_task(config.task)
     task.check_config(config)
     task.check_model(config.model)
-    packs = get_method(config.method.name).packs and task.packs
+    packs = get_method(config.method.name).packs_with(task)
     check_curriculum(config, packs)
     check_unsharded(config)
     tokenizer = task.load_tokenizer(config.model)
@@ -138,10 +138,10 @@ def continue_adapter(model, config: RunConfig):
 
     source = Path(config.method.init_from)
     source_config = load_config(source / "config.yaml")
-    if source_config.method.name != config.method.name or config.method.name not in PEFT_ADAPTER_METHODS:
+    if source_config.method.name != config.method.name or not get_method(config.method.name).switchable:
         raise ConfigError(
             f"method.init_from: {source} was trained with {source_config.method.name!r}; continuing needs the same "
-            f"peft method here (method.name {config.method.name!r}), one of {', '.join(PEFT_ADAPTER_METHODS)}"
+            f"peft method here (method.name {config.method.name!r}), one of {', '.join(methods_where('switchable'))}"
         )
     return PeftModel.from_pretrained(model, str(run_artifact(source)), is_trainable=True)
 
@@ -155,7 +155,7 @@ def validation_scorer(task, tokenizer, data: PreparedData, config: RunConfig):
     metric = config.train.early_stopping_metric
     if metric in TRAINER_METRICS or not data.splits.val:
         return None
-    packs = get_method(config.method.name).packs and task.packs
+    packs = get_method(config.method.name).packs_with(task)
 
     def score(model, rows=data.splits.val) -> dict:
         was_training = model.training
@@ -187,7 +187,7 @@ def build_trainer(model, tokenizer, data: PreparedData, config: RunConfig, out: 
     from torch.utils.tensorboard import SummaryWriter
 
     t = config.train
-    packs = get_method(config.method.name).packs and task.packs
+    packs = get_method(config.method.name).packs_with(task)
     train_rows = task.batch_rows(data.train_tokens, packs, t.pack_length, t.seed)
     val_rows = task.batch_rows(data.val_tokens, packs, t.pack_length, t.seed)
     row_length = t.pack_length if packs else max(len(row) for row in train_rows)

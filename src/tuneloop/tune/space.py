@@ -23,7 +23,7 @@ from typing import Any, Literal
 
 from pydantic import ValidationError
 
-from tuneloop.config import ParamRange, RunConfig, format_validation_error
+from tuneloop.config import ParamRange, RunConfig, format_validation_error, method_section_for, method_setting_fields
 from tuneloop.errors import ConfigError
 from tuneloop.methods import get_method
 from tuneloop.text.metrics import LOWER_IS_BETTER
@@ -72,10 +72,16 @@ class SearchParam:
 
 
 def check_space(config) -> list[SearchParam]:
-    """The config's ``tune.space`` as typed parameters; ConfigError naming the first bad entry."""
-    if not config.tune.space:
-        raise ConfigError("tune.space: empty; declare at least one setting to search, e.g. train.learning_rate: {low: 1.0e-4, high: 1.0e-2, log: true}")
-    return [check_param(config, path, declared) for path, declared in config.tune.space.items()]
+    """The config's ``tune.space`` as typed parameters (the method's default space when it declares
+    none, see :meth:`tuneloop.methods.Method.search_space`); ConfigError naming the first bad entry."""
+    return [check_param(config, path, declared) for path, declared in search_space(config).items()]
+
+
+def search_space(config) -> dict[str, ParamRange]:
+    """``tune.space``, or the learning rate around the method's usual one and its capacity settings."""
+    if config.tune.space:
+        return config.tune.space
+    return {path: ParamRange(**entry) for path, entry in get_method(config.method.name).search_space().items()}
 
 
 def check_param(config, path: str, declared: ParamRange) -> SearchParam:
@@ -104,7 +110,7 @@ def searchable_field(path: str, where: str):
         raise ConfigError(f"{where}: {section} settings cannot be searched (they fix what trials are compared on); searchable sections: {', '.join(SEARCHABLE_SECTIONS)}")
     if section not in SEARCHABLE_SECTIONS:
         raise ConfigError(f"{where}: unknown parameter {path!r}; search settings of {' or '.join(s + '.<field>' for s in SEARCHABLE_SECTIONS)}, e.g. train.learning_rate")
-    fields = sections[section].annotation.model_fields
+    fields = {f: info for f, (info, _) in method_setting_fields().items()} if section == "method" else sections[section].annotation.model_fields
     if name not in fields:
         known = ", ".join(f"{section}.{f}" for f in fields if f"{section}.{f}" not in NOT_SEARCHABLE)
         raise ConfigError(f"{where}: unknown parameter {path!r}; {section} has: {known}")
@@ -116,6 +122,8 @@ def checked_value(config, path: str, value: Any, where: str) -> Any:
 
     try:
         applied = config_with(config, {path: value})
+    except ConfigError as err:  # an unknown method.name
+        raise ConfigError(f"{where}: {err}") from None
     except ValidationError as err:
         detail = format_validation_error(err, "x").splitlines()[1].strip()
         raise ConfigError(f"{where}: value {value!r} is not allowed ({detail})") from None
@@ -132,6 +140,8 @@ def checked_value(config, path: str, value: Any, where: str) -> Any:
 def config_with(config, params: dict[str, Any], **top_level: Any):
     """A copy of ``config`` with dotted ``params`` (and top-level fields such as ``out``) set, validated."""
     raw = config.model_dump(mode="json")
+    if "method.name" in params:  # another method keeps only the settings it has
+        raw["method"] = method_section_for(params["method.name"], raw["method"])
     for path, value in params.items():
         section, _, name = path.partition(".")
         raw[section][name] = value

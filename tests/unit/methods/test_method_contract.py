@@ -15,9 +15,8 @@ from typing import Callable
 import pytest
 import torch
 
-from tuneloop.config import MethodConfig
 from tuneloop.errors import ConfigError
-from tuneloop.methods import METHODS, apply_method
+from tuneloop.methods import METHODS, apply_method, method_settings
 
 STEPS = 6
 # Prompt-style methods move few, far-from-the-output parameters: they need bigger steps.
@@ -27,9 +26,13 @@ TASK_LEARNING_RATES = {("prompt", "classify"): 1e-2}
 PEFT_METHODS = {"lora", "dora", "rslora", "ia3", "prefix", "prompt", "ptuning"}
 
 
-def method_config(name: str, **overrides) -> MethodConfig:
-    settings = dict(name=name, r=4, alpha=8.0, num_virtual_tokens=4, trainable_layers=1, bottleneck=8)
-    return MethodConfig(**{**settings, **overrides})
+SMALL = dict(r=4, alpha=8.0, num_virtual_tokens=4, trainable_layers=1, bottleneck=8)
+
+
+def method_config(name: str, **overrides):
+    """The method's own settings, small enough for the tiny models."""
+    own = METHODS[name].settings.model_fields
+    return method_settings(name, **{**{k: v for k, v in SMALL.items() if k in own}, **overrides})
 
 
 def load_tiny(model_dir):
@@ -44,24 +47,9 @@ def toy_batch() -> torch.Tensor:
     return torch.tensor([[10 + (7 * row + 3 * col) % 50 for col in range(16)] for row in range(4)])
 
 
-def expected_trainable(name: str, base, cfg) -> int | None:
-    """The method's formula on the unwrapped model, or None where it has no simple one."""
-    from tuneloop.methods.bottleneck import expected_bottleneck_params
-    from tuneloop.methods.formulas import expected_lora_params
-    from tuneloop.methods.full import expected_full_params
-    from tuneloop.methods.ia3 import expected_ia3_params
-    from tuneloop.methods.prompt_learning import expected_prompt_params
-
-    formulas = {
-        "lora": lambda: expected_lora_params(base, cfg),
-        "rslora": lambda: expected_lora_params(base, cfg),
-        "dora": lambda: expected_lora_params(base, cfg, dora=True),
-        "ia3": lambda: expected_ia3_params(base, cfg),
-        "prompt": lambda: expected_prompt_params(base, cfg),
-        "adapter": lambda: expected_bottleneck_params(base, cfg),
-        "full": lambda: expected_full_params(base),
-    }
-    return formulas[name]() if name in formulas else None
+def expected_trainable(name: str, base, cfg) -> int:
+    """The method's own formula (its registry entry) on the unwrapped model."""
+    return METHODS[name].trainable_params(base, cfg)
 
 
 def batch_loss(model, batch: dict) -> torch.Tensor:
@@ -131,19 +119,17 @@ def tiny_dirs(tiny_model_dir, tiny_bert_dir, tiny_t5_dir):
     return {"llama": tiny_model_dir, "bert": tiny_bert_dir, "t5": tiny_t5_dir}
 
 
-def expected_with_head(name: str, base, cfg, case: TaskCase) -> int | None:
+def expected_with_head(name: str, base, cfg, case: TaskCase) -> int:
     """The method's formula on the backbone, plus the fresh head every method must train."""
-    if case.head is None:
+    if case.head is None or name in ("full", "freeze"):  # these count the head as part of the model
         return expected_trainable(name, base, cfg)
-    if name in ("full", "freeze"):
-        return expected_trainable(name, base, cfg) if name == "full" else None
     head = getattr(base, case.head)
     setattr(base, case.head, torch.nn.Identity())  # the head is trained whole, not adapted
     try:
         backbone = expected_trainable(name, base, cfg)
     finally:
         setattr(base, case.head, head)
-    return None if backbone is None else backbone + sum(p.numel() for p in head.parameters())
+    return backbone + sum(p.numel() for p in head.parameters())
 
 
 def train(model, batch: dict, learning_rate: float) -> tuple[float, float]:
@@ -189,8 +175,7 @@ def test_method_contract(name, task, tiny_dirs, tmp_path):
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
     assert trainable and (name == "full" or len(trainable) < len(before)), "a method trains something, not all"
-    if expected is not None:
-        assert sum(p.numel() for p in model.parameters() if p.requires_grad) == expected
+    assert sum(p.numel() for p in model.parameters() if p.requires_grad) == expected
 
     learning_rate = TASK_LEARNING_RATES.get((name, task), LEARNING_RATES.get(name, 1e-2))
     first, last = train(model, batch, learning_rate)
@@ -220,12 +205,9 @@ def test_adapter_at_step_zero_is_the_base_model(tiny_model_dir):
 
 @pytest.mark.parametrize("name", ["ia3", "adapter"])
 def test_explicit_target_list_is_used(name, tiny_model_dir):
-    from tuneloop.methods.bottleneck import expected_bottleneck_params
-    from tuneloop.methods.ia3 import expected_ia3_params
-
     cfg = method_config(name, target_modules=["v_proj", "down_proj"])
     base = load_tiny(tiny_model_dir)
-    expected = {"ia3": expected_ia3_params, "adapter": expected_bottleneck_params}[name](base, cfg)
+    expected = expected_trainable(name, base, cfg)
     model = apply_method(base, cfg)
     names = [n for n, p in model.named_parameters() if p.requires_grad]
     assert {n.split(".")[-3] for n in names} == {"v_proj", "down_proj"}

@@ -87,11 +87,12 @@ def test_training_with_a_curriculum_records_it_and_learns(tiny_model_dir, toy_ch
 
 def test_loss_curriculum_on_an_unpacked_method_is_refused_before_the_run_folder_exists(tiny_model_dir, toy_chat_file, tmp_path):
     from helpers import tiny_config
+    from tuneloop.config import with_method
     from tuneloop.errors import ConfigError
     from tuneloop.train.run import train
 
     config = tiny_config(tiny_model_dir, toy_chat_file, tmp_path / "run", curriculum="loss")
-    config.method.name = "prompt"  # prompt tuning trains on padded rows, so it cannot be scored packed
+    config = with_method(config, "prompt")  # prompt tuning trains on padded rows, so it cannot be scored packed
     with pytest.raises(ConfigError, match="'loss' scores examples with packed rows"):
         train(config)
     assert not (tmp_path / "run").exists()

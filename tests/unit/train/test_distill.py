@@ -6,7 +6,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from tuneloop.config import MethodConfig, load_config
+from tuneloop.config import load_config
+from tuneloop.methods import method_settings
 from tuneloop.data.schema import Example
 from tuneloop.methods import apply_method
 from tuneloop.models.load import load_causal_lm
@@ -27,7 +28,7 @@ def lora_model(tiny_model_dir):
     """A tiny LoRA model whose adapter already moves it away from the base (lora_B starts at zero)."""
     model, tokenizer = load_causal_lm(str(tiny_model_dir))
     torch.manual_seed(0)
-    model = apply_method(model, MethodConfig(name="lora", r=4, alpha=8.0, dropout=0.0), "CAUSAL_LM")
+    model = apply_method(model, method_settings("lora", r=4, alpha=8.0, dropout=0.0), "CAUSAL_LM")
     with torch.no_grad():
         for name, parameter in model.named_parameters():
             if "lora_B" in name:
@@ -81,7 +82,7 @@ def test_replay_tokens_take_the_kl_from_the_base_and_task_tokens_their_cross_ent
 
 def test_the_kl_is_zero_while_the_adapter_leaves_the_base_unchanged(tiny_model_dir):
     model, tokenizer = load_causal_lm(str(tiny_model_dir))
-    model = apply_method(model, MethodConfig(name="lora", r=4, alpha=8.0, dropout=0.0), "CAUSAL_LM")  # lora_B = 0
+    model = apply_method(model, method_settings("lora", r=4, alpha=8.0, dropout=0.0), "CAUSAL_LM")  # lora_B = 0
     batch = batch_of(tokenizer, [chat(tokenizer, "name a fruit", "an apple, red", distill=True)])
     loss, count = summed_label_loss(model, batch)
     assert count > 0 and abs(float(loss.detach())) < 1e-4
@@ -165,7 +166,7 @@ def test_curriculum_scores_a_distilled_example_by_its_kl_from_the_base(tiny_mode
     from tuneloop.train.curriculum import difficulty_by_loss
 
     model, tokenizer = load_causal_lm(str(tiny_model_dir))
-    model = apply_method(model, MethodConfig(name="lora", r=4, alpha=8.0, dropout=0.0), "CAUSAL_LM")  # the base, still
+    model = apply_method(model, method_settings("lora", r=4, alpha=8.0, dropout=0.0), "CAUSAL_LM")  # the base, still
     rows = [chat(tokenizer, "name a fruit", "an apple, red"), chat(tokenizer, "name a fruit", "an apple, red", distill=True)]
     plain, distilled = difficulty_by_loss(model, rows, pack_length=256)
     assert plain > 1.0 and abs(distilled) < 1e-5  # its cross-entropy would be as high as the plain row's

@@ -2,7 +2,7 @@
 
 import torch
 
-from tuneloop.config import MethodConfig
+from tuneloop.methods import method_settings
 from tuneloop.methods import apply_method
 from tuneloop.models.load import load_causal_lm
 from tuneloop.train.fused_lora import fuse_lora_layers
@@ -11,7 +11,7 @@ from tuneloop.train.fused_lora import fuse_lora_layers
 def lora_model(tiny_model_dir, **settings):
     model, _ = load_causal_lm(str(tiny_model_dir))
     torch.manual_seed(0)
-    model = apply_method(model, MethodConfig(name="lora", r=4, alpha=8, target_modules="all-linear", **settings))
+    model = apply_method(model, method_settings("lora", r=4, alpha=8, target_modules="all-linear", **settings))
     for name, param in model.named_parameters():
         if "lora_B" in name:  # peft starts B at zero, which would hide a wrong B path
             torch.nn.init.normal_(param, std=0.02)

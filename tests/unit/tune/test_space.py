@@ -34,7 +34,6 @@ def test_space_becomes_typed_parameters():
 @pytest.mark.parametrize(
     ("space", "message"),
     [
-        ({}, r"tune\.space: empty"),
         ({"train.learnin_rate": {"low": 0.1, "high": 1}}, r"tune\.space\.train\.learnin_rate: unknown parameter .*train\.learning_rate"),
         ({"lr": {"low": 0.1, "high": 1}}, r"tune\.space\.lr: unknown parameter"),
         ({"model.name": {"choices": ["a", "b"]}}, r"tune\.space\.model\.name: model settings cannot be searched"),
@@ -108,3 +107,15 @@ def test_direction_auto_minimises_losses_only():
     assert resolve_direction("loss", "auto") == "minimize" == resolve_direction("perplexity", "auto")
     assert resolve_direction("json_field_accuracy", "auto") == "maximize"
     assert resolve_direction("loss", "maximize") == "maximize"
+
+
+@pytest.mark.parametrize(("method", "capacity"), [("lora", "method.r"), ("adapter", "method.bottleneck"), ("prompt", "method.num_virtual_tokens"), ("full", None)])
+def test_an_empty_space_searches_the_methods_default(method, capacity):
+    from tuneloop.methods import get_method
+
+    config = config_with_space({}, method={"name": method})
+    params = {p.path: p for p in check_space(config)}
+    rate = params["train.learning_rate"]
+    usual = get_method(method).learning_rate
+    assert rate.kind == "float" and rate.log and rate.low < usual < rate.high
+    assert set(params) == {"train.learning_rate"} | ({capacity} if capacity else set())
