@@ -7,13 +7,21 @@ The shots are one nested draw: the 1-shot example is among the 3 shots, those am
 
 >>> shots_for(config.eval, "sft", train_rows=432)  # doctest: +SKIP
 [0, 1, 3, 5]
+
+Registered as the ``few_shot`` suite (``SUITE``): its metrics.json entry is
+{"scores": {"k=K": {metric: value}, ..., "tuned": {...}}, "test_examples", "shots", "seed"}.
 """
 
 from __future__ import annotations
 
 import random
+from dataclasses import dataclass
+from pathlib import Path
 
+from tuneloop.data.pipeline import load_split
 from tuneloop.errors import ConfigError
+from tuneloop.evaluate.suite import ReportTable, Scoring, Suite
+from tuneloop.evaluate.table_cells import fmt, rich_table
 from tuneloop.progress import status
 from tuneloop.text.generate import generate_texts
 from tuneloop.text.metrics import load_metric_hook
@@ -85,3 +93,75 @@ def text_scores(task, predictions: list[str], test: list, config) -> dict:
     if config.eval.metric_hook:
         scores.update(load_metric_hook(config.eval.metric_hook)(predictions, references))
     return scores
+
+
+# --- the suite ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FewShotPlan:
+    shots: list[int]  # the k values
+    examples: list  # k_max seeded training examples; the first k of them are the k-shot examples
+    test: list  # the test rows the baselines answer
+
+
+def applies(task, config) -> str | None:
+    if task.name not in FEW_SHOT_TASKS:
+        return skip_reason(task.name)
+    return "off (eval.few_shot is empty)" if config.eval.few_shot == [] else None
+
+
+def plan_baselines(run_dir: Path, config, task, test: list) -> FewShotPlan:
+    """The k values (ConfigError for a k above the training split), the drawn shots and the rows they answer."""
+    train_path = run_dir / "splits" / "train.jsonl"
+    train = company_rows(load_split(train_path)) if train_path.is_file() else []
+    shots = shots_for(config.eval, task.name, len(train))  # never empty where the suite applies: k=0 needs no row
+    limit = config.eval.few_shot_max_examples
+    return FewShotPlan(shots, draw_shots(train, max(shots), config.data.seed), test[:limit] if limit else test)
+
+
+def score_baselines(plan: FewShotPlan, model, tokenizer, scoring: Scoring) -> dict:
+    """The base model with each k; the tuned model as it answered the same rows in the main table."""
+    if scoring.which == "tuned":
+        return text_scores(scoring.task, scoring.predictions[: len(plan.test)], plan.test, scoring.config)
+    return few_shot_baselines(scoring.task, model, tokenizer, plan.test, plan.examples, plan.shots, scoring.config, scoring.predictions)
+
+
+def baselines_section(plan: FewShotPlan, base: dict, tuned: dict, config) -> dict:
+    shots = [f"{e.source}:{e.line}" for e in plan.examples]
+    return {"scores": {**base, "tuned": tuned}, "test_examples": len(plan.test), "shots": shots, "seed": config.data.seed}
+
+
+def report_rows(section: dict, metrics: dict) -> ReportTable:
+    """The base model with k training examples beside the tuned model, on the same rows."""
+    scores = section["scores"]
+    primary = metrics.get("primary")
+    names = list(dict.fromkeys(n for inner in scores.values() for n in inner))
+    names.sort(key=lambda n: n != primary)  # the headline metric first
+    labels = {key: f"base, {key[2:]}-shot" for key in scores if key.startswith("k=")} | {"tuned": "tuned (fine-tuned, 0-shot)"}
+    rows = [[labels.get(key, key), *((fmt(inner.get(n)), "num") for n in names)] for key, inner in scores.items()]
+    header = ["model", *(f"{n} (primary)" if n == primary else n for n in names)]
+    note = (
+        f"The base model prompted with k examples from the training split (seeded draw, the same for every row; "
+        f"k=0 is the base model of the main table) on the first {section['test_examples']} test rows, "
+        "scored like the tuned model; the last row is the fine-tuned model on the same rows."
+    )
+    return ReportTable(note, header, rows)
+
+
+def terminal_table(section: dict, metrics: dict):
+    shown = report_rows(section, metrics)
+    return rich_table(f"few-shot baselines ({section['test_examples']} test rows)", shown.header, shown.rows)
+
+
+SUITE = Suite(
+    name="few_shot",
+    label="Few-shot baselines",
+    heading="Few-shot baselines vs the fine-tuned model",
+    applies=applies,
+    plan=plan_baselines,
+    score=score_baselines,
+    section=baselines_section,
+    report_rows=report_rows,
+    table=terminal_table,
+)

@@ -1,18 +1,17 @@
-"""A small general-ability check: does the model still know what any assistant should?
+"""General-knowledge QA scoring: does the model still know what any assistant should?
 
 Fine-tuning on narrow company data can make a model forget (catastrophic forgetting). These
 questions (``general_data/qa.jsonl``, part of the general suite) have one short unambiguous
-answer each; the score is the share of answers that contain it. Asked without any system
-prompt, so a triage adapter is judged as a general assistant.
+answer each; the score is the share of answers that contain it. The forgetting suite asks them
+without any system prompt, so a triage adapter is judged as a general assistant; its
+``qa_accuracy`` is also the retrain gate's general-ability check.
 """
 
 from __future__ import annotations
 
 import re
 
-from tuneloop.data.general_prompts import general_questions, user_turn
-from tuneloop.text.generate import generate_texts
-from tuneloop.text.tokenize import render_prompt
+from tuneloop.data.general_prompts import general_questions
 
 # (question, regex alternatives) pairs, kept for callers that read the questions directly.
 GENERAL_QUESTIONS: tuple[tuple[str, str], ...] = tuple(
@@ -36,8 +35,3 @@ def qa_accuracy(replies: list[str]) -> float:
     hits = qa_hits(replies)
     return sum(hits) / len(hits)
 
-
-def general_ability(model, tokenizer, max_new_tokens: int = 24) -> dict[str, float]:
-    """{"general_accuracy": share of questions whose answer contains the expected word}."""
-    prompts = [render_prompt(tokenizer, user_turn(question)) for question, _ in general_questions()]
-    return {"general_accuracy": qa_accuracy(generate_texts(model, tokenizer, prompts, max_new_tokens))}

@@ -7,18 +7,16 @@ training, then the base with what the run trained put back on it.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from tuneloop.atomic import write_json_atomic, write_text_atomic
 from tuneloop.config import load_config
 from tuneloop.data.pipeline import load_split
 from tuneloop.errors import TuneloopError
-from tuneloop.evaluate import few_shot, forgetting
-from tuneloop.evaluate.few_shot import few_shot_baselines, text_scores
-from tuneloop.evaluate.forgetting import answer_rows, forgetting_section, general_suite_scores
 from tuneloop.evaluate.per_task import limit_rows, per_task_scores
 from tuneloop.evaluate.report import write_report
+from tuneloop.evaluate.suite import Scoring
+from tuneloop.evaluate.suites import SUITES
 from tuneloop.methods import get_method
 from tuneloop.objectives import get_task
 from tuneloop.progress import status
@@ -29,8 +27,9 @@ from tuneloop.text.metrics import choose_primary
 def evaluate_run(run_dir: str | Path, max_examples: int | None = None) -> dict:
     """Evaluate a finished run; writes ``metrics.json`` and the report, returns the metrics.
 
-    Beside base vs tuned on the test rows: few-shot baselines of the base model and the
-    forgetting measures on the general suite (both where the task allows, see the report).
+    Beside base vs tuned on the test rows: every suite of ``evaluate/suites.py`` (few-shot
+    baselines of the base model, forgetting on the general suite, ...) where it applies; where
+    it does not, its entry says why.
     """
     run_dir = Path(run_dir)
     run_artifact(run_dir)  # refuses an unfinished run before any model is loaded
@@ -43,89 +42,55 @@ def evaluate_run(run_dir: str | Path, max_examples: int | None = None) -> dict:
     if not test:
         raise TuneloopError(f"{run_dir}: the test split is empty; set data.test_fraction > 0")
     task, labels = get_task(config.task), run_labels(run_dir)
-    plan = plan_extras(run_dir, config, task, test)  # bad few-shot settings fail here, before any model loads
+    plans, skipped = plan_suites(run_dir, config, task, test)  # e.g. a few-shot k too large fails here, before any model loads
     base_model, tokenizer = load_base_model(run_dir)
     base = score_model(task, base_model, tokenizer, test, config, labels, "base model", packs=task.packs)
-    base_extras = score_extras(plan, task, base_model, tokenizer, config, task.packs, base["predictions"])
+    base_suites = score_suites(plans, base_model, tokenizer, Scoring(task, config, "base", task.packs, base["predictions"]))
     del base_model
     model, tokenizer = load_tuned_model(run_dir)
     packs = get_method(config.method.name).packs_with(task)
     model = merged_for_inference(model)
     tuned = score_model(task, model, tokenizer, test, config, labels, "tuned model", packs)
-    tuned_extras = score_extras(plan.without_few_shot(), task, model, tokenizer, config, packs, None)
+    tuned_suites = score_suites(plans, model, tokenizer, Scoring(task, config, "tuned", packs, tuned["predictions"]))
     metrics = assemble_metrics(base, tuned, test, config, task)
-    metrics.update(extra_sections(plan, base_extras, tuned_extras, tuned["predictions"], task, config))
+    metrics.update(suite_sections(plans, skipped, base_suites, tuned_suites, config))
     metrics.update(per_task_scores(task, test, base["predictions"], tuned["predictions"], config))
     rows = prediction_rows(test, base["predictions"], tuned["predictions"])
     write_text_atomic(run_dir / "predictions.jsonl", jsonl(rows))
-    if plan.forgetting:
-        write_text_atomic(run_dir / "forgetting.jsonl", jsonl(answer_rows(base_extras["general"], tuned_extras["general"])))
+    for name, plan in plans.items():
+        for filename, file_rows in SUITES[name].files(plan, base_suites[name], tuned_suites[name]).items():
+            write_text_atomic(run_dir / filename, jsonl(file_rows))
     write_json_atomic(run_dir / "metrics.json", metrics)
     write_report(run_dir, metrics, read_log(run_dir / "log.jsonl"), rows[:8])
     return metrics
 
 
-@dataclass
-class ExtraPlan:
-    """What an evaluation measures beyond base vs tuned, decided before any model is loaded."""
-
-    shots: list[int] = field(default_factory=list)  # k values of the few-shot baselines
-    shot_examples: list = field(default_factory=list)  # the drawn training examples, k_max of them
-    few_shot_test: list = field(default_factory=list)  # test rows the baselines answer
-    few_shot_note: str | None = None  # why there are no baselines
-    forgetting: bool = False
-    forgetting_note: str | None = None  # why forgetting is not measured
-
-    def without_few_shot(self) -> "ExtraPlan":
-        return ExtraPlan(forgetting=self.forgetting)
+def plan_suites(run_dir: Path, config, task, test: list) -> tuple[dict, dict[str, str]]:
+    """({name: plan} of the suites that apply, {name: why not} of the others), before any model loads."""
+    plans, skipped = {}, {}
+    for name, suite in SUITES.items():
+        reason = suite.applies(task, config)
+        if reason is None:
+            plans[name] = suite.plan(run_dir, config, task, test)
+        else:
+            skipped[name] = reason
+    return plans, skipped
 
 
-def plan_extras(run_dir: Path, config, task, test: list) -> ExtraPlan:
-    """Few-shot k values and shots (ConfigError for a k above the training split), and whether forgetting applies."""
-    plan = ExtraPlan()
-    train_path = run_dir / "splits" / "train.jsonl"
-    train = few_shot.company_rows(load_split(train_path)) if train_path.is_file() else []
-    plan.shots = few_shot.shots_for(config.eval, task.name, len(train))
-    if plan.shots:
-        plan.shot_examples = few_shot.draw_shots(train, max(plan.shots), config.data.seed)
-        limit = config.eval.few_shot_max_examples
-        plan.few_shot_test = test[:limit] if limit else test
-    elif task.name not in few_shot.FEW_SHOT_TASKS:
-        plan.few_shot_note = few_shot.skip_reason(task.name)
-    else:
-        plan.few_shot_note = "off (eval.few_shot is empty)"
-    plan.forgetting_note = forgetting.skip_reason(task) or (None if config.eval.forgetting else "off (eval.forgetting: false)")
-    plan.forgetting = plan.forgetting_note is None
-    return plan
+def score_suites(plans: dict, model, tokenizer, scoring: Scoring) -> dict[str, dict]:
+    """One model's scores on every planned suite."""
+    return {name: SUITES[name].score(plan, model, tokenizer, scoring) for name, plan in plans.items()}
 
 
-def score_extras(plan: ExtraPlan, task, model, tokenizer, config, packs: bool, base_predictions) -> dict:
-    """One model's few-shot baselines (base only) and general-suite scores, as the plan asks."""
-    extras = {}
-    if plan.shots:
-        extras["few_shot"] = few_shot_baselines(
-            task, model, tokenizer, plan.few_shot_test, plan.shot_examples, plan.shots, config, base_predictions
-        )
-    if plan.forgetting:
-        with status("Forgetting: general-ability suite"):
-            extras["general"] = general_suite_scores(task, model, tokenizer, config.eval, packs)
-    return extras
-
-
-def extra_sections(plan: ExtraPlan, base_extras: dict, tuned_extras: dict, tuned_predictions, task, config) -> dict:
-    """metrics.json's ``few_shot`` and ``forgetting`` entries (or why each was not measured)."""
-    if plan.shots:
-        rows = plan.few_shot_test
-        scores = {**base_extras["few_shot"], "tuned": text_scores(task, tuned_predictions[: len(rows)], rows, config)}
-        shots = [f"{e.source}:{e.line}" for e in plan.shot_examples]
-        few_shot = {"scores": scores, "test_examples": len(rows), "shots": shots, "seed": config.data.seed}
-    else:
-        few_shot = {"skipped": plan.few_shot_note}
-    if plan.forgetting:
-        forgetting = forgetting_section(base_extras["general"], tuned_extras["general"], config.eval)
-    else:
-        forgetting = {"skipped": plan.forgetting_note}
-    return {"few_shot": few_shot, "forgetting": forgetting}
+def suite_sections(plans: dict, skipped: dict[str, str], base: dict, tuned: dict, config) -> dict:
+    """metrics.json's entry of every suite, in the registry's order: its section, or why it was not measured."""
+    sections = {}
+    for name, suite in SUITES.items():
+        if name in plans:
+            sections[name] = suite.section(plans[name], base[name], tuned[name], config)
+        else:
+            sections[name] = {"skipped": skipped[name]}
+    return sections
 
 
 def jsonl(rows: list[dict]) -> str:

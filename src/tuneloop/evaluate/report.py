@@ -8,11 +8,13 @@ from __future__ import annotations
 import base64
 import html
 import io
-import math
 import re
 from pathlib import Path
 
 from tuneloop.atomic import write_bytes_atomic, write_text_atomic
+from tuneloop.evaluate.suite import ReportTable
+from tuneloop.evaluate.suites import SUITES
+from tuneloop.evaluate.table_cells import cell_text, change, fmt, fmt_delta, is_number
 from tuneloop.text.metrics import LOWER_IS_BETTER
 
 PLOT_TITLES = {
@@ -21,8 +23,8 @@ PLOT_TITLES = {
 }
 MAX_SAMPLES = 10
 MAX_PROMPT_CHARS = 800
-# Top-level keys rendered in their own place, not as "other results".
-_MAIN_KEYS = {"base", "tuned", "primary", "few_shot", "forgetting"}
+# Top-level keys rendered in their own place, not as "other results" (and every suite's).
+_MAIN_KEYS = {"base", "tuned", "primary"}
 
 CSS = """
 body { font-family: -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; color: #1f2328; margin: 0; background: #f6f8fa; }
@@ -59,34 +61,13 @@ def write_report(run_dir: Path, metrics: dict, log_records: list[dict], samples:
 # --- numbers and table rows -------------------------------------------------------------------
 
 
-def is_number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def fmt(value) -> str:
-    if value is None:
-        return "–"
-    if is_number(value) and isinstance(value, float):
-        return f"{value:.3f}"
-    return str(value)
-
-
-def fmt_delta(delta: float | None) -> str:
-    if isinstance(delta, int):  # a count
-        return f"{delta:+d}"
-    return "–" if delta is None or math.isnan(delta) else f"{delta:+.3f}"
-
-
 def metric_rows(metrics: dict) -> list[dict]:
     """One row per metric of base or tuned: values, delta and whether the change is an improvement."""
     base, tuned = metrics.get("base") or {}, metrics.get("tuned") or {}
     rows = []
     for name in [*tuned, *(k for k in base if k not in tuned)]:
         b, t = base.get(name), tuned.get(name)
-        delta = t - b if is_number(b) and is_number(t) else None
-        better = None
-        if delta and not math.isnan(delta):
-            better = delta < 0 if name in LOWER_IS_BETTER else delta > 0
+        delta, better = change(name, b, t)
         rows.append({"name": name, "base": b, "tuned": t, "delta": delta, "better": better,
                      "primary": name == metrics.get("primary")})  # fmt: skip
     return rows
@@ -105,14 +86,14 @@ def headline(metrics: dict) -> str:
 
 def run_facts(metrics: dict) -> list[tuple[str, str]]:
     """Scalar top-level entries such as model, method and test_examples."""
-    return [(k, fmt(v)) for k, v in metrics.items() if k not in _MAIN_KEYS and not isinstance(v, (dict, list))]
+    return [(k, fmt(v)) for k, v in metrics.items() if k not in _MAIN_KEYS | SUITES.keys() and not isinstance(v, (dict, list))]
 
 
 def extra_tables(metrics: dict) -> list[tuple[str, list[str], list[list[str]]]]:
     """Every other dict section as (title, header, rows): {name: {metric: value}} or {metric: value}."""
     tables = confusion_tables(metrics.get("confusion") or {})
     for key, section in metrics.items():
-        if key in _MAIN_KEYS or key == "confusion" or not isinstance(section, dict) or not section:
+        if key in _MAIN_KEYS | SUITES.keys() or key == "confusion" or not isinstance(section, dict) or not section:
             continue
         if all(isinstance(v, dict) for v in section.values()):
             columns = list(dict.fromkeys(c for inner in section.values() for c in inner))
@@ -134,50 +115,18 @@ def confusion_tables(confusion: dict) -> list[tuple[str, list[str], list[list[st
     return tables
 
 
-def few_shot_section(metrics: dict) -> tuple[str, list[str], list[list[str]]] | None:
-    """(note, header, rows): the base model with k training examples beside the tuned model, same test rows."""
-    section = metrics.get("few_shot")
-    if not section:
-        return None
-    if "skipped" in section:
-        return f"Few-shot baselines: {section['skipped']}.", [], []
-    scores = section["scores"]
-    primary = metrics.get("primary")
-    names = list(dict.fromkeys(n for inner in scores.values() for n in inner))
-    names.sort(key=lambda n: n != primary)  # the headline metric first
-    labels = {key: f"base, {key[2:]}-shot" for key in scores if key.startswith("k=")} | {"tuned": "tuned (fine-tuned, 0-shot)"}
-    rows = [[labels.get(key, key), *(fmt(inner.get(n)) for n in names)] for key, inner in scores.items()]
-    header = ["model", *(f"{n} (primary)" if n == primary else n for n in names)]
-    note = (
-        f"The base model prompted with k examples from the training split (seeded draw, the same for every row; "
-        f"k=0 is the base model of the main table) on the first {section['test_examples']} test rows, "
-        "scored like the tuned model; the last row is the fine-tuned model on the same rows."
-    )
-    return note, header, rows
-
-
-FORGETTING_NOTE = (
-    "The general-ability suite, asked without the run's system prompt: answer_rouge_l and answer_token_f1 "
-    "score the tuned model's answers to {prompts} held-out general prompts against the base model's own answers "
-    "(1.0 = unchanged); qa_accuracy is the share of {questions} general-knowledge questions answered right, "
-    "qa_forgotten how many of those the base answered right the tuned model now gets wrong (lower is better); general_perplexity is measured on {paragraphs} paragraphs of general prose (lower is better)."
-)
-
-
-def forgetting_section(metrics: dict) -> tuple[str, list[dict]] | None:
-    """(note, metric rows) of base vs tuned on the general suite, or the reason it was not measured."""
-    section = metrics.get("forgetting")
-    if not section:
-        return None
-    if "skipped" in section:
-        return f"Forgetting: {section['skipped']}.", []
-    rows = []
-    for name, tuned in section["tuned"].items():
-        base = section["base"].get(name)
-        delta = tuned - base if is_number(base) and is_number(tuned) else None
-        better = None if not delta else (delta < 0 if name in LOWER_IS_BETTER else delta > 0)
-        rows.append({"name": name, "base": base, "tuned": tuned, "delta": delta, "better": better, "primary": False})
-    return FORGETTING_NOTE.format(**section["suite"]), rows
+def suite_sections(metrics: dict) -> list[tuple[str, ReportTable]]:
+    """(heading, note and table) of every suite in ``metrics``, in the registry's order."""
+    shown = []
+    for name, suite in SUITES.items():
+        section = metrics.get(name)
+        if not section:
+            continue
+        if "skipped" in section:
+            shown.append((suite.heading, ReportTable(f"{suite.label}: {section['skipped']}.")))
+        else:
+            shown.append((suite.heading, suite.report_rows(section, metrics)))
+    return shown
 
 
 def lower_is_better_note(rows: list[dict]) -> str:
@@ -301,17 +250,9 @@ def render_markdown(title: str, metrics: dict, plot_names: list[str], samples: l
     if plot_names:
         parts.append("## Plots")
         parts += [f"![{PLOT_TITLES[name]}](plots/{name}.png)" for name in plot_names]
-    few_shot = few_shot_section(metrics)
-    if few_shot:
-        note, header, table_rows = few_shot
-        parts += ["## Few-shot baselines vs the fine-tuned model", note]
-        parts += [md_table(header, table_rows)] if table_rows else []
-    forgetting = forgetting_section(metrics)
-    if forgetting:
-        note, forgetting_rows = forgetting
-        parts += ["## Forgetting: general ability, base vs tuned", note]
-        if forgetting_rows:
-            parts.append(md_table(["metric", "base", "tuned", "delta"], _metric_table_cells(forgetting_rows)))
+    for heading, (note, header, table_rows) in suite_sections(metrics):
+        parts += [f"## {heading}", note]
+        parts += [md_table(header, [[cell_text(c) for c in row] for row in table_rows])] if table_rows else []
     for table_title, header, table_rows in extra_tables(metrics):
         parts += [f"## {table_title}", md_table(header, table_rows)]
     if samples:
@@ -391,17 +332,9 @@ def render_html(title: str, metrics: dict, plots: dict[str, bytes], samples: lis
     parts.append(f'<p class="note">{_esc(lower_is_better_note(rows))}</p>')
     if plots:
         parts += ["<h2>Plots</h2>", *(html_figure(name, png) for name, png in plots.items())]
-    few_shot = few_shot_section(metrics)
-    if few_shot:
-        note, header, table_rows = few_shot
-        parts += ["<h2>Few-shot baselines vs the fine-tuned model</h2>", f'<p class="note">{_esc(note)}</p>']
-        parts += [html_table(header, [[row[0], *((c, "num") for c in row[1:])] for row in table_rows])] if table_rows else []
-    forgetting = forgetting_section(metrics)
-    if forgetting:
-        note, forgetting_rows = forgetting
-        parts += ["<h2>Forgetting: general ability, base vs tuned</h2>", f'<p class="note">{_esc(note)}</p>']
-        if forgetting_rows:
-            parts.append(html_table(["metric", "base", "tuned", "delta"], _html_metric_rows(forgetting_rows)))
+    for heading, (note, header, table_rows) in suite_sections(metrics):
+        parts += [f"<h2>{_esc(heading)}</h2>", f'<p class="note">{_esc(note)}</p>']
+        parts += [html_table(header, table_rows)] if table_rows else []
     for table_title, header, table_rows in extra_tables(metrics):
         parts += [f"<h2>{_esc(table_title)}</h2>", html_table(header, table_rows)]
     if samples:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tuneloop.evaluate.report import few_shot_section
+from tuneloop.evaluate.suites import SUITES
+from tuneloop.evaluate.table_cells import rich_table
 from tuneloop.text.metrics import LOWER_IS_BETTER
 
-# Metrics where lower is better; the delta column is coloured accordingly.
 
 def print_metrics(metrics: dict, run_dir: Path | None = None) -> None:
     from rich.console import Console
@@ -23,43 +23,22 @@ def print_metrics(metrics: dict, run_dir: Path | None = None) -> None:
         table.add_row(label, _fmt(base), _fmt(tuned), _delta(name, base, tuned))
     console = Console()
     console.print(table)
-    for extra in (few_shot_table(metrics), forgetting_table(metrics)):
+    for name, suite in SUITES.items():
+        extra = suite_table(suite, metrics.get(name), metrics)
         if extra is not None:
             console.print(extra)
     if run_dir is not None:
         console.print(f"report: {Path(run_dir) / 'report.html'}  (markdown: {Path(run_dir) / 'report.md'})")
 
 
-def few_shot_table(metrics: dict):
-    """Base model with k examples vs the tuned model on the few-shot rows; None when not measured."""
-    from rich.table import Table
-
-    section = few_shot_section(metrics)
-    if not section or not section[2]:
+def suite_table(suite, section: dict, metrics: dict):
+    """A suite's terminal table (by default its report table under its report heading); None when not measured."""
+    if not section or "skipped" in section:
         return None
-    note, header, rows = section
-    table = Table(title=f"few-shot baselines ({metrics['few_shot']['test_examples']} test rows)")
-    for column in header:
-        table.add_column(column, justify="left" if column == "model" else "right")
-    for row in rows:
-        table.add_row(*row)
-    return table
-
-
-def forgetting_table(metrics: dict):
-    """General-ability suite, base vs tuned; None when not measured."""
-    from rich.table import Table
-
-    section = metrics.get("forgetting") or {}
-    if "tuned" not in section:
-        return None
-    table = Table(title="forgetting: general-ability suite, base vs tuned")
-    for column in ("metric", "base", "tuned", "delta"):
-        table.add_column(column, justify="left" if column == "metric" else "right")
-    for name, tuned in section["tuned"].items():
-        base = section["base"].get(name)
-        table.add_row(name, _fmt(base), _fmt(tuned), _delta(name, base, tuned))
-    return table
+    if suite.table is not None:
+        return suite.table(section, metrics)
+    note, header, rows = suite.report_rows(section, metrics)
+    return rich_table(suite.heading, header, rows) if rows else None
 
 
 def _fmt(value) -> str:

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from tuneloop.text.metrics import LOWER_IS_BETTER
-
 
 @dataclass(frozen=True)
 class Gate:
@@ -14,20 +12,24 @@ class Gate:
     min_improvement: float = 0.0  # the candidate must beat production on the new data by more than this
 
 
-def better_by(metric: str, candidate: float, production: float) -> float:
+def better_by(lower_is_better: bool, candidate: float, production: float) -> float:
     """How much better the candidate is (positive: better), whatever the metric's direction."""
-    return production - candidate if metric in LOWER_IS_BETTER else candidate - production
+    return production - candidate if lower_is_better else candidate - production
 
 
 def decide(gate: Gate, results: dict) -> tuple[bool, str]:
-    """``results``: {check: {"metric", "candidate", "production"}} for frozen_test, new_test, general.
+    """``results``: {check: {"metric", "candidate", "production", "lower_is_better"}} for frozen_test,
+    new_test, general; a check that could not be made is {"skipped": why} and passes.
 
     Returns (promote?, the reason, with the numbers it rests on).
     """
     reasons, passed = [], True
     for check in ("new_test", "frozen_test", "general"):
         result = results[check]
-        gain = better_by(result["metric"], result["candidate"], result["production"])
+        if "skipped" in result:
+            reasons.append(f"{check} skipped ({result['skipped']})")
+            continue
+        gain = better_by(result["lower_is_better"], result["candidate"], result["production"])
         result["gain"] = gain
         ok = gain > gate.min_improvement if check == "new_test" else gain >= -gate.tolerance
         passed &= ok

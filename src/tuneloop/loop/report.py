@@ -13,6 +13,9 @@ def print_retrain(record: dict) -> None:
     for column in ("check", "metric", "production", "candidate", "gain"):
         table.add_column(column)
     for name, check in record["checks"].items():
+        if "skipped" in check:
+            table.add_row(name, "skipped", "-", "-", "-")
+            continue
         table.add_row(name, check["metric"], f"{check['production']:.4f}", f"{check['candidate']:.4f}", f"{check['gain']:+.4f}")
     console().print(table)
     console().print(record["reason"])

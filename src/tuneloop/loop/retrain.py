@@ -5,8 +5,9 @@
 3. Replay: a seeded sample of production's own training rows, against forgetting.
 4. The candidate trains from production's adapter on 1+2+3 and is registered with production as parent.
 5. Candidate and production are scored on production's frozen test split, the new test split and
-   the general-ability check; the gate decides, and the decision with its numbers is recorded
-   (promotion, or archiving with the reason) in the store and in ``retrain.json``.
+   the general-ability check (the forgetting suite's ``qa_accuracy``: general-knowledge questions
+   asked without the system prompt); the gate decides, and the decision with its numbers is
+   recorded (promotion, or archiving with the reason) in the store and in ``retrain.json``.
 """
 
 from __future__ import annotations
@@ -22,15 +23,18 @@ from tuneloop.data.pipeline import load_split
 from tuneloop.data.split import dataset_hash, split_train_val_test
 from tuneloop.data.validate import load_examples
 from tuneloop.errors import TuneloopError
-from tuneloop.evaluate.general import general_ability
+from tuneloop.evaluate.suite import Scoring
+from tuneloop.evaluate.suites import SUITES
 from tuneloop.loop.feedback_rows import correction_examples, preference_rows
 from tuneloop.loop.gate import Gate, decide
 from tuneloop.objectives import get_task
 from tuneloop.runs.models import load_tuned_model
 from tuneloop.store.feedback import corrections, preferences
 from tuneloop.store.versions import archive, production, promote, register
-from tuneloop.text.metrics import choose_primary
+from tuneloop.text.metrics import LOWER_IS_BETTER, choose_primary
 from tuneloop.train.run import train
+
+GENERAL_CHECK = ("forgetting", "qa_accuracy")  # the suite and the gate measure of it the "general" check compares
 
 
 def retrain(conn, project: str, new_data: list[str], out: Path, gate: Gate, replay: float = 0.3, overrides: dict | None = None) -> dict:
@@ -95,20 +99,39 @@ def compare_on_checks(production_run: Path, candidate_run: Path, dataset: dict, 
     """Scores of both models on the frozen test, the new test and the general check."""
     task = get_task(config.task)
     tests = {"frozen_test": load_split(production_run / "splits" / "test.jsonl"), "new_test": load_split(Path(dataset["folder"]) / "new_test.jsonl")}
+    suite = SUITES[GENERAL_CHECK[0]]
+    # The gate checks general ability wherever the task allows it; eval.forgetting only switches the suite off in `tuneloop eval`.
+    general_config = config.model_copy(update={"eval": config.eval.model_copy(update={"forgetting": True})})
+    skipped = suite.applies(task, general_config)
+    plan = suite.plan(production_run, general_config, task, tests["frozen_test"]) if skipped is None else None
     scores: dict[str, dict] = {name: {} for name in (*tests, "general")}
-    for role, run in (("production", production_run), ("candidate", candidate_run)):
+    for role, which, run in (("production", "base", production_run), ("candidate", "tuned", candidate_run)):
         model, tokenizer = load_tuned_model(run)
         for name, rows in tests.items():
             scores[name][role] = task.score(model, tokenizer, rows, config, None, packs=False)["scores"]
-        scores["general"][role] = general_ability(model, tokenizer)
+        if skipped is None:
+            scores["general"][role] = suite.score(plan, model, tokenizer, Scoring(task, general_config, which, packs=False))
         del model
     requested = gate.metric if gate.metric != "auto" else config.eval.primary
     requested = task.default_primary if requested == "auto" else requested
-    results = {}
-    for name, pair in scores.items():
-        metric = "general_accuracy" if name == "general" else choose_primary(pair["candidate"], requested)
-        results[name] = {"metric": metric, "production": pair["production"][metric], "candidate": pair["candidate"][metric], "all": pair}
+    results = {name: split_check(scores[name], requested) for name in tests}
+    results["general"] = {"skipped": skipped} if skipped else general_check(suite, plan, scores["general"], general_config)
     return results
+
+
+def split_check(pair: dict, requested: str) -> dict:
+    """One test split's result: the gate metric of production and candidate (and all their scores)."""
+    metric = choose_primary(pair["candidate"], requested)
+    return {"metric": metric, "production": pair["production"][metric], "candidate": pair["candidate"][metric],
+            "lower_is_better": metric in LOWER_IS_BETTER, "all": pair}  # fmt: skip
+
+
+def general_check(suite, plan, scores: dict, config) -> dict:
+    """The general check's result: the suite's gate measure, production as its base, the candidate as tuned."""
+    section = suite.section(plan, scores["production"], scores["candidate"], config)
+    metric = GENERAL_CHECK[1]
+    measure = suite.gate_measures(section)[metric]
+    return {"metric": metric, "production": measure.base, "candidate": measure.tuned, "lower_is_better": measure.lower_is_better, "all": section}
 
 
 def record_decision(conn, current, candidate_run: Path, results: dict, gate: Gate, dataset: dict, out: Path) -> dict:
