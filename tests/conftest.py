@@ -1,4 +1,8 @@
-"""Shared fixtures: tiny local models and small data files, built in the test session."""
+"""Shared fixtures: tiny local models and small data files, built in the test session.
+
+Every test also gets the marker of its tier, named after its top folder under tests/:
+``unit``, ``integration`` or ``e2e`` (so ``pytest -m unit`` is the fast edit-loop run).
+"""
 
 from __future__ import annotations
 
@@ -11,6 +15,21 @@ from helpers import toy_chat_rows, write_jsonl
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+TESTS = Path(__file__).parent
+TIERS = ("unit", "integration", "e2e")
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m selects by these markers
+def pytest_collection_modifyitems(config, items):
+    """Mark each test with its tier, from its folder: tests/<tier>/... ."""
+    for item in items:
+        try:
+            tier = item.path.relative_to(TESTS).parts[0]
+        except ValueError:  # a test file outside tests/ (named on the command line)
+            continue
+        if tier in TIERS:
+            item.add_marker(tier)
 
 
 @pytest.fixture(scope="session")

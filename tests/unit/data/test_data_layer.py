@@ -74,9 +74,17 @@ def test_split_is_seeded_and_stratified():
     assert Counter(e.label for e in first.test) == {"a": 20, "b": 20, "c": 20}
 
 
-def test_near_duplicates_share_a_split():
-    examples = labelled(60) + [Example("f", 100 + i, text=f"ROW number {i}!", label="a") for i in range(0, 60, 3)]
-    splits = split_train_val_test(examples, 0.2, 0.2, seed=0)
+@pytest.mark.parametrize("seed", range(3))
+def test_near_duplicates_share_a_split(seed):
+    rows = labelled(60)
+    # "ROW number 3!" differs from row 3's "row number 3" only in case and punctuation.
+    near = {Example("g", 100 + i, text=f"ROW number {i}!", label=rows[i].label): rows[i] for i in range(0, 60, 3)}
+    splits = split_train_val_test(rows + list(near), 0.2, 0.2, seed=seed)
+    split_of = {(e.source, e.line): name for name in ("train", "val", "test") for e in getattr(splits, name)}
+    assert len(split_of) == 80  # every row landed in exactly one split
+    for duplicate, original in near.items():
+        assert split_of[(duplicate.source, duplicate.line)] == split_of[(original.source, original.line)], duplicate.text
+    assert {split_of[("g", d.line)] for d in near} == {"train", "val", "test"}  # not all parked in one split
     check_no_leakage(splits)
 
 

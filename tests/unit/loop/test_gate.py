@@ -1,12 +1,126 @@
-"""The promotion gate's decision: each check's direction comes with its result; a skipped check passes."""
+"""The promotion gate: better on the new data by more than min_improvement, no regression beyond the tolerance."""
 
 from __future__ import annotations
 
-from tuneloop.loop.gate import Gate, decide
+import pytest
+
+from tuneloop.loop.gate import Gate, better_by, decide
+from tuneloop.text.metrics import LOWER_IS_BETTER
+
+# Values chosen to be exact in binary, so a gain lands exactly on a threshold where a test says so.
 
 
-def check(metric: str, production: float, candidate: float, lower_is_better: bool) -> dict:
-    return {"metric": metric, "production": production, "candidate": candidate, "lower_is_better": lower_is_better}
+def check(metric: str, production: float, candidate: float, lower_is_better: bool | None = None) -> dict:
+    lower = metric in LOWER_IS_BETTER if lower_is_better is None else lower_is_better
+    return {"metric": metric, "production": production, "candidate": candidate, "lower_is_better": lower}
+
+
+def results(new=(0.5, 0.75), frozen=(0.75, 0.75), general=(0.5, 0.5), metric="accuracy", general_metric="general_accuracy") -> dict:
+    """{check: result} as retrain's compare step hands them to decide; each pair is (production, candidate)."""
+    return {
+        "new_test": check(metric, *new),
+        "frozen_test": check(metric, *frozen),
+        "general": check(general_metric, *general),
+    }
+
+
+def verdicts(reason: str) -> dict[str, str]:
+    """{check: "ok" | "FAILED"} from the reason decide returns."""
+    body = reason.split(": ", 1)[1]
+    return {part.split()[0]: part.rsplit(" ", 1)[1] for part in body.split("; ")}
+
+
+def test_defaults():
+    assert Gate() == Gate(metric="auto", tolerance=0.01, min_improvement=0.0)
+
+
+@pytest.mark.parametrize(
+    ("metric", "candidate", "production", "gain"),
+    [
+        ("accuracy", 0.75, 0.5, 0.25),
+        ("accuracy", 0.5, 0.75, -0.25),
+        ("loss", 1.0, 1.5, 0.5),  # lower is better: a lower loss is a gain
+        ("loss", 2.0, 1.5, -0.5),
+        ("perplexity", 8.0, 12.0, 4.0),
+        ("perplexity", 12.0, 8.0, -4.0),
+    ],
+)
+def test_better_by_is_positive_when_the_candidate_is_better_in_the_metrics_direction(metric, candidate, production, gain):
+    assert better_by(metric in LOWER_IS_BETTER, candidate, production) == gain
+
+
+def test_passes_when_the_new_data_improves_and_nothing_regresses():
+    scored = results(new=(0.5, 0.75), frozen=(0.75, 0.75), general=(0.5, 0.5))
+    passed, reason = decide(Gate(), scored)
+    assert passed
+    assert reason.startswith("gate passed: ")
+    assert verdicts(reason) == {"new_test": "ok", "frozen_test": "ok", "general": "ok"}
+    assert [scored[name]["gain"] for name in ("new_test", "frozen_test", "general")] == [0.25, 0.0, 0.0]  # recorded for retrain.json
+
+
+def test_the_reason_carries_the_numbers_it_rests_on():
+    _, reason = decide(Gate(tolerance=0.25, min_improvement=0.125), results(new=(0.5, 0.75)))
+    assert "new_test accuracy: 0.5000 -> 0.7500 (gain +0.2500, needs > 0.125) ok" in reason
+    assert "frozen_test accuracy: 0.7500 -> 0.7500 (gain +0.0000, needs >= -0.25) ok" in reason
+    assert "general general_accuracy: 0.5000 -> 0.5000 (gain +0.0000, needs >= -0.25) ok" in reason
+
+
+@pytest.mark.parametrize(
+    ("new", "min_improvement"),
+    [
+        ((0.75, 0.75), 0.0),  # no change is not an improvement
+        ((0.75, 0.5), 0.0),  # worse on the new data
+        ((0.5, 0.75), 0.25),  # exactly the minimum: it must be beaten, not met
+        ((0.5, 0.625), 0.25),
+    ],
+)
+def test_refused_when_the_new_data_does_not_improve_by_more_than_the_minimum(new, min_improvement):
+    passed, reason = decide(Gate(min_improvement=min_improvement), results(new=new))
+    assert not passed
+    assert reason.startswith("gate failed: ")
+    assert verdicts(reason) == {"new_test": "FAILED", "frozen_test": "ok", "general": "ok"}
+
+
+def test_an_improvement_above_the_minimum_passes():
+    assert decide(Gate(min_improvement=0.125), results(new=(0.5, 0.75)))[0]
+
+
+@pytest.mark.parametrize(("check_name", "argument"), [("frozen_test", "frozen"), ("general", "general")])
+def test_refused_when_the_old_test_or_the_general_check_regresses_beyond_the_tolerance(check_name, argument):
+    passed, reason = decide(Gate(tolerance=0.25), results(**{argument: (0.75, 0.25)}))  # down by 0.5
+    assert not passed
+    assert reason.startswith("gate failed: ")
+    assert verdicts(reason) == {"new_test": "ok", "frozen_test": "ok", "general": "ok", check_name: "FAILED"}
+    assert "0.7500 -> 0.2500 (gain -0.5000, needs >= -0.25) FAILED" in reason
+
+
+@pytest.mark.parametrize("argument", ["frozen", "general"])
+def test_a_regression_within_the_tolerance_passes(argument):
+    assert decide(Gate(tolerance=0.25), results(**{argument: (0.75, 0.5)}))[0]  # down by exactly the tolerance
+
+
+def test_every_failing_check_is_named():
+    passed, reason = decide(Gate(tolerance=0.125), results(new=(0.5, 0.5), frozen=(0.75, 0.5), general=(0.5, 0.25)))
+    assert not passed
+    assert verdicts(reason) == {"new_test": "FAILED", "frozen_test": "FAILED", "general": "FAILED"}
+
+
+def test_lower_is_better_metrics_pass_when_the_loss_falls():
+    # retrain --gate-metric loss: the tests are scored by loss, the general check stays an accuracy.
+    scored = results(new=(2.0, 1.5), frozen=(1.0, 1.0625), general=(0.5, 0.5), metric="loss")
+    passed, reason = decide(Gate(tolerance=0.125), scored)
+    assert passed, reason
+    assert scored["new_test"]["gain"] == 0.5 and scored["frozen_test"]["gain"] == -0.0625
+
+
+@pytest.mark.parametrize("metric", ["loss", "perplexity"])
+def test_lower_is_better_metrics_are_refused_when_they_rise(metric):
+    higher_on_new = results(new=(1.5, 2.0), metric=metric)  # a higher loss read as a gain would pass this
+    assert verdicts(decide(Gate(), higher_on_new)[1])["new_test"] == "FAILED"
+    higher_on_frozen = results(new=(2.0, 1.5), frozen=(1.0, 1.5), metric=metric)
+    passed, reason = decide(Gate(tolerance=0.25), higher_on_frozen)
+    assert not passed
+    assert verdicts(reason) == {"new_test": "ok", "frozen_test": "FAILED", "general": "ok"}
 
 
 def test_lower_is_better_checks_gain_when_the_number_falls():

@@ -1,13 +1,11 @@
-"""The seq2seq task on a tiny random T5: tokens, batches, loss, the model check, and a CLI run."""
+"""The seq2seq task on a tiny random T5: tokens, batches, loss and the model check (a CLI run: tests/integration)."""
 
 from __future__ import annotations
-
-import json
 
 import pytest
 import torch
 
-from helpers import run_cli, write_jsonl
+from helpers import write_jsonl
 from tuneloop.config import DataConfig, ModelConfig
 from tuneloop.data.schema import Example
 from tuneloop.errors import ConfigError
@@ -96,25 +94,3 @@ def test_text_scores_are_on_a_zero_to_one_scale():
     assert perfect == pytest.approx({"chrf": 1.0, "bleu": 1.0, "rouge_l": 1.0, "exact_match": 1.0})
     wrong = text_scores(["bleu", ""], ["rouge chat", "grand chien vert"])
     assert all(0.0 <= value < 0.2 for value in wrong.values())
-
-
-def test_train_then_eval_through_the_cli(tiny_t5_dir, translation_file, tmp_path):
-    out = tmp_path / "run"
-    result = run_cli(
-        "train", "--task", "seq2seq", "--method", "lora", "--model", str(tiny_t5_dir), "--data", str(translation_file),
-        "--format", "prompt_completion", "--r", "8", "--lr", "1e-2", "--max-steps", "40", "--tokens-per-batch", "64",
-        "--early-stopping-patience", "0", "--val-fraction", "0.1", "--test-fraction", "0.2", "--max-new-tokens", "12",
-        "--threads", "1", "--out", str(out),
-    )  # fmt: skip  (one thread: on a busy 2-core machine two threads contend and run 20x slower)
-    assert result.exit_code == 0, result.output
-    result = run_cli("eval", str(out))
-    assert result.exit_code == 0, result.output
-    metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["primary"] == "chrf" and metrics["task"] == "seq2seq"
-    for side in ("base", "tuned"):
-        assert {"chrf", "bleu", "rouge_l", "exact_match", "loss", "perplexity"} <= set(metrics[side])
-    assert metrics["tuned"]["loss"] < metrics["base"]["loss"]
-    # The trained run answers a prompt through the decoder (the chat template of a causal LM does not apply).
-    result = run_cli("generate", str(out), "--prompt", "red cat house", "--max-new-tokens", "8")
-    assert result.exit_code == 0, result.output
-    assert result.output.strip(), "an answer was printed"

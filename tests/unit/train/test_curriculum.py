@@ -1,8 +1,6 @@
-"""Curriculum: pacing, the order of the stream, per-example losses, and a run that trains in that order."""
+"""Curriculum: pacing, the order of the stream, per-example losses (a run in that order: tests/integration)."""
 
 from __future__ import annotations
-
-import json
 
 import pytest
 import torch
@@ -71,18 +69,6 @@ def test_loss_difficulty_equals_each_examples_own_mean_loss(tiny_model_dir):
         ids, labels = torch.tensor([row.input_ids]), torch.tensor([row.labels])
         total, count = summed_label_loss(model, {"input_ids": ids, "position_ids": torch.arange(len(row))[None], "labels": labels})
         assert value == pytest.approx(float(total) / count, rel=1e-4)
-
-
-def test_training_with_a_curriculum_records_it_and_learns(tiny_model_dir, toy_chat_file, tmp_path):
-    from helpers import tiny_config
-    from tuneloop.train.run import train
-
-    config = tiny_config(tiny_model_dir, toy_chat_file, tmp_path / "run", epochs=3, curriculum="loss", curriculum_pacing="linear")
-    out = train(config)
-    summary = json.loads((out / "train.json").read_text())
-    assert summary["curriculum"]["difficulty"] == "loss" and summary["curriculum"]["draws"] == 3 * 24
-    losses = [r["loss"] for r in map(json.loads, (out / "log.jsonl").read_text().splitlines()) if "loss" in r]
-    assert losses[-1] < losses[0]
 
 
 def test_loss_curriculum_on_an_unpacked_method_is_refused_before_the_run_folder_exists(tiny_model_dir, toy_chat_file, tmp_path):
