@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from helpers import run_cli
 
 METHODS = "lora,ia3,prompt,adapter,full"
 
 
+@pytest.mark.timeout(600)  # five training processes, each importing torch: 75 s on a busy 2-core machine
 def test_compare_tabulates_each_method(tmp_path, tiny_model_dir, toy_chat_file):
     out = tmp_path / "compare"
     result = run_cli(
