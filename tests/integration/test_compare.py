@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from helpers import run_cli
 
 METHODS = "lora,ia3,prompt,adapter,full"
 
 
+@pytest.mark.timeout(600)  # five training processes, each importing torch: 75 s on a busy 2-core machine
 def test_compare_tabulates_each_method(tmp_path, tiny_model_dir, toy_chat_file):
     out = tmp_path / "compare"
     result = run_cli(
         "compare", "--methods", METHODS, "--model", str(tiny_model_dir), "--data", str(toy_chat_file),
         "--format", "chat", "--max-steps", "3", "--r", "4", "--num-virtual-tokens", "4", "--bottleneck", "8",
-        "--tokens-per-batch", "256", "--pack-length", "128", "--max-new-tokens", "4", "--out", str(out),
+        "--tokens-per-batch", "256", "--pack-length", "128", "--max-new-tokens", "4", "--threads", "1", "--out", str(out),
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     rows = {row["method"]: row for row in json.loads((out / "compare.json").read_text())}
