@@ -380,9 +380,11 @@ def read_raw_config(path: str | Path | None, overrides: dict[str, Any] | None = 
         if not isinstance(raw, dict):
             raise ConfigError(f"{path}: the top level must be a mapping of sections")
         origin = str(path)
-    for dotted, value in (overrides or {}).items():
-        if value is None:
-            continue
+    overrides = {dotted: value for dotted, value in (overrides or {}).items() if value is not None}
+    if isinstance(raw.get("method"), dict) and overrides.get("method.name", raw["method"].get("name", "lora")) != raw["method"].get("name", "lora"):
+        # --method switches the file's method: its settings that the new method lacks were written for the old one.
+        raw["method"] = method_section_for(overrides["method.name"], raw["method"])
+    for dotted, value in overrides.items():
         node = raw
         *parents, leaf = dotted.split(".")
         for key in parents:
