@@ -153,7 +153,7 @@ def validation_scorer(task, tokenizer, data: PreparedData, config: RunConfig):
     json_field_accuracy, accuracy, ...) are the task's held-out scores, here on the validation split.
     """
     metric = config.train.early_stopping_metric
-    if metric in TRAINER_METRICS or not data.splits.val:
+    if metric in trainer_metrics(task) or not data.splits.val:
         return None
     packs = get_method(config.method.name).packs and task.packs
 
@@ -165,7 +165,7 @@ def validation_scorer(task, tokenizer, data: PreparedData, config: RunConfig):
         if metric not in numbers:
             raise ConfigError(
                 f"train.early_stopping_metric: task {config.task!r} scores no {metric!r} on the validation split; "
-                f"choose one of: {', '.join(sorted(set(numbers) | set(TRAINER_METRICS)))}"
+                f"choose one of: {', '.join(sorted(set(numbers) | set(trainer_metrics(task))))}"
             )
         return numbers
 
@@ -174,6 +174,12 @@ def validation_scorer(task, tokenizer, data: PreparedData, config: RunConfig):
 
 # Validation metrics the trainer computes itself; any other is the task's score on the validation split.
 TRAINER_METRICS = ("loss", "perplexity")
+
+
+def trainer_metrics(task) -> tuple[str, ...]:
+    """The trainer's own validation metrics for ``task``: no perplexity for a task that does not generate
+    text (a classifier's loss is over its labels)."""
+    return TRAINER_METRICS if task.generates else ("loss",)
 
 
 def greater_is_better(metric: str, direction: str) -> bool:
@@ -211,6 +217,7 @@ def build_trainer(model, tokenizer, data: PreparedData, config: RunConfig, out: 
         callbacks=callbacks,
         loss_fn=task.summed_loss,
         score_fn=scorer,
+        perplexity="perplexity" in trainer_metrics(task),
     )
     trainer.curriculum = curriculum  # recorded in train.json
     remove_default_printers(trainer)
