@@ -1,0 +1,1 @@
+"""A finished run folder: its layout, and the base and tuned models it describes."""
