@@ -27,11 +27,17 @@ class ConfigFlag:
     help: str
 
 
-def config_flags(config_class) -> list[ConfigFlag]:
+def config_flags(config_class, without: tuple[str, ...] = ()) -> list[ConfigFlag]:
+    """One flag per leaf field, leaving out the sections in ``without`` (``train`` has no use for ``tune``).
+
+    Flag names are chosen over all sections, so a field has the same flag in every command.
+    """
     leaves = list(_leaf_fields(config_class))
     counts = Counter(name.rsplit(".", 1)[-1] for name, _ in leaves)
     flags = []
     for dotted, field in leaves:
+        if dotted.split(".", 1)[0] in without:
+            continue
         leaf = dotted.rsplit(".", 1)[-1]
         flag = ALIASES.get(dotted) or (leaf if counts[leaf] == 1 else dotted.replace(".", "-"))
         default = "" if field.default is None or callable(field.default_factory) else f" [default: {field.default}]"

@@ -147,9 +147,10 @@ def data_config(**fields):
         raise ConfigError(format_validation_error(err, "flags", prefix="data.")) from None
 
 
-def config_command(name: str, help: str, action, extra_params: list) -> click.Command:
-    """A click command taking an optional YAML config plus one flag per config field (flags win)."""
-    flags = config_flags(RunConfig)
+def config_command(name: str, help: str, action, extra_params: list, without: tuple[str, ...] = ()) -> click.Command:
+    """A click command taking an optional YAML config plus one flag per config field (flags win);
+    the config sections in ``without`` do not apply to the command and get no flags."""
+    flags = config_flags(RunConfig, without)
     extra_names = [param.name for param in extra_params]
 
     @user_errors
@@ -176,6 +177,7 @@ def train_command() -> click.Command:
         "Fine-tune a model. CONFIG_FILE (YAML) is optional; every config field is also a flag and flags win.",
         action,
         [click.Option(["--resume"], is_flag=True, help="Continue the run in --out from its last checkpoint.")],
+        without=("tune",),
     )
 
 
@@ -197,6 +199,7 @@ def compare_command() -> click.Command:
         "Each method trains at its usual learning rate unless --lr is given.",
         action,
         [click.Option(["--methods"], default="full,freeze,lora,dora,rslora,ia3,prefix,prompt,ptuning,adapter", show_default=True, help="Comma-separated methods to compare.")],
+        without=("tune",),
     )
 
 

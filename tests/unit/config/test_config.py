@@ -50,3 +50,23 @@ def test_flag_values_are_parsed_to_config_types():
 def test_malformed_mapping_is_refused():
     with pytest.raises(ConfigError, match="key=value"):
         parse_mapping("prompt")
+
+
+def test_each_command_lists_only_the_flags_that_apply_to_it():
+    from click.testing import CliRunner
+
+    from tuneloop.cli import build_cli
+
+    tune_only = ("--trials", "--space", "--workers", "--storage", "--study-name", "--pruner")
+    helps = {name: CliRunner().invoke(build_cli(), [name, "--help"], terminal_width=200).output for name in ("train", "compare", "tune")}
+    for name in ("train", "compare"):
+        assert "--lr" in helps[name] and "--val-fraction" in helps[name]
+        assert not [flag for flag in tune_only if flag in helps[name]], name
+    assert all(flag in helps["tune"] for flag in (*tune_only, "--lr"))
+
+
+def test_a_field_has_the_same_flag_whichever_sections_a_command_leaves_out():
+    everything = {f.dotted: f.flag for f in config_flags(RunConfig)}
+    without_tune = {f.dotted: f.flag for f in config_flags(RunConfig, without=("tune",))}
+    assert without_tune == {dotted: flag for dotted, flag in everything.items() if not dotted.startswith("tune.")}
+    assert without_tune["train.seed"] == "train-seed"  # still told apart from tune.seed
