@@ -186,8 +186,9 @@ def compare_command() -> click.Command:
 
     def action(config, methods: str):
         from tuneloop.compare import compare_methods
+        from tuneloop.train.run import default_out_dir
 
-        out = Path(config.out or f"runs/{config.project}/compare")
+        out = Path(config.out) if config.out else default_out_dir(config, "compare")
         compare_methods(config, [m.strip() for m in methods.split(",") if m.strip()], out)
         typer.echo((out / "compare.md").read_text())
         typer.echo(f"table: {out / 'compare.md'}  chart: {out / 'compare.png'}  data: {out / 'compare.json'}")
@@ -195,7 +196,8 @@ def compare_command() -> click.Command:
     return config_command(
         "compare",
         "Train and evaluate the same model and data with several methods; one table of trainable parameters, "
-        "time, peak memory, artefact size and test metric. --out is the folder of the comparison. "
+        "time, peak memory, artefact size and test metric. --out is the folder of the comparison "
+        "(default: a new runs/<project>/compare-<timestamp>). "
         "Each method trains at its usual learning rate unless --lr is given.",
         action,
         [click.Option(["--methods"], default="full,freeze,lora,dora,rslora,ia3,prefix,prompt,ptuning,adapter", show_default=True, help="Comma-separated methods to compare.")],

@@ -32,8 +32,10 @@ from tuneloop.train.trainer import TuneloopTrainer
 from tuneloop.text.metrics import LOWER_IS_BETTER
 
 
-def default_out_dir(config: RunConfig) -> Path:
-    return Path("runs") / config.project / time.strftime("%Y%m%d-%H%M%S")
+def default_out_dir(config: RunConfig, kind: str = "") -> Path:
+    """A fresh folder per run, ``runs/<project>/<timestamp>`` (``<kind>-<timestamp>`` for e.g. a comparison)."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    return Path("runs") / config.project / (f"{kind}-{stamp}" if kind else stamp)
 
 
 def train(config: RunConfig, resume: bool = False, callbacks: tuple = ()) -> Path:
