@@ -244,9 +244,11 @@ class TuneConfig(BaseModel):
 
     trials: int = Field(20, gt=0, description="Trials to finish (complete or pruned), counting those of earlier runs on the same folder.")
     metric: str = Field(
-        "loss",
+        "auto",
         description="Validation metric the search optimises; trials early-stop on it and keep their best checkpoint: "
-        "loss, perplexity, or a task metric scored on the validation split (exact_match, json_field_accuracy, accuracy, ...).",
+        "auto (the task's headline metric, as eval.primary picks it: accuracy for classify, f1 for qa, "
+        "json_field_accuracy or rouge_l for sft, chrf for seq2seq, perplexity for cpt), loss, perplexity, or a task "
+        "metric scored on the validation split (exact_match, json_field_accuracy, accuracy, ...).",
     )
     direction: Literal["auto", "minimize", "maximize"] = Field(
         "auto", description="Optimisation direction of tune.metric: auto = minimize loss/perplexity, maximize the rest."
