@@ -71,6 +71,17 @@ class MixSource(SourceConfig):
 
 
 class DataConfig(SourceConfig):
+    val_path: str | None = Field(
+        None,
+        description="Your own validation file, used as is (read like data.path: same format and columns); "
+        "data.path then gives no validation rows and data.val_fraction is not used.",
+    )
+    test_path: str | None = Field(
+        None,
+        description="Your own test file, e.g. a golden set, used as is (read like data.path: same format and columns); "
+        "data.path is then split into train and validation only. Training rows with the same input as one of its "
+        "rows are dropped and reported (they would leak).",
+    )
     val_fraction: float = Field(0.1, ge=0.0, lt=1.0, description="Share of rows held out for validation.")
     test_fraction: float = Field(0.2, ge=0.0, lt=1.0, description="Share of rows held out for the final test.")
     stratify: bool = Field(True, description="Stratify the split by label when the format has labels.")

@@ -2,8 +2,8 @@
 
 Flags are generated from the schema, so a new config field is a new flag with its description
 as help. A field's flag is ``--<field>`` when the name is unique across sections, otherwise
-``--<section>-<field>``; a few aliases read naturally (``--model``, ``--data``, ``--method``,
-``--lr``). Values given on the command line override the YAML file.
+``--<section>-<field>``; a few aliases read naturally (``--model``, ``--data``, ``--val-data``,
+``--test-data``, ``--method``, ``--lr``). Values given on the command line override the YAML file.
 """
 
 from __future__ import annotations
@@ -16,7 +16,14 @@ from pydantic import BaseModel
 
 from tuneloop.errors import ConfigError
 
-ALIASES = {"model.name": "model", "data.path": "data", "method.name": "method", "train.learning_rate": "lr"}
+ALIASES = {
+    "model.name": "model",
+    "data.path": "data",
+    "data.val_path": "val_data",
+    "data.test_path": "test_data",
+    "method.name": "method",
+    "train.learning_rate": "lr",
+}
 
 
 @dataclass(frozen=True)

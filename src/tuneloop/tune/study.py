@@ -72,8 +72,8 @@ def check_trials_can_run(config: RunConfig) -> PreparedData:
     """What would only fail mid-study (no validation split, bad data, several processes per trial); returns the data."""
     if config.train.nproc != 1:
         raise ConfigError("train.nproc: each trial trains in one process; run trials side by side with tune.workers (--workers) instead")
-    if config.data.val_fraction <= 0:
-        raise ConfigError("data.val_fraction: the search scores trials on the validation split; set it above 0")
+    if config.data.val_fraction <= 0 and not config.data.val_path:
+        raise ConfigError("data.val_fraction: the search scores trials on the validation split; set it above 0 or give data.val_path")
     task = get_task(config.task)
     task.check_config(config)
     task.check_model(config.model)
