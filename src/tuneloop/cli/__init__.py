@@ -22,6 +22,7 @@ from tuneloop.data.pipeline import check_dataset, check_datasets
 from tuneloop.data.synth import SynthSettings, synthesize
 from tuneloop.errors import ConfigError, TuneloopError
 from tuneloop.evaluate.heldout import evaluate_run
+from tuneloop.evaluate.on_file import evaluate_file
 from tuneloop.evaluate.summary import print_metrics
 from tuneloop.loop.gate import Gate
 from tuneloop.loop.report import print_retrain
@@ -230,10 +231,45 @@ def tune_command() -> click.Command:
 def eval_command(
     run: Path = typer.Argument(..., help="Run folder written by `tuneloop train`."),
     max_examples: Optional[int] = typer.Option(None, help="Evaluate on at most this many test rows."),
+    data: Optional[list[Path]] = typer.Option(
+        None, "--data", help="Score base and tuned on this file (any format; repeat for several) instead of the run's test split; "
+        "read with the run's data settings unless the flags below say otherwise. Results go to RUN/eval-NAME.json "
+        "and its report, never over metrics.json.",
+    ),  # fmt: skip
+    format: Optional[str] = typer.Option(None, "--format", help="--data: row format, when it differs from the run's (the run's columns, template and target columns are then dropped)."),
+    columns: Optional[str] = typer.Option(None, help="--data: map format field to file column: prompt=question,completion=answer."),
+    prompt_template: Optional[str] = typer.Option(None, help="--data: build the prompt from columns, e.g. 'Subject: {subject}\n{body}'."),
+    target_columns: Optional[str] = typer.Option(None, help="--data: build the completion as a JSON object of these comma-separated columns."),
+    name: Optional[str] = typer.Option(None, help="--data: NAME of the results, RUN/eval-NAME.json (default: the first file's name)."),
 ):
-    """Evaluate base vs tuned on the run's held-out test split; writes metrics.json and the report."""
-    metrics = evaluate_run(run, max_examples)
-    print_metrics(metrics, run)
+    """Evaluate base vs tuned on the run's held-out test split (metrics.json and the report), or on any file with --data."""
+    reading = {
+        key: value
+        for key, value in (
+            ("format", format),
+            ("columns", parse_mapping(columns) if columns is not None else None),
+            ("prompt_template", prompt_template),
+            ("target_columns", [c.strip() for c in target_columns.split(",") if c.strip()] if target_columns is not None else None),
+        )
+        if value is not None
+    }
+    if not data:
+        if reading or name:
+            raise ConfigError("--format, --columns, --prompt-template, --target-columns and --name describe a --data file; give one")
+        print_metrics(evaluate_run(run, max_examples), run)
+        return
+    metrics, written = evaluate_file(run, [str(path) for path in data], reading, name, max_examples)
+    print_eval_file(metrics, written)
+
+
+def print_eval_file(metrics: dict, written: dict) -> None:
+    """The table, the file's unusable rows (file:line: reason) and where the results are."""
+    print_metrics(metrics, rows_named=metrics["data"]["files"])
+    if metrics["dropped_rows"]:
+        typer.echo(f"rows not usable ({metrics['data']['rows_dropped']}), left out:", err=True)
+        for line in metrics["dropped_rows"][:10]:
+            typer.echo(f"  {line}", err=True)
+    typer.echo(f"results: {written['json']}  report: {written['html']} (markdown: {written['markdown']})")
 
 
 @app.command("generate")
