@@ -68,11 +68,11 @@ def test_bad_search_space_is_refused_before_anything_is_written(tiny_model_dir, 
 
 
 def test_study_finds_settings_writes_outputs_and_tests_once(tiny_model_dir, toy_chat_file, tmp_path, monkeypatch):
-    import tuneloop.evaluate.heldout as heldout
+    import tuneloop.tune.study as study
 
     evaluated = []
-    real_evaluate = heldout.evaluate_run
-    monkeypatch.setattr(heldout, "evaluate_run", lambda run, *a, **k: evaluated.append(Path(run)) or real_evaluate(run, *a, **k))
+    real_evaluate = study.evaluate_run
+    monkeypatch.setattr(study, "evaluate_run", lambda run, *a, **k: evaluated.append(Path(run)) or real_evaluate(run, *a, **k))
     out = tmp_path / "study"
     result = run_cli("tune", str(tune_yaml(tmp_path, tiny_model_dir, toy_chat_file, LR_AND_RANK)), "--out", str(out))
     assert result.exit_code == 0, result.output
