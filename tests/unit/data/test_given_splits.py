@@ -89,3 +89,15 @@ def test_data_check_reports_the_given_split_and_the_leaking_row(company, tmp_pat
     summary = check_dataset(DataConfig(path=[str(company)], test_path=str(golden), val_fraction=0.2))
     assert summary["split_sizes"] == {"train": 23, "val": 6, "test": 2}
     assert summary["dropped"] == [f"{company}:4: leaks into the test split: same input as {golden}:1 (data.test_path)"]
+
+
+def test_a_retrain_candidate_reads_only_its_new_rows_not_productions_split_files(tmp_path, monkeypatch):
+    from tuneloop.config import load_config
+    from tuneloop.loop import retrain
+
+    production = load_config(None, {"data.path": ["company.csv"], "data.val_path": "val.csv", "data.test_path": "golden.csv"})
+    trained = []
+    monkeypatch.setattr(retrain, "train", lambda config: trained.append(config) or tmp_path / "candidate")
+    retrain.train_candidate(production, tmp_path / "production", {"folder": str(tmp_path)}, tmp_path / "candidate", {})
+    data = trained[0].data
+    assert (data.path, data.val_path, data.test_path, data.test_fraction) == ([str(tmp_path / "train.jsonl")], None, None, 0.0)
