@@ -69,6 +69,17 @@ class MixSource(SourceConfig):
 
 
 class DataConfig(SourceConfig):
+    val_path: str | None = Field(
+        None,
+        description="Your own validation file, used as is (read like data.path: same format and columns); "
+        "data.path then gives no validation rows and data.val_fraction is not used.",
+    )
+    test_path: str | None = Field(
+        None,
+        description="Your own test file, e.g. a golden set, used as is (read like data.path: same format and columns); "
+        "data.path is then split into train and validation only. Training rows with the same input as one of its "
+        "rows are dropped and reported (they would leak).",
+    )
     val_fraction: float = Field(0.1, ge=0.0, lt=1.0, description="Share of rows held out for validation.")
     test_fraction: float = Field(0.2, ge=0.0, lt=1.0, description="Share of rows held out for the final test.")
     stratify: bool = Field(True, description="Stratify the split by label when the format has labels.")
@@ -268,9 +279,11 @@ class TuneConfig(BaseModel):
 
     trials: int = Field(20, gt=0, description="Trials to finish (complete or pruned), counting those of earlier runs on the same folder.")
     metric: str = Field(
-        "loss",
+        "auto",
         description="Validation metric the search optimises; trials early-stop on it and keep their best checkpoint: "
-        "loss, perplexity, or a task metric scored on the validation split (exact_match, json_field_accuracy, accuracy, ...).",
+        "auto (the task's headline metric, as eval.primary picks it: accuracy for classify, f1 for qa, "
+        "json_field_accuracy or rouge_l for sft, chrf for seq2seq, perplexity for cpt), loss, perplexity, or a task "
+        "metric scored on the validation split (exact_match, json_field_accuracy, accuracy, ...).",
     )
     direction: Literal["auto", "minimize", "maximize"] = Field(
         "auto", description="Optimisation direction of tune.metric: auto = minimize loss/perplexity, maximize the rest."

@@ -2,8 +2,8 @@
 
 Flags are generated from the schema, so a new config field is a new flag with its description
 as help. A field's flag is ``--<field>`` when the name is unique across sections, otherwise
-``--<section>-<field>``; a few aliases read naturally (``--model``, ``--data``, ``--method``,
-``--lr``). Values given on the command line override the YAML file.
+``--<section>-<field>``; a few aliases read naturally (``--model``, ``--data``, ``--val-data``,
+``--test-data``, ``--method``, ``--lr``). Values given on the command line override the YAML file.
 """
 
 from __future__ import annotations
@@ -19,7 +19,14 @@ from tuneloop.config import method_setting_fields
 from tuneloop.errors import ConfigError
 from tuneloop.methods import METHODS
 
-ALIASES = {"model.name": "model", "data.path": "data", "method.name": "method", "train.learning_rate": "lr"}
+ALIASES = {
+    "model.name": "model",
+    "data.path": "data",
+    "data.val_path": "val_data",
+    "data.test_path": "test_data",
+    "method.name": "method",
+    "train.learning_rate": "lr",
+}
 
 
 @dataclass(frozen=True)
@@ -30,11 +37,17 @@ class ConfigFlag:
     help: str
 
 
-def config_flags(config_class) -> list[ConfigFlag]:
+def config_flags(config_class, without: tuple[str, ...] = ()) -> list[ConfigFlag]:
+    """One flag per leaf field, leaving out the sections in ``without`` (``train`` has no use for ``tune``).
+
+    Flag names are chosen over all sections, so a field has the same flag in every command.
+    """
     leaves = list(_leaf_fields(config_class))
     counts = Counter(name.rsplit(".", 1)[-1] for name, _ in leaves)
     flags = []
     for dotted, field in leaves:
+        if dotted.split(".", 1)[0] in without:
+            continue
         leaf = dotted.rsplit(".", 1)[-1]
         flag = ALIASES.get(dotted) or (leaf if counts[leaf] == 1 else dotted.replace(".", "-"))
         default = "" if field.default is None or callable(field.default_factory) else f" [default: {field.default}]"
@@ -75,10 +88,27 @@ def click_options(flags: list[ConfigFlag]):
             options.append(click.Option([f"--{flag.flag}/--no-{flag.flag}", param], default=None, help=flag.help))
         elif kind is list and flag.dotted == "data.path":
             options.append(click.Option([f"--{flag.flag}", param], multiple=True, help=flag.help + " Repeat for several files."))
+        elif kind is dict and _holds_sections(flag.annotation):
+            options.append(click.Option([f"--{flag.flag}", param], multiple=True, help=_entries_help(flag)))
         else:
             click_type = {int: click.INT, float: click.FLOAT}.get(kind, click.STRING)
             options.append(click.Option([f"--{flag.flag}", param], type=click_type, default=None, help=_help_for(kind, flag.help)))
     return options
+
+
+def _holds_sections(annotation) -> bool:
+    """A mapping whose values are settings of their own (``tune.space``: setting -> ParamRange)."""
+    value_type = typing.get_args(annotation)[-1] if typing.get_args(annotation) else None
+    return isinstance(value_type, type) and issubclass(value_type, BaseModel)
+
+
+def _entries_help(flag: ConfigFlag) -> str:
+    example = (
+        f"--{flag.flag} 'train.learning_rate={{low: 1.0e-4, high: 1.0e-2, log: true}}' --{flag.flag} 'method.r={{choices: [4, 8]}}'"
+        if flag.dotted == "tune.space"
+        else f"--{flag.flag} 'KEY={{field: value}}'"
+    )
+    return f"{flag.help} As flags, one KEY={{YAML mapping}} per entry, repeated: {example}; they replace the config file's whole mapping."
 
 
 def _help_for(kind, text: str) -> str:
@@ -109,6 +139,9 @@ def overrides_from_params(flags: list[ConfigFlag], params: dict) -> dict:
         value = params.get(flag.dotted.replace(".", "__"))
         if value is None or value == ():
             continue
+        if _holds_sections(flag.annotation):
+            overrides[flag.dotted] = parse_entries(value, f"--{flag.flag}")
+            continue
         overrides[flag.dotted] = _parse_value(_base_type(flag.annotation), value, flag.dotted)
     return overrides
 
@@ -134,3 +167,23 @@ def parse_mapping(text: str, what: str = "columns") -> dict[str, str]:
         key, value = part.split("=", 1)
         mapping[key.strip()] = value.strip()
     return mapping
+
+
+def parse_entries(entries, flag: str) -> dict[str, dict]:
+    """``('train.learning_rate={low: 1.0e-4, high: 1.0e-2}', 'method.r: {choices: [4, 8]}')`` -> one mapping
+    per key: each entry is KEY=, or KEY: as in the YAML file, followed by a YAML flow mapping."""
+    import yaml
+
+    parsed = {}
+    for entry in entries:
+        key, sep, body = entry.partition("=")
+        try:
+            value = yaml.safe_load(body) if sep else yaml.safe_load(entry)
+        except yaml.YAMLError as err:
+            raise ConfigError(f"{flag} {entry!r}: not a YAML mapping ({getattr(err, 'problem', None) or err})") from None
+        if not sep:  # KEY: {...}, one entry of the YAML mapping
+            key, value = next(iter(value.items())) if isinstance(value, dict) and len(value) == 1 else ("", None)
+        if not isinstance(value, dict) or not str(key).strip():
+            raise ConfigError(f"{flag} {entry!r}: expected KEY={{...}}, e.g. {flag} 'train.learning_rate={{low: 1.0e-4, high: 1.0e-2, log: true}}'")
+        parsed[str(key).strip()] = value
+    return parsed

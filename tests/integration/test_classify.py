@@ -46,6 +46,16 @@ def test_decoder_classifier_trains_with_lora(tiny_model_dir, tmp_path):
     result = run_cli(*classify_args(tiny_model_dir, data, out))
     assert result.exit_code == 0, result.output
     assert (out / "adapter" / "adapter_config.json").exists()
+    evaluations = [r for r in map(json.loads, (out / "log.jsonl").read_text().splitlines()) if "eval_loss" in r]
+    assert evaluations and not any("eval_perplexity" in r for r in evaluations)  # meaningless for a classifier
+
+
+def test_classifier_refuses_early_stopping_on_perplexity(tiny_bert_dir, tmp_path):
+    data = write_jsonl(tmp_path / "tickets.jsonl", toy_label_rows())
+    result = run_cli(*classify_args(tiny_bert_dir, data, tmp_path / "run", "lora", "--early-stopping-metric", "perplexity"))
+    assert result.exit_code == 2
+    assert "scores no 'perplexity'" in result.output and "loss" in result.output
+    assert not (tmp_path / "run").exists()
 
 
 def test_classification_needs_two_classes(tiny_bert_dir, tmp_path):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -12,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from helpers import tiny_config
+from helpers import run_cli, tiny_config
 from tuneloop.train.run import train
 
 
@@ -89,3 +90,15 @@ def test_sigkill_after_checkpoint_then_resume_matches_uninterrupted(tiny_model_d
     train(tiny_config(tiny_model_dir, toy_chat_file, killed, **settings), resume=True)
     assert (killed / "adapter").is_dir()
     assert abs(last_eval_loss(killed) - last_eval_loss(reference)) < 1e-4
+
+
+def test_cli_training_shows_progress_lines_not_log_records(tiny_model_dir, toy_chat_file, tmp_path):
+    result = run_cli(
+        "train", "--model", str(tiny_model_dir), "--data", str(toy_chat_file), "--max-steps", "4", "--eval-steps", "2",
+        "--tokens-per-batch", "256", "--pack-length", "128", "--early-stopping-patience", "0", "--out", str(tmp_path / "run"),
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "{" not in result.output  # no raw log records ({'loss': ...} or JSON): those go to log.jsonl
+    lines = [line for line in result.output.splitlines() if line.startswith("step ")]
+    assert [line.split()[1] for line in lines if " val - " in line][0] == "1/4"
+    assert re.fullmatch(r"step 4/4  loss \d+\.\d{4}  val \d+\.\d{4}  \d+ tok/s  eta 0:00:00", lines[-1]), lines[-1]

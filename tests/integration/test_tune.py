@@ -17,7 +17,8 @@ from helpers import run_cli
 
 
 def tune_yaml(tmp_path: Path, model_dir: Path, data: Path, space: dict, **tune) -> Path:
-    """A search over ``space`` on the toy data, each trial a few steps of the tiny model."""
+    """A search over ``space`` on the toy data, each trial a few steps of the tiny model, on validation loss
+    (the tiny model's generated answers score about 0 whatever its settings)."""
     config = {
         "project": "toy",
         "model": {"name": str(model_dir)},
@@ -25,7 +26,7 @@ def tune_yaml(tmp_path: Path, model_dir: Path, data: Path, space: dict, **tune) 
         "method": {"r": 4},
         "train": {"learning_rate": 5e-3, "tokens_per_batch": 256, "pack_length": 128, "max_steps": 6, "eval_steps": 2, "early_stopping_patience": 0, "threads": 1},
         "eval": {"max_new_tokens": 4},
-        "tune": {"trials": 3, "pruner_startup_trials": 1, **tune, "space": space},
+        "tune": {"trials": 3, "pruner_startup_trials": 1, "metric": "loss", **tune, "space": space},
     }
     path = tmp_path / "tune.yaml"
     path.write_text(yaml.safe_dump(config))
@@ -240,3 +241,18 @@ def test_workers_share_one_study(tiny_model_dir, toy_chat_file, tmp_path):
     assert len({t["attrs"]["run"] for t in trials}) == len(trials)
     assert sum(bool(t["attrs"].get("default")) for t in trials) == 1  # the config's own settings ran once, not per worker
     assert (out / "best" / "metrics.json").is_file()
+
+
+def test_search_optimises_the_tasks_headline_metric_by_default(tiny_bert_dir, tmp_path):
+    from helpers import toy_label_rows, write_jsonl
+
+    data = write_jsonl(tmp_path / "tickets.jsonl", toy_label_rows())
+    out = tmp_path / "study"
+    flags = classify_flags(tiny_bert_dir, data, out, "--max-steps", "4", "--trials", "1", "--space", "method.r={choices: [4]}")
+    result = run_cli("tune", *flags[1:])
+    assert result.exit_code == 0, result.output
+    summary = json.loads((out / "tune.json").read_text())
+    assert (summary["metric"], summary["direction"]) == ("validation accuracy", "maximize")
+    trial = json.loads((out / "trials" / "000" / "train.json").read_text())
+    assert trial["best_metric"]["name"] == "eval_accuracy"
+    assert yaml.safe_load((out / "tune_config.yaml").read_text())["tune"]["metric"] == "accuracy"

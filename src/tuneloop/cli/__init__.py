@@ -22,6 +22,7 @@ from tuneloop.data.pipeline import check_dataset, check_datasets
 from tuneloop.data.synth import SynthSettings, synthesize
 from tuneloop.errors import ConfigError, TuneloopError
 from tuneloop.evaluate.heldout import evaluate_run
+from tuneloop.evaluate.on_file import evaluate_file
 from tuneloop.evaluate.summary import print_metrics
 from tuneloop.loop.gate import Gate
 from tuneloop.loop.report import print_retrain
@@ -148,18 +149,22 @@ def data_config(**fields):
         raise ConfigError(format_validation_error(err, "flags", prefix="data.")) from None
 
 
-def config_command(name: str, help: str, action, extra_params: list, read=load_config) -> click.Command:
+def read_run_config(config_file, overrides: dict, **extras) -> RunConfig:
+    return load_config(config_file, overrides)
+
+
+def config_command(name: str, help: str, action, extra_params: list, read=read_run_config, without: tuple[str, ...] = ()) -> click.Command:
     """A click command taking an optional YAML config plus one flag per config field (flags win);
-    ``read(config_file, overrides, **extras)`` reads it (default: one validated RunConfig)."""
-    flags = config_flags(RunConfig)
+    ``read(config_file, overrides, **extras)`` reads it (default: one validated RunConfig), and the
+    config sections in ``without`` do not apply to the command and get no flags."""
+    flags = config_flags(RunConfig, without)
     extra_names = [param.name for param in extra_params]
 
     @user_errors
     def run(config_file, **params):
         extras = {key: params.pop(key) for key in extra_names}
         overrides = overrides_from_params(flags, params)
-        config = load_config(config_file, overrides) if read is load_config else read(config_file, overrides, **extras)
-        action(config, **extras)
+        action(read(config_file, overrides, **extras), **extras)
 
     params = [click.Argument(["config_file"], required=False, type=click.Path(dir_okay=False)), *extra_params, *click_options(flags)]
     return click.Command(name, callback=run, params=params, help=help)
@@ -180,6 +185,7 @@ def train_command() -> click.Command:
         "Fine-tune a model. CONFIG_FILE (YAML) is optional; every config field is also a flag and flags win.",
         action,
         [click.Option(["--resume"], is_flag=True, help="Continue the run in --out from its last checkpoint.")],
+        without=("tune",),
     )
 
 
@@ -193,8 +199,9 @@ def compare_command() -> click.Command:
 
     def action(config: dict, methods: str):
         from tuneloop.compare import compare_methods
+        from tuneloop.train.run import default_out_dir
 
-        out = Path(config.get("out") or f"runs/{config.get('project', 'default')}/compare")
+        out = Path(config.get("out") or default_out_dir(config.get("project", "default"), "compare"))
         compare_methods(config, method_names(methods), out)
         typer.echo((out / "compare.md").read_text())
         typer.echo(f"table: {out / 'compare.md'}  chart: {out / 'compare.png'}  data: {out / 'compare.json'}")
@@ -202,11 +209,13 @@ def compare_command() -> click.Command:
     return config_command(
         "compare",
         "Train and evaluate the same model and data with several methods; one table of trainable parameters, "
-        "time, peak memory, artefact size and test metric. --out is the folder of the comparison. "
+        "time, peak memory, artefact size and test metric. --out is the folder of the comparison "
+        "(default: a new runs/<project>/compare-<timestamp>). "
         "Each method trains at its usual learning rate unless --lr is given.",
         action,
         [click.Option(["--methods"], default=",".join(METHODS), show_default=True, help="Comma-separated methods to compare.")],
         read,
+        without=("tune",),
     )
 
 
@@ -239,10 +248,45 @@ def tune_command() -> click.Command:
 def eval_command(
     run: Path = typer.Argument(..., help="Run folder written by `tuneloop train`."),
     max_examples: Optional[int] = typer.Option(None, help="Evaluate on at most this many test rows."),
+    data: Optional[list[Path]] = typer.Option(
+        None, "--data", help="Score base and tuned on this file (any format; repeat for several) instead of the run's test split; "
+        "read with the run's data settings unless the flags below say otherwise. Results go to RUN/eval-NAME.json "
+        "and its report, never over metrics.json.",
+    ),  # fmt: skip
+    format: Optional[str] = typer.Option(None, "--format", help="--data: row format, when it differs from the run's (the run's columns, template and target columns are then dropped)."),
+    columns: Optional[str] = typer.Option(None, help="--data: map format field to file column: prompt=question,completion=answer."),
+    prompt_template: Optional[str] = typer.Option(None, help="--data: build the prompt from columns, e.g. 'Subject: {subject}\n{body}'."),
+    target_columns: Optional[str] = typer.Option(None, help="--data: build the completion as a JSON object of these comma-separated columns."),
+    name: Optional[str] = typer.Option(None, help="--data: NAME of the results, RUN/eval-NAME.json (default: the first file's name)."),
 ):
-    """Evaluate base vs tuned on the run's held-out test split; writes metrics.json and the report."""
-    metrics = evaluate_run(run, max_examples)
-    print_metrics(metrics, run)
+    """Evaluate base vs tuned on the run's held-out test split (metrics.json and the report), or on any file with --data."""
+    reading = {
+        key: value
+        for key, value in (
+            ("format", format),
+            ("columns", parse_mapping(columns) if columns is not None else None),
+            ("prompt_template", prompt_template),
+            ("target_columns", [c.strip() for c in target_columns.split(",") if c.strip()] if target_columns is not None else None),
+        )
+        if value is not None
+    }
+    if not data:
+        if reading or name:
+            raise ConfigError("--format, --columns, --prompt-template, --target-columns and --name describe a --data file; give one")
+        print_metrics(evaluate_run(run, max_examples), run)
+        return
+    metrics, written = evaluate_file(run, [str(path) for path in data], reading, name, max_examples)
+    print_eval_file(metrics, written)
+
+
+def print_eval_file(metrics: dict, written: dict) -> None:
+    """The table, the file's unusable rows (file:line: reason) and where the results are."""
+    print_metrics(metrics, rows_named=metrics["data"]["files"])
+    if metrics["dropped_rows"]:
+        typer.echo(f"rows not usable ({metrics['data']['rows_dropped']}), left out:", err=True)
+        for line in metrics["dropped_rows"][:10]:
+            typer.echo(f"  {line}", err=True)
+    typer.echo(f"results: {written['json']}  report: {written['html']} (markdown: {written['markdown']})")
 
 
 @app.command("generate")

@@ -41,7 +41,8 @@ def mixture_sources(cfg) -> list[Source]:
     sources = [Source(cfg.task_name, cfg.task_weight, cfg.model_copy(update=shared))]
     for entry in cfg.mix:
         own = entry.model_dump(exclude={"name", "weight"})
-        sources.append(Source(entry.name, entry.weight, cfg.model_copy(update={**own, "mix": []})))
+        # data.val_path / data.test_path are the main dataset's splits, not this one's
+        sources.append(Source(entry.name, entry.weight, cfg.model_copy(update={**own, "mix": [], "val_path": None, "test_path": None})))
     return sources
 
 

@@ -16,9 +16,9 @@ from tuneloop.config import DataConfig
 from tuneloop.data.mixing import mix_training_rows, mixture_sources, tag
 from tuneloop.data.report import print_data_summary, summarise_data
 from tuneloop.data.schema import Example
-from tuneloop.data.split import Splits, split_train_val_test
-from tuneloop.data.validate import DataReport, load_examples
-from tuneloop.errors import ConfigError
+from tuneloop.data.split import Splits, file_sha256, split_train_val_test
+from tuneloop.data.validate import DataReport, DroppedRow, load_examples
+from tuneloop.errors import ConfigError, DataError
 from tuneloop.progress import console
 
 
@@ -43,9 +43,71 @@ def merged_report(reports: list):
     )
 
 
-def split_sources(cfg: DataConfig, sources: list, reports: list):
-    """(the run's splits, the mixture record or None): each dataset split on its own, training rows mixed."""
-    per_source = [split_train_val_test(r.examples, cfg.val_fraction, cfg.test_fraction, cfg.seed, cfg.stratify) for r in reports]
+# The split files a user may give (DataConfig field -> split), used as is instead of a share of data.path.
+GIVEN_SPLIT_FIELDS = {"val_path": "val", "test_path": "test"}
+
+
+def load_given_splits(cfg: DataConfig) -> dict[str, DataReport]:
+    """``data.val_path`` / ``data.test_path`` read and validated like ``data.path``, by split name."""
+    given = {}
+    for field, split in GIVEN_SPLIT_FIELDS.items():
+        path = getattr(cfg, field)
+        if path:
+            given[split] = load_examples(cfg.model_copy(update={"path": [path], "mix": []}))
+            if cfg.mix:  # they belong to the main dataset, scored as its task
+                tag(given[split].examples, cfg.task_name)
+    return given
+
+
+def drop_given_inputs(report: DataReport, given: dict[str, DataReport]) -> DataReport:
+    """Rows of ``report`` with the same normalised input as a row of a given split file are dropped and
+    reported, naming that row: kept, they would train on what the split is judged on."""
+    owners = {}
+    for split, given_report in given.items():
+        for example in given_report.examples:
+            owners.setdefault(example.leakage_key(), (split, example))
+    kept = []
+    for example in report.examples:
+        owner = owners.get(example.leakage_key())
+        if owner is None:
+            kept.append(example)
+            continue
+        split, other = owner
+        reason = f"leaks into the {split} split: same input as {other.source}:{other.line} (data.{split}_path)"
+        report.dropped.append(DroppedRow(example.source, example.line, None, reason))
+    if given and not kept:
+        files = ", ".join(sorted({e.source for r in given.values() for e in r.examples}))
+        raise DataError(f"every usable row of data.path has the same input as a row of {files}; nothing is left to train on")
+    report.examples = kept
+    return report
+
+
+def given_splits_manifest(cfg: DataConfig, given: dict[str, DataReport]) -> dict:
+    """data.json's record of the given split files: path, sha256 and row counts."""
+    paths = {split: getattr(cfg, field) for field, split in GIVEN_SPLIT_FIELDS.items()}
+    return {
+        split: {"path": str(paths[split]), "sha256": file_sha256(paths[split]), "rows_read": report.rows_read,
+                "rows_kept": len(report.examples), "rows_dropped": len(report.dropped)}
+        for split, report in given.items()
+    }  # fmt: skip
+
+
+def split_sources(cfg: DataConfig, sources: list, reports: list, given: dict[str, DataReport] | None = None):
+    """(the run's splits, the mixture record or None): each dataset split on its own, training rows mixed.
+
+    A given split file (``given``, see :func:`load_given_splits`) is the main dataset's split as is;
+    its rows are then the rest of the main dataset's files, split into the other splits.
+    """
+    given = given or {}
+    per_source = [
+        split_train_val_test(report.examples, *fractions(cfg, given if i == 0 else {}), cfg.seed, cfg.stratify)
+        for i, report in enumerate(reports)
+    ]
+    per_source[0] = Splits(
+        train=per_source[0].train,
+        val=given["val"].examples if "val" in given else per_source[0].val,
+        test=given["test"].examples if "test" in given else per_source[0].test,
+    )
     if not sources:
         return per_source[0], None
     train, record = mix_training_rows([s.train for s in per_source], sources, cfg.mixing, cfg.mixing_temperature, cfg.seed)
@@ -53,6 +115,11 @@ def split_sources(cfg: DataConfig, sources: list, reports: list):
         record["tasks"][source.name].update(val_rows=len(split.val), test_rows=len(split.test))
     splits = Splits(train=train, val=[e for s in per_source for e in s.val], test=[e for s in per_source for e in s.test])
     return splits, record
+
+
+def fractions(cfg: DataConfig, given: dict) -> tuple[float, float]:
+    """(validation, test) shares of a dataset's files: none for a split given as a file of its own."""
+    return (0.0 if "val" in given else cfg.val_fraction, 0.0 if "test" in given else cfg.test_fraction)
 
 
 TokenCounterFor = Callable[[str], Callable[[Example], int]]  # data format -> an example's length in tokens
@@ -63,10 +130,10 @@ def check_dataset(cfg: DataConfig, token_counter_for: TokenCounterFor | None = N
 
     ``token_counter_for`` (see :func:`tuneloop.text.tokenize.token_counter`) adds token lengths.
     """
-    report = load_examples(cfg)
+    report, given = load_examples(cfg), load_given_splits(cfg)
     count_tokens = token_counter_for(cfg.format) if token_counter_for else None
-    splits = split_train_val_test(report.examples, cfg.val_fraction, cfg.test_fraction, cfg.seed, cfg.stratify)
-    summary = summarise_data(report, splits, count_tokens)
+    splits, _ = split_sources(cfg, [], [drop_given_inputs(report, given)], given)
+    summary = summarise_data(merged_report([report, *given.values()]), splits, count_tokens)
     print_data_summary(summary, console())
     return summary
 

@@ -70,6 +70,8 @@ def counts_table(title: str, what: str, counts: dict, shares: bool = False):
         table.add_column("share", justify="right")
     total = sum(counts.values()) or 1
     for name, count in counts.items():
-        cells = [Text(str(name)), str(count)]  # Text: a label like "[x]" is not markup + ([f"{count / total:.0%}"] if shares else [])
+        cells = [Text(str(name)), str(count)]  # Text: a label like "[x]" is not markup
+        if shares:
+            cells.append(f"{count / total:.0%}")
         table.add_row(*cells)
     return table

@@ -9,12 +9,13 @@ from tuneloop.evaluate.table_cells import rich_table
 from tuneloop.text.metrics import LOWER_IS_BETTER
 
 
-def print_metrics(metrics: dict, run_dir: Path | None = None) -> None:
+def print_metrics(metrics: dict, run_dir: Path | None = None, rows_named: str = "held-out test") -> None:
+    """The table; ``rows_named`` says what the rows are (an evaluation file's name, say)."""
     from rich.console import Console
     from rich.table import Table
 
     primary = metrics["primary"]
-    table = Table(title=f"held-out test ({metrics['test_examples']} rows): base vs tuned")
+    table = Table(title=f"{rows_named} ({metrics['test_examples']} rows): base vs tuned")
     for column in ("metric", "base", "tuned", "delta"):
         table.add_column(column, justify="left" if column == "metric" else "right")
     for name in metrics["tuned"]:

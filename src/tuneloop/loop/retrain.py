@@ -86,7 +86,7 @@ def train_candidate(config, production_run: Path, dataset: dict, out: Path, over
     raw["out"] = str(out)
     raw["data"].update(
         path=[str(Path(dataset["folder"]) / "train.jsonl")], format="chat", columns={}, prompt_template=None,
-        target_columns=None, system_prompt=None, test_fraction=0.0,
+        target_columns=None, system_prompt=None, test_fraction=0.0, val_path=None, test_path=None,
     )  # fmt: skip
     raw["method"]["init_from"] = str(production_run)
     for dotted, value in overrides.items():

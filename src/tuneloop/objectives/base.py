@@ -69,6 +69,11 @@ class Task:
         return summed_label_loss(model, batch)
 
     # --- held-out evaluation ----------------------------------------------------------------
+    def primary_metric(self, requested: str, references: list[str]) -> str:
+        """The headline metric's name for ``eval.primary`` = ``requested`` ("auto": the task's own),
+        known before any model is scored; ``references`` are target texts the scores will be on."""
+        return self.default_primary if requested == "auto" else requested
+
     def score(self, model, tokenizer, test: list, config, labels: list[str] | None, packs: bool) -> dict:
         """``{"scores": {metric: float}, "predictions": [str], ...}`` of one model on the test rows."""
         raise NotImplementedError

@@ -15,7 +15,7 @@ from __future__ import annotations
 from tuneloop.objectives.base import Task
 from tuneloop.objectives.heldout_loss import heldout_loss
 from tuneloop.text.generate import generate_texts
-from tuneloop.text.metrics import compute_text_metrics, load_metric_hook, squad_scores
+from tuneloop.text.metrics import choose_primary, compute_text_metrics, load_metric_hook, squad_scores
 from tuneloop.text.tokenize import TokenizedExample, render_prompt, tokenize_chat
 
 CHAT_FORMATS = ("chat", "prompt_completion", "alpaca", "sharegpt")
@@ -39,6 +39,11 @@ class SFTTask(Task):
 
     def text_scores(self, predictions: list[str], references: list[str]) -> dict:
         return compute_text_metrics(predictions, references)
+
+    def primary_metric(self, requested: str, references: list[str]) -> str:
+        """As the report chooses it: json_field_accuracy when every reference is a JSON object, else rouge_l."""
+        name = super().primary_metric(requested, references)
+        return choose_primary(self.text_scores(references, references), name) if name == "auto" else name
 
     def generate_answers(self, model, tokenizer, test, config) -> list[str]:
         prompts = [render_prompt(tokenizer, example.messages[:-1]) for example in test]

@@ -1,9 +1,10 @@
 """From a run's data settings to tokenised train/validation splits, with the manifest of it all.
 
 load (row by row, bad rows reported) -> drop rows over max_length tokens -> seeded split with a
-leakage check -> general replay rows (answered by the base model) into the training split ->
-tokenise. The manifest (``data.json``) records sources with hashes, counts, dropped rows by
-reason, split sizes and the dataset's content hash.
+leakage check (a validation or test file given as is takes that split's place; training rows that
+repeat one of its inputs are dropped) -> general replay rows (answered by the base model) into
+the training split -> tokenise. The manifest (``data.json``) records sources and given split
+files with hashes, counts, dropped rows by reason, split sizes and the dataset's content hash.
 """
 
 from __future__ import annotations
@@ -11,7 +12,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from tuneloop.config import DataConfig
-from tuneloop.data.pipeline import load_sources, merged_report, split_sources
+from tuneloop.data.pipeline import (
+    drop_given_inputs,
+    given_splits_manifest,
+    load_given_splits,
+    load_sources,
+    merged_report,
+    split_sources,
+)
 from tuneloop.data.schema import Example
 from tuneloop.data.split import Splits, check_no_leakage, split_manifest
 from tuneloop.data.validate import DataReport, drop_too_long
@@ -38,7 +46,8 @@ def prepare_dataset(cfg: DataConfig, tokenizer, task) -> PreparedData:
     if not cfg.path:
         raise ConfigError("data.path: no data file given (--data FILE)")
     sources, reports = load_sources(cfg)
-    labels = task.labels_of([example for report in reports for example in report.examples])
+    given = load_given_splits(cfg)
+    labels = task.labels_of([example for report in [*reports, *given.values()] for example in report.examples])
     tokens = {}
 
     def count_tokens(example: Example) -> int:
@@ -47,12 +56,16 @@ def prepare_dataset(cfg: DataConfig, tokenizer, task) -> PreparedData:
 
     if task.drops_too_long:
         reports = [drop_too_long(report, count_tokens, cfg.max_length) for report in reports]
-    report = merged_report(reports)
-    splits, mix_record = split_sources(cfg, sources, reports)
+        given = {split: drop_too_long(report, count_tokens, cfg.max_length) for split, report in given.items()}
+    reports = [drop_given_inputs(report, given) for report in reports]
+    report = merged_report([*reports, *given.values()])
+    splits, mix_record = split_sources(cfg, sources, reports, given)
     check_no_leakage(splits)
     task.check_splits(splits)
     paths = [path for source in sources for path in source.config.path] or cfg.path
     manifest = split_manifest(cfg.model_copy(update={"path": paths}), report, splits)
+    if given:
+        manifest["given_splits"] = given_splits_manifest(cfg, given)
     if mix_record is not None:
         manifest["mix"] = mix_record
     if labels is not None:

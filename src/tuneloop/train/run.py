@@ -32,8 +32,10 @@ from tuneloop.train.trainer import TuneloopTrainer
 from tuneloop.text.metrics import LOWER_IS_BETTER
 
 
-def default_out_dir(config: RunConfig) -> Path:
-    return Path("runs") / config.project / time.strftime("%Y%m%d-%H%M%S")
+def default_out_dir(project: str, kind: str = "") -> Path:
+    """A fresh folder per run, ``runs/<project>/<timestamp>`` (``<kind>-<timestamp>`` for e.g. a comparison)."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    return Path("runs") / project / (f"{kind}-{stamp}" if kind else stamp)
 
 
 def train(config: RunConfig, resume: bool = False, callbacks: tuple = ()) -> Path:
@@ -44,7 +46,7 @@ def train(config: RunConfig, resume: bool = False, callbacks: tuple = ()) -> Pat
     >>> out = train(load_config("configs/support_triage.yaml"))  # doctest: +SKIP
     """
     set_threads(config.train.threads)
-    out = Path(config.out) if config.out else default_out_dir(config)
+    out = Path(config.out) if config.out else default_out_dir(config.project)
     if not inside_launch():  # the launching process has checked it for all of them
         check_out_dir(out, resume)
     task = get_task(config.task)
@@ -153,7 +155,7 @@ def validation_scorer(task, tokenizer, data: PreparedData, config: RunConfig):
     json_field_accuracy, accuracy, ...) are the task's held-out scores, here on the validation split.
     """
     metric = config.train.early_stopping_metric
-    if metric in TRAINER_METRICS or not data.splits.val:
+    if metric in trainer_metrics(task) or not data.splits.val:
         return None
     packs = get_method(config.method.name).packs_with(task)
 
@@ -165,7 +167,7 @@ def validation_scorer(task, tokenizer, data: PreparedData, config: RunConfig):
         if metric not in numbers:
             raise ConfigError(
                 f"train.early_stopping_metric: task {config.task!r} scores no {metric!r} on the validation split; "
-                f"choose one of: {', '.join(sorted(set(numbers) | set(TRAINER_METRICS)))}"
+                f"choose one of: {', '.join(sorted(set(numbers) | set(trainer_metrics(task))))}"
             )
         return numbers
 
@@ -174,6 +176,12 @@ def validation_scorer(task, tokenizer, data: PreparedData, config: RunConfig):
 
 # Validation metrics the trainer computes itself; any other is the task's score on the validation split.
 TRAINER_METRICS = ("loss", "perplexity")
+
+
+def trainer_metrics(task) -> tuple[str, ...]:
+    """The trainer's own validation metrics for ``task``: no perplexity for a task that does not generate
+    text (a classifier's loss is over its labels)."""
+    return TRAINER_METRICS if task.generates else ("loss",)
 
 
 def greater_is_better(metric: str, direction: str) -> bool:
@@ -211,6 +219,7 @@ def build_trainer(model, tokenizer, data: PreparedData, config: RunConfig, out: 
         callbacks=callbacks,
         loss_fn=task.summed_loss,
         score_fn=scorer,
+        perplexity="perplexity" in trainer_metrics(task),
     )
     trainer.curriculum = curriculum  # recorded in train.json
     remove_default_printers(trainer)

@@ -23,14 +23,17 @@ class TuneloopTrainer(Trainer):
     Batches carry ``real_tokens`` (non-padding tokens) for the throughput log. The default loss
     is the causal-LM one for rows from :func:`tuneloop.text.tokenize.collate_rows`.
     ``score_fn(model) -> {metric: float}`` adds validation metrics (``eval_<metric>``) to each evaluation.
+    ``perplexity``: log ``eval_perplexity`` beside the loss (False for a classifier, whose loss is
+    over class labels, not a text distribution).
     """
 
     loss_is_scaled_for_ga = True  # normalised by the label count of the whole optimiser step
 
-    def __init__(self, *args, loss_fn=summed_label_loss, score_fn=None, **kwargs):
+    def __init__(self, *args, loss_fn=summed_label_loss, score_fn=None, perplexity=True, **kwargs):
         super().__init__(*args, **kwargs)
         self.loss_fn = loss_fn
         self.score_fn = score_fn
+        self.perplexity = perplexity
         self.real_tokens_seen = 0
         self.train_started = time.perf_counter()
 
@@ -68,7 +71,9 @@ class TuneloopTrainer(Trainer):
                 count += n
         totals = self.accelerator.reduce(torch.tensor([total, float(count)]), reduction="sum")
         loss = float(totals[0] / max(float(totals[1]), 1.0))
-        metrics = {f"{metric_key_prefix}_loss": loss, f"{metric_key_prefix}_perplexity": math.exp(min(loss, 50.0))}
+        metrics = {f"{metric_key_prefix}_loss": loss}
+        if self.perplexity:
+            metrics[f"{metric_key_prefix}_perplexity"] = math.exp(min(loss, 50.0))
         if self.score_fn is not None:
             with torch.no_grad():
                 for name, value in self.score_fn(model).items():

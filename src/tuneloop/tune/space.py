@@ -4,7 +4,7 @@
 
     tune:
       trials: 12
-      metric: loss                  # or a task metric scored on the validation split
+      metric: auto                  # the task's headline metric; or loss, or any task metric (validation split)
       space:
         train.learning_rate: {low: 1.0e-4, high: 1.0e-2, log: true}
         method.r: {choices: [4, 8, 16]}

@@ -31,7 +31,7 @@ from tuneloop.errors import ConfigError, TuneloopError
 from tuneloop.evaluate.heldout import evaluate_run
 from tuneloop.objectives import get_task
 from tuneloop.progress import console, quiet_libraries
-from tuneloop.train.prepare import prepare_dataset
+from tuneloop.train.prepare import PreparedData, prepare_dataset
 from tuneloop.train.run import train
 from tuneloop.tune.report import write_outputs
 from tuneloop.tune.optuna_setup import optuna_warnings_quiet, storage_url
@@ -51,7 +51,7 @@ def tune(config: RunConfig, origin: str = "config") -> dict:
         params = check_space(config)
     except ConfigError as err:
         raise ConfigError(f"invalid search space in {origin}: {err}") from None
-    check_trials_can_run(config)
+    config = with_metric_resolved(config, check_trials_can_run(config))
     out = tune_out_dir(config)
     check_same_study(out, config)
     with study_lock(out):
@@ -68,18 +68,28 @@ def tune_out_dir(config: RunConfig) -> Path:
     return Path(config.out) if config.out else Path("runs") / config.project / "tune"
 
 
-def check_trials_can_run(config: RunConfig) -> None:
-    """What would only fail mid-study (no validation split, bad data, several processes per trial)."""
+def check_trials_can_run(config: RunConfig) -> PreparedData:
+    """What would only fail mid-study (no validation split, bad data, several processes per trial); returns the data."""
     if config.train.nproc != 1:
         raise ConfigError("train.nproc: each trial trains in one process; run trials side by side with tune.workers (--workers) instead")
-    if config.data.val_fraction <= 0:
-        raise ConfigError("data.val_fraction: the search scores trials on the validation split; set it above 0")
+    if config.data.val_fraction <= 0 and not config.data.val_path:
+        raise ConfigError("data.val_fraction: the search scores trials on the validation split; set it above 0 or give data.val_path")
     task = get_task(config.task)
     task.check_config(config)
     task.check_model(config.model)
     data = prepare_dataset(config.data, task.load_tokenizer(config.model), task)
     if not data.val_tokens:
         raise ConfigError("data.val_fraction: the validation split came out empty; raise it or add rows")
+    return data
+
+
+def with_metric_resolved(config: RunConfig, data: PreparedData) -> RunConfig:
+    """``tune.metric`` auto -> the task's headline metric on this data (the name is recorded in the study's config)."""
+    if config.tune.metric != "auto":
+        return config
+    references = [example.target_text for example in data.splits.val]
+    metric = get_task(config.task).primary_metric(config.eval.primary, references)
+    return config_with(config, {"tune.metric": metric})
 
 
 def check_same_study(out: Path, config: RunConfig) -> None:

@@ -215,3 +215,12 @@ def test_label_names_are_not_rich_markup():
     console = Console(record=True, width=60)
     print_data_summary(summarise_data(report), console)
     assert "[bold]" in console.export_text()
+
+
+def test_label_table_shows_each_labels_share_of_the_rows():
+    report = DataReport(examples=[Example("f", i, text=f"t{i}", label="spam" if i < 1 else "ham") for i in range(4)], rows_read=4)
+    console = Console(record=True, width=60)
+    print_data_summary(summarise_data(report), console)
+    rows = {line.split("│")[1].strip(): line for line in console.export_text().splitlines() if line.count("│") == 4}
+    assert re.search(r"│\s*3\s*│\s*75%\s*│", rows["ham"])
+    assert re.search(r"│\s*1\s*│\s*25%\s*│", rows["spam"])

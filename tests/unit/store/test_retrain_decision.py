@@ -19,9 +19,9 @@ from tuneloop.store import versions
 def checks(new: tuple[float, float], frozen: tuple[float, float]) -> dict:
     """Gate inputs, (production, candidate) each: a new test and the frozen test by accuracy, the general check unchanged."""
     return {
-        "new_test": {"metric": "accuracy", "production": new[0], "candidate": new[1]},
-        "frozen_test": {"metric": "accuracy", "production": frozen[0], "candidate": frozen[1]},
-        "general": {"metric": "general_accuracy", "production": 0.5, "candidate": 0.5},
+        "new_test": {"metric": "accuracy", "production": new[0], "candidate": new[1], "lower_is_better": False},
+        "frozen_test": {"metric": "accuracy", "production": frozen[0], "candidate": frozen[1], "lower_is_better": False},
+        "general": {"metric": "qa_accuracy", "production": 0.5, "candidate": 0.5, "lower_is_better": False},
     }
 
 
