@@ -1,4 +1,4 @@
-"""Every fenced command in README.md and docs/**/*.md runs here, on tiny random models.
+"""The fenced commands of README.md and docs/**/*.md run here, on tiny random models.
 
 Convention for the Markdown files:
 
@@ -23,22 +23,25 @@ and a ``tuneloop`` shim) that comes first on ``PATH``; ``PYTHONPATH`` names this
 ``src``. The page's ``bash`` blocks then run in the order they appear, each with
 ``bash -e -o pipefail`` in the sandbox, standard input closed (``tuneloop chat`` quits at once),
 in a process group of its own that is killed when the block ends (a server left running in the
-background). Blocks of one page share the sandbox, so a page may train a run in one block and
-serve it in the next.
+background). A block fails when it exits non-zero or prints a traceback (``tuneloop compare``
+reports a crashed method in its table and exits 0). Blocks of one page share the sandbox, so a
+page may train a run in one block and serve it in the next. Pages run ``WORKERS`` at a time,
+every command on one thread (on a busy 2-core machine, threads contending cost more than they
+give).
 
 The rewrite table, what makes the commands fast without changing what they do:
 
-* ``MODELS``: a built-in or hub model name becomes a tiny random model of the same kind
-  (``smollm2-135m-instruct`` -> a 2-layer Llama, ``minilm-l6`` -> a 2-layer BERT,
+* models (``ran_pages``): a built-in or hub model name becomes a tiny random model of the same
+  kind (``smollm2-135m-instruct`` -> a 2-layer Llama, ``minilm-l6`` -> a 2-layer BERT,
   ``google-t5/t5-small`` -> a 2-layer T5), both in the config copies and wherever the shim finds
   one as an argument; a verb that would load the default model gets the tiny Llama
   (``DEFAULT_MODEL_FLAG``) unless the command names a model or a config file.
-* ``APPEND``: the shim appends small budgets to the verbs that train or evaluate (two optimiser
-  steps, four test rows, four new tokens, ...). Flags given later win, so these override the
-  page's own values of the same flags and leave the rest alone. ``tuneloop data synth`` gets the
-  model-free rules generator: the tiny random model writes questions the round-trip filter
-  rejects, and the rows are needed by the commands after it.
-* ``PORT``: ``8000`` in a block becomes a free port on loopback.
+* budgets (``APPEND``): the shim appends small budgets to the verbs that train or evaluate (two
+  optimiser steps, four test rows, four new tokens, one thread, ...). Flags given later win, so
+  these override the page's own values of the same flags and leave the rest alone.
+  ``tuneloop data synth`` gets the model-free rules generator: the tiny random model writes
+  questions the round-trip filter rejects, and the rows are needed by the commands after it.
+* port (``run_block``): ``8000`` in a block becomes a free port on loopback.
 """
 
 from __future__ import annotations
@@ -298,8 +301,8 @@ def make_sandbox(folder: Path, models: dict[str, str]) -> dict[str, str]:
     return env
 
 
-def run_block(block: Block, folder: Path, env: dict[str, str], log: Path) -> tuple[int, str, float]:
-    """Run one block in its own process group; returns (exit status, output, seconds)."""
+def run_block(block: Block, folder: Path, env: dict[str, str], log: Path) -> tuple[int | str, str, float]:
+    """Run one block in its own process group; returns (exit status or why none, output, seconds)."""
     text = re.sub(r"\b8000\b", str(free_port()), block.text)
     started = time.monotonic()
     with log.open("w") as output:
