@@ -16,7 +16,7 @@ from tuneloop.objectives.base import check_labels_shared
 def classify_args(model_dir, data, out, method="lora", *extra):
     return (
         "train", "--task", "classify", "--model", str(model_dir), "--data", str(data), "--format", "label",
-        "--method", method, "--r", "4", "--lr", "5e-3", "--max-steps", "30", "--tokens-per-batch", "256",
+        "--method", method, *(("--r", "4") if method == "lora" else ()), "--lr", "5e-3", "--max-steps", "30", "--tokens-per-batch", "256",
         "--val-fraction", "0.2", "--test-fraction", "0.25", "--early-stopping-patience", "0", "--out", str(out), *extra,
     )  # fmt: skip
 

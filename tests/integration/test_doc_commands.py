@@ -5,6 +5,7 @@ Convention for the Markdown files:
 * a fence tagged ``bash`` holds commands, and this module runs it;
 * ``text`` is illustrative output (a tree, a table printed by a command); it is not run;
 * ``yaml`` is a configuration excerpt; it must be a valid run configuration (checked here).
+* ``python`` is code shown to read (a method module, a suite); it must compile.
 
 No other fence tag is allowed. Two kinds of ``bash`` block are not run, and
 ``test_only_the_setup_block_and_records_are_not_run`` holds that rule:
@@ -65,7 +66,7 @@ ROOT = Path(__file__).resolve().parents[2]
 RECORDS = ROOT / "docs" / "results"  # written by the scripts that measured them
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
 FENCE = re.compile(r"^(?P<indent>[ \t]*)(?P<ticks>```+)(?P<info>[^`]*)$")
-TAGS = {"bash", "text", "yaml"}
+TAGS = {"bash", "text", "yaml", "python"}
 SETUP_COMMANDS = ["make demo", "make test"]
 
 # Budgets appended to each verb's arguments by the tuneloop shim (later flags win).
@@ -151,9 +152,19 @@ def is_group(command) -> bool:
 # --- the rules of the convention ----------------------------------------------------------------
 
 
-def test_every_fence_is_tagged_bash_text_or_yaml():
+def test_every_fence_is_tagged_bash_text_yaml_or_python():
     untagged = [f"{block.where}: ```{block.tag}" for block in ALL_BLOCKS if block.tag not in TAGS]
-    assert not untagged, "fences must be tagged bash (run by this test), text (output) or yaml (config):\n" + "\n".join(untagged)
+    assert not untagged, "fences must be tagged bash (run by this test), text (output), yaml (config) or python (code):\n" + "\n".join(untagged)
+
+
+@pytest.mark.parametrize("block", [b for b in ALL_BLOCKS if b.tag == "python"], ids=lambda b: b.where)
+def test_python_blocks_compile(block):
+    """Code shown in the docs (a method's module, a suite) is Python as written; a registration line alone
+    (a dict entry) compiles inside a dict."""
+    try:
+        compile(block.text, block.where, "exec")
+    except SyntaxError:
+        compile("{\n" + block.text + "\n}", block.where, "exec")
 
 
 def test_only_the_setup_block_and_records_are_not_run():

@@ -117,7 +117,7 @@ def load_model_with_method(task, config: RunConfig, labels: list[str] | None):
     set_seed(config.train.seed)
     model = task.load_model(config.model, labels)
     set_seed(config.train.seed)
-    if config.method.init_from:
+    if getattr(config.method, "init_from", None):  # only adapter methods have the setting
         model = continue_adapter(model, config)
     else:
         model = apply_method(model, config.method, task.peft_task_type)
