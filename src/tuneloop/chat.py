@@ -4,16 +4,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tuneloop.config import load_config
 from tuneloop.errors import TuneloopError
 from tuneloop.objectives import get_task
-from tuneloop.runs.models import load_base_model, load_tuned_model, run_artifact
+from tuneloop.runs.folder import RunDir
+from tuneloop.runs.models import load_base_model, load_tuned_model
 
 
 def generative_task(run_dir: Path):
     """The run's task, which answers with text; a classifier's run has no text to give."""
-    run_artifact(run_dir)  # a clear error for a folder that is not a finished run
-    name = load_config(Path(run_dir) / "config.yaml").task
+    run = RunDir.existing(run_dir)
+    run.artifact()  # a clear error for a folder that is not a finished run
+    name = run.config().task
     task = get_task(name)
     if not task.generates:
         raise TuneloopError(f"{run_dir} was trained for task {name!r}, which predicts labels, not text; use tuneloop eval")
@@ -22,7 +23,7 @@ def generative_task(run_dir: Path):
 
 def run_messages(run_dir: Path, history: list[dict]) -> list[dict]:
     """The run's system prompt (if any) followed by the conversation so far."""
-    system = load_config(Path(run_dir) / "config.yaml").data.system_prompt
+    system = RunDir.existing(run_dir).config().data.system_prompt
     return ([{"role": "system", "content": system}] if system else []) + history
 
 

@@ -19,6 +19,7 @@ from tuneloop.errors import ConfigError, TuneloopError
 from tuneloop.evaluate.heldout import evaluate_run
 from tuneloop.methods import get_method
 from tuneloop.progress import quiet_libraries
+from tuneloop.runs.folder import RunDir
 from tuneloop.train.run import train
 
 
@@ -100,7 +101,7 @@ def _train_and_evaluate(raw_config: dict, result_path: str) -> None:
 
 
 def method_row(config: RunConfig, run: Path, metrics: dict, seconds: float) -> dict:
-    summary = json.loads((run / "train.json").read_text())
+    summary = RunDir(run).train_summary()
     artifact = run / get_method(config.method.name).artifact
     primary = metrics["primary"]
     return {

@@ -16,13 +16,14 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from tuneloop.atomic import staged_dir, write_json_atomic, write_text_atomic
-from tuneloop.config import RunConfig, dump_config, load_config
+from tuneloop.atomic import staged_dir, write_json_atomic
+from tuneloop.config import RunConfig
 from tuneloop.data.split import file_sha256
 from tuneloop.errors import ConfigError, TuneloopError
 from tuneloop.methods import get_method, methods_where
 from tuneloop.methods.artifacts import save_full_model
-from tuneloop.runs.models import load_base_model, load_tuned_model, run_artifact
+from tuneloop.runs.folder import RunDir
+from tuneloop.runs.models import load_base_model, load_tuned_model
 
 COMBINATIONS = (
     "linear", "cat", "svd", "ties", "ties_svd", "dare_linear", "dare_ties",
@@ -80,7 +81,7 @@ def merge_adapters(
         adapter = tmp / sources[0].artifact.name
         model.save_pretrained(str(adapter), selected_adapters=[MERGED_ADAPTER])
         tokenizer.save_pretrained(str(adapter))
-        write_text_atomic(tmp / "config.yaml", merged_run_config(sources[0].config, out, merged.r, merged.lora_alpha))
+        RunDir(tmp).write_config(merged_run_config(sources[0].config, out, merged.r, merged.lora_alpha))
         write_json_atomic(tmp / "merge.json", merge_record(sources, combination, weights, density, seed, merged.r))
     return out
 
@@ -119,8 +120,9 @@ def check_out_free(out: Path) -> None:
 
 def read_source(run: Path) -> Source:
     """A finished run trained with a LoRA method whose adapter peft can combine."""
-    artifact = run_artifact(run)  # refuses folders that are not finished runs
-    config = load_config(run / "config.yaml")
+    folder = RunDir.existing(run)
+    artifact = folder.artifact()  # refuses folders that are not finished runs
+    config = folder.config()
     method = config.method.name
     if method == "dora":
         raise TuneloopError(
@@ -187,10 +189,10 @@ def combined_model(sources: list[Source], combination: str, weights: list[float]
     return model, tokenizer
 
 
-def merged_run_config(config: RunConfig, out: Path, rank: int, alpha: float) -> str:
+def merged_run_config(config: RunConfig, out: Path, rank: int, alpha: float) -> RunConfig:
     """The first run's config, pointing at the merged folder and describing the merged adapter."""
     method = config.method.model_copy(update={"r": rank, "alpha": float(alpha)})
-    return dump_config(config.model_copy(update={"out": str(out), "method": method}))
+    return config.model_copy(update={"out": str(out), "method": method})
 
 
 def merge_record(sources: list[Source], combination: str, weights: list[float], density: float, seed: int, rank: int) -> dict:
@@ -207,14 +209,13 @@ def merge_record(sources: list[Source], combination: str, weights: list[float], 
 
 
 def source_record(source: Source) -> dict:
-    manifest = source.run / "data.json"
-    data = json.loads(manifest.read_text(encoding="utf-8")) if manifest.exists() else {}
+    folder = RunDir(source.run)
     return {
         "run": str(source.run.resolve()),
         "method": source.config.method.name,
         "rank": source.rank,
-        "config_sha256": file_sha256(source.run / "config.yaml"),
-        "dataset_hash": data.get("dataset_hash"),
+        "config_sha256": file_sha256(folder.config_file),
+        "dataset_hash": folder.manifest().get("dataset_hash"),
     }
 
 
@@ -229,8 +230,9 @@ def export_full_model(run: Path, out: Path) -> Path:
     import shutil
 
     run, out = Path(run), Path(out)
-    artifact = run_artifact(run)
-    method = load_config(run / "config.yaml").method.name
+    folder = RunDir.existing(run)
+    artifact = folder.artifact()
+    method = folder.config().method.name
     if method in NOT_FOLDABLE:
         raise TuneloopError(f"{run}: method {method!r} cannot be exported as a full model: {NOT_FOLDABLE[method]}")
     check_out_free(out)

@@ -20,6 +20,7 @@ from tuneloop.evaluate.heldout import evaluate_run
 from tuneloop.evaluate.summary import print_metrics
 from tuneloop.models.load import load_tokenizer
 from tuneloop.progress import console
+from tuneloop.runs.folder import RunDir
 from tuneloop.text.tokenize import token_counter
 from tuneloop.train.run import train
 
@@ -81,7 +82,7 @@ def run_demo(out: Path, rows: int = 600, seed: int = 0, fresh: bool = True) -> d
 def clear_previous_demo(out: Path, fresh: bool) -> None:
     if not out.exists() or not any(out.iterdir()):
         return
-    if not (out / "config.yaml").exists():
+    if not RunDir(out).config_file.exists():
         raise TuneloopError(f"{out} exists and is not a tuneloop run; choose another --out")
     if not fresh:
         raise TuneloopError(f"{out} already holds a run; drop --keep to replace it")

@@ -16,13 +16,12 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
-from pathlib import Path
 
-from tuneloop.data.pipeline import load_split
 from tuneloop.errors import ConfigError
 from tuneloop.evaluate.suite import ReportTable, Scoring, Suite
 from tuneloop.evaluate.table_cells import fmt, rich_table
 from tuneloop.progress import status
+from tuneloop.runs.folder import RunDir
 from tuneloop.text.generate import generate_texts
 from tuneloop.text.metrics import load_metric_hook
 from tuneloop.text.tokenize import render_prompt
@@ -111,10 +110,9 @@ def applies(task, config) -> str | None:
     return "off (eval.few_shot is empty)" if config.eval.few_shot == [] else None
 
 
-def plan_baselines(run_dir: Path, config, task, test: list) -> FewShotPlan:
+def plan_baselines(run: RunDir, config, task, test: list) -> FewShotPlan:
     """The k values (ConfigError for a k above the training split), the drawn shots and the rows they answer."""
-    train_path = run_dir / "splits" / "train.jsonl"
-    train = company_rows(load_split(train_path)) if train_path.is_file() else []
+    train = company_rows(run.split("train")) if run.has_split("train") else []
     shots = shots_for(config.eval, task.name, len(train))  # never empty where the suite applies: k=0 needs no row
     limit = config.eval.few_shot_max_examples
     return FewShotPlan(shots, draw_shots(train, max(shots), config.data.seed), test[:limit] if limit else test)

@@ -6,12 +6,8 @@ training, then the base with what the run trained put back on it.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-from tuneloop.atomic import write_json_atomic, write_text_atomic
-from tuneloop.config import load_config
-from tuneloop.data.pipeline import load_split
 from tuneloop.errors import TuneloopError
 from tuneloop.evaluate.per_task import limit_rows, per_task_scores
 from tuneloop.evaluate.report import write_report
@@ -20,7 +16,8 @@ from tuneloop.evaluate.suites import SUITES
 from tuneloop.methods import get_method
 from tuneloop.objectives import get_task
 from tuneloop.progress import status
-from tuneloop.runs.models import load_base_model, load_tuned_model, run_artifact, run_labels
+from tuneloop.runs.folder import RunDir
+from tuneloop.runs.models import load_base_model, load_tuned_model
 from tuneloop.text.metrics import choose_primary
 
 
@@ -31,18 +28,18 @@ def evaluate_run(run_dir: str | Path, max_examples: int | None = None) -> dict:
     baselines of the base model, forgetting on the general suite, ...) where it applies; where
     it does not, its entry says why.
     """
-    run_dir = Path(run_dir)
-    run_artifact(run_dir)  # refuses an unfinished run before any model is loaded
-    config = load_config(run_dir / "config.yaml")
-    if not (run_dir / "splits" / "test.jsonl").is_file():  # e.g. a folder written by `tuneloop merge`
-        raise TuneloopError(f"{run_dir} has no splits/test.jsonl to evaluate on; evaluate the runs it was made from")
-    test = load_split(run_dir / "splits" / "test.jsonl")
+    run = RunDir.existing(run_dir)
+    run.artifact()  # refuses an unfinished run before any model is loaded
+    config = run.config()
+    if not run.has_split("test"):  # e.g. a folder written by `tuneloop merge`
+        raise TuneloopError(f"{run.path} has no splits/test.jsonl to evaluate on; evaluate the runs it was made from")
+    test = run.split("test")
     limit = max_examples if max_examples is not None else config.eval.max_examples
     test = limit_rows(test, limit)
     if not test:
-        raise TuneloopError(f"{run_dir}: the test split is empty; set data.test_fraction > 0")
-    task, labels = get_task(config.task), run_labels(run_dir)
-    plans, skipped = plan_suites(run_dir, config, task, test)  # e.g. a few-shot k too large fails here, before any model loads
+        raise TuneloopError(f"{run.path}: the test split is empty; set data.test_fraction > 0 or give --test-data")
+    task, labels = get_task(config.task), run.labels()
+    plans, skipped = plan_suites(run, config, task, test)  # e.g. a few-shot k too large fails here, before any model loads
     base_model, tokenizer = load_base_model(run_dir)
     base = score_model(task, base_model, tokenizer, test, config, labels, "base model", packs=task.packs)
     base_suites = score_suites(plans, base_model, tokenizer, Scoring(task, config, "base", task.packs, base["predictions"]))
@@ -56,22 +53,22 @@ def evaluate_run(run_dir: str | Path, max_examples: int | None = None) -> dict:
     metrics.update(suite_sections(plans, skipped, base_suites, tuned_suites, config))
     metrics.update(per_task_scores(task, test, base["predictions"], tuned["predictions"], config))
     rows = prediction_rows(test, base["predictions"], tuned["predictions"])
-    write_text_atomic(run_dir / "predictions.jsonl", jsonl(rows))
+    run.write_rows(run.predictions_file.name, rows)
     for name, plan in plans.items():
         for filename, file_rows in SUITES[name].files(plan, base_suites[name], tuned_suites[name]).items():
-            write_text_atomic(run_dir / filename, jsonl(file_rows))
-    write_json_atomic(run_dir / "metrics.json", metrics)
-    write_report(run_dir, metrics, read_log(run_dir / "log.jsonl"), rows[:8])
+            run.write_rows(filename, file_rows)
+    run.write_metrics(metrics)
+    write_report(run.path, metrics, run.log_records(), rows[:8])
     return metrics
 
 
-def plan_suites(run_dir: Path, config, task, test: list) -> tuple[dict, dict[str, str]]:
+def plan_suites(run: RunDir, config, task, test: list) -> tuple[dict, dict[str, str]]:
     """({name: plan} of the suites that apply, {name: why not} of the others), before any model loads."""
     plans, skipped = {}, {}
     for name, suite in SUITES.items():
         reason = suite.applies(task, config)
         if reason is None:
-            plans[name] = suite.plan(run_dir, config, task, test)
+            plans[name] = suite.plan(run, config, task, test)
         else:
             skipped[name] = reason
     return plans, skipped
@@ -91,10 +88,6 @@ def suite_sections(plans: dict, skipped: dict[str, str], base: dict, tuned: dict
         else:
             sections[name] = {"skipped": skipped[name]}
     return sections
-
-
-def jsonl(rows: list[dict]) -> str:
-    return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
 
 
 def merged_for_inference(model):
@@ -134,9 +127,3 @@ def prediction_rows(test, base_predictions, tuned_predictions) -> list[dict]:
         {"source": f"{ex.source}:{ex.line}", "prompt": ex.input_text, "reference": ex.target_text, "base": b, "tuned": t}
         for ex, b, t in zip(test, base_predictions, tuned_predictions)
     ]
-
-
-def read_log(path: Path) -> list[dict]:
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]

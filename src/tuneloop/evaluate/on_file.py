@@ -14,16 +14,17 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from tuneloop.atomic import write_json_atomic, write_text_atomic
-from tuneloop.config import DataConfig, format_validation_error, load_config
+from tuneloop.config import DataConfig, format_validation_error
 from tuneloop.data.split import file_sha256
 from tuneloop.data.validate import DataReport, load_examples
 from tuneloop.errors import ConfigError, DataError
-from tuneloop.evaluate.heldout import assemble_metrics, jsonl, merged_for_inference, prediction_rows, score_model
+from tuneloop.evaluate.heldout import assemble_metrics, merged_for_inference, prediction_rows, score_model
 from tuneloop.evaluate.per_task import limit_rows
 from tuneloop.evaluate.report import MAX_SAMPLES, render_html, render_markdown
 from tuneloop.methods import get_method
 from tuneloop.objectives import get_task
-from tuneloop.runs.models import load_base_model, load_tuned_model, run_artifact, run_labels
+from tuneloop.runs.folder import RunDir
+from tuneloop.runs.models import load_base_model, load_tuned_model
 
 # How a file is read; a different format starts from that format's defaults, not the run's columns.
 READING_SETTINGS = ("format", "columns", "prompt_template", "target_columns")
@@ -39,12 +40,12 @@ def evaluate_file(
 
     >>> metrics, written = evaluate_file("runs/triage", ["golden.csv"])  # doctest: +SKIP
     """
-    run_dir = Path(run_dir)
-    run_artifact(run_dir)  # refuses an unfinished run before any model is loaded
-    config = load_config(run_dir / "config.yaml")
+    run = RunDir.existing(run_dir)
+    run.artifact()  # refuses an unfinished run before any model is loaded
+    config = run.config()
     data = file_data_config(config.data, files, reading or {})
     config = config.model_copy(update={"data": data})
-    task, labels = get_task(config.task), run_labels(run_dir)
+    task, labels = get_task(config.task), run.labels()
     task.check_config(config)  # the file's format fits the run's task
     report = load_examples(data)
     rows = limit_rows(report.examples, max_examples if max_examples is not None else config.eval.max_examples)
@@ -53,11 +54,11 @@ def evaluate_file(
     base = score_model(task, base_model, tokenizer, rows, config, labels, "base model", packs=task.packs)
     del base_model
     model, tokenizer = load_tuned_model(run_dir)
-    packs = get_method(config.method.name).packs and task.packs
+    packs = get_method(config.method.name).packs_with(task)
     tuned = score_model(task, merged_for_inference(model), tokenizer, rows, config, labels, "tuned model", packs)
     metrics = assemble_metrics(base, tuned, rows, config, task)
     metrics.update(file_record(data, report, len(rows)))
-    return metrics, write_outputs(run_dir, output_name(name, files), metrics, prediction_rows(rows, base["predictions"], tuned["predictions"]))
+    return metrics, write_outputs(run, output_name(name, files), metrics, prediction_rows(rows, base["predictions"], tuned["predictions"]))
 
 
 def file_data_config(run_data: DataConfig, files: list[str], reading: dict) -> DataConfig:
@@ -108,15 +109,15 @@ def output_name(name: str | None, files: list[str]) -> str:
     return safe
 
 
-def write_outputs(run_dir: Path, name: str, metrics: dict, rows: list[dict]) -> dict[str, Path]:
+def write_outputs(run: RunDir, name: str, metrics: dict, rows: list[dict]) -> dict[str, Path]:
     """``RUN/eval-<name>.json``, ``.predictions.jsonl``, ``.md`` and ``.html``; the run's own files stay as they are."""
     stem = f"eval-{name}"
-    title = f"Evaluation on {metrics['data']['files']}: {run_dir.name}"
+    title = f"Evaluation on {metrics['data']['files']}: {run.path.name}"
     samples = rows[:MAX_SAMPLES]
     return {
-        "json": write_json_atomic(run_dir / f"{stem}.json", metrics),
-        "predictions": write_text_atomic(run_dir / f"{stem}.predictions.jsonl", jsonl(rows)),
-        "markdown": write_text_atomic(run_dir / f"{stem}.md", render_markdown(title, metrics, [], samples)),
-        "html": write_text_atomic(run_dir / f"{stem}.html", render_html(title, metrics, {}, samples)),
+        "json": write_json_atomic(run.path / f"{stem}.json", metrics),
+        "predictions": run.write_rows(f"{stem}.predictions.jsonl", rows),
+        "markdown": write_text_atomic(run.path / f"{stem}.md", render_markdown(title, metrics, [], samples)),
+        "html": write_text_atomic(run.path / f"{stem}.html", render_html(title, metrics, {}, samples)),
     }
 

@@ -3,7 +3,7 @@
 A suite is a handful of plain functions around one entry of ``metrics.json`` (its ``name``):
 
 1. ``applies(task, config)``: None, or why it does not apply (the report shows the reason).
-2. ``plan(run_dir, config, task, test)``: cheap checks and choices before any model loads
+2. ``plan(run, config, task, test)``: cheap checks and choices before any model loads
    (raise ConfigError here); whatever it returns comes back to ``score``, ``section`` and ``files``.
 3. ``score(plan, model, tokenizer, scoring)``: the base model, then the tuned one.
 4. ``section(plan, base_scores, tuned_scores, config)``: the ``metrics.json`` entry.
@@ -18,8 +18,9 @@ A new suite is one module that builds a ``Suite`` and one line in ``evaluate/sui
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Callable, NamedTuple
+
+from tuneloop.runs.folder import RunDir
 
 
 @dataclass(frozen=True)
@@ -49,7 +50,7 @@ class Measure(NamedTuple):
     lower_is_better: bool
 
 
-def no_plan(run_dir: Path, config, task, test: list) -> None:
+def no_plan(run: RunDir, config, task, test: list) -> None:
     return None
 
 
@@ -71,6 +72,6 @@ class Suite:
     section: Callable[[Any, dict, dict, Any], dict]
     report_rows: Callable[[dict, dict], ReportTable]
     table: Callable[[dict, dict], Any] | None = None
-    plan: Callable[[Path, Any, Any, list], Any] = no_plan
+    plan: Callable[[RunDir, Any, Any, list], Any] = no_plan
     gate_measures: Callable[[dict], dict[str, Measure]] = no_gate_measures
     files: Callable[[Any, dict, dict], dict[str, list[dict]]] = no_files

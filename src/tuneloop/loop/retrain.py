@@ -18,7 +18,7 @@ import random
 from pathlib import Path
 
 from tuneloop.atomic import write_json_atomic, write_text_atomic
-from tuneloop.config import build_config, load_config
+from tuneloop.config import build_config
 from tuneloop.data.pipeline import load_split
 from tuneloop.data.split import dataset_hash, split_train_val_test
 from tuneloop.data.validate import load_examples
@@ -28,6 +28,7 @@ from tuneloop.evaluate.suites import SUITES
 from tuneloop.loop.feedback_rows import correction_examples, preference_rows
 from tuneloop.loop.gate import Gate, decide
 from tuneloop.objectives import get_task
+from tuneloop.runs.folder import RunDir
 from tuneloop.runs.models import load_tuned_model
 from tuneloop.store.feedback import corrections, preferences
 from tuneloop.store.versions import archive, production, promote, register
@@ -45,7 +46,7 @@ def retrain(conn, project: str, new_data: list[str], out: Path, gate: Gate, repl
     out = Path(out)
     if out.exists() and any(out.iterdir()):
         raise TuneloopError(f"{out} already exists; choose another --out")
-    base_config = load_config(current.run_path / "config.yaml")
+    base_config = RunDir(current.run_path).config()
     dataset = build_dataset(conn, current, base_config, new_data, out / "dataset", replay)
     candidate_run = train_candidate(base_config, current.run_path, dataset, out / "candidate", overrides or {})
     results = compare_on_checks(current.run_path, candidate_run, dataset, base_config, gate)
@@ -59,7 +60,7 @@ def build_dataset(conn, current, config, new_data: list[str], folder: Path, repl
     since = current.created_at
     fixes = correction_examples(corrections(conn, project=current.project, since=since), config.data.system_prompt)
     pairs = preference_rows(preferences(conn, project=current.project, since=since))
-    previous = load_split(current.run_path / "splits" / "train.jsonl")
+    previous = RunDir(current.run_path).split("train")
     replayed = random.Random(config.data.seed).sample(previous, round(replay * len(previous)))
     train_rows = new.train + new.val + fixes + replayed
     write_examples(folder / "train.jsonl", train_rows)
@@ -98,12 +99,13 @@ def train_candidate(config, production_run: Path, dataset: dict, out: Path, over
 def compare_on_checks(production_run: Path, candidate_run: Path, dataset: dict, config, gate: Gate) -> dict:
     """Scores of both models on the frozen test, the new test and the general check."""
     task = get_task(config.task)
-    tests = {"frozen_test": load_split(production_run / "splits" / "test.jsonl"), "new_test": load_split(Path(dataset["folder"]) / "new_test.jsonl")}
+    production = RunDir(production_run)
+    tests = {"frozen_test": production.split("test"), "new_test": load_split(Path(dataset["folder"]) / "new_test.jsonl")}
     suite = SUITES[GENERAL_CHECK[0]]
     # The gate checks general ability wherever the task allows it; eval.forgetting only switches the suite off in `tuneloop eval`.
     general_config = config.model_copy(update={"eval": config.eval.model_copy(update={"forgetting": True})})
     skipped = suite.applies(task, general_config)
-    plan = suite.plan(production_run, general_config, task, tests["frozen_test"]) if skipped is None else None
+    plan = suite.plan(production, general_config, task, tests["frozen_test"]) if skipped is None else None
     scores: dict[str, dict] = {name: {} for name in (*tests, "general")}
     for role, which, run in (("production", "base", production_run), ("candidate", "tuned", candidate_run)):
         model, tokenizer = load_tuned_model(run)

@@ -15,10 +15,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tuneloop.atomic import write_bytes_atomic, write_json_atomic
-from tuneloop.data.pipeline import load_split
 from tuneloop.errors import TuneloopError
 from tuneloop.monitor.drift import mean_difference_test, mmd_permutation_test, vocabulary_shift, wilson_interval, words
 from tuneloop.monitor.embed import embed_texts
+from tuneloop.runs.folder import RunDir
 from tuneloop.store.feedback import rating_counts
 from tuneloop.store.requests import recent
 from tuneloop.store.versions import production
@@ -60,10 +60,10 @@ def live_prompt_text(logged_prompt: str) -> str:
 
 
 def training_prompts(run_path: Path, limit: int, seed: int = 0) -> list[str]:
-    split = Path(run_path) / "splits" / "train.jsonl"
-    if not split.is_file():
+    run = RunDir(Path(run_path))
+    if not run.has_split("train"):
         raise TuneloopError(f"{run_path} has no splits/train.jsonl to compare live prompts with")
-    texts = [user_text(ex.messages) if ex.messages else ex.input_text for ex in load_split(split)]
+    texts = [user_text(ex.messages) if ex.messages else ex.input_text for ex in run.split("train")]
     random.Random(seed).shuffle(texts)
     return texts[:limit]
 

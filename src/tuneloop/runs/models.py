@@ -4,30 +4,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tuneloop.config import load_config
-from tuneloop.errors import TuneloopError
-from tuneloop.methods import get_method
 from tuneloop.objectives import get_task
+from tuneloop.runs.folder import RunDir
 
 
 def run_artifact(run_dir: str | Path) -> Path:
     """The folder holding what the run trained (``adapter/`` or ``model/``, by method)."""
-    run_dir = Path(run_dir)
-    if not (run_dir / "config.yaml").exists():
-        raise TuneloopError(f"{run_dir} is not a tuneloop run folder (no config.yaml)")
-    method = get_method(load_config(run_dir / "config.yaml").method.name)
-    folder = run_dir / method.artifact
-    if not folder.is_dir():
-        raise TuneloopError(f"{run_dir} has no {method.artifact}/: training did not finish; re-run it with --resume")
-    return folder
+    return RunDir.existing(run_dir).artifact()
 
 
 def run_labels(run_dir: str | Path) -> list[str] | None:
     """Class names a classification run was trained on (None for other tasks)."""
-    import json
-
-    manifest = Path(run_dir) / "data.json"
-    return json.loads(manifest.read_text()).get("labels") if manifest.exists() else None
+    return RunDir(Path(run_dir)).labels()
 
 
 def load_base_model(run_dir: str | Path):
@@ -37,10 +25,10 @@ def load_base_model(run_dir: str | Path):
     """
     from transformers import AutoTokenizer, set_seed
 
-    artifact = run_artifact(run_dir)
-    config = load_config(Path(run_dir) / "config.yaml")
+    run = RunDir.existing(run_dir)
+    artifact, config = run.artifact(), run.config()
     set_seed(config.train.seed)
-    model = get_task(config.task).load_model(config.model, run_labels(run_dir))
+    model = get_task(config.task).load_model(config.model, run.labels())
     tokenizer = AutoTokenizer.from_pretrained(str(artifact))
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
@@ -53,6 +41,6 @@ def load_tuned_model(run_dir: str | Path):
     For peft methods this is exactly ``peft.PeftModel.from_pretrained(base, run_dir / "adapter")``.
     """
     base, tokenizer = load_base_model(run_dir)
-    method = get_method(load_config(Path(run_dir) / "config.yaml").method.name)
-    model = method.load(base, run_artifact(run_dir))
+    run = RunDir.existing(run_dir)
+    model = run.method().load(base, run.artifact())
     return model.eval(), tokenizer

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from tuneloop.config import load_config
 from tuneloop.errors import TuneloopError
 from tuneloop.methods import get_method, methods_where
+from tuneloop.runs.folder import RunDir
 from tuneloop.serve.engine import BASE
 from tuneloop.store.versions import check_servable, list_versions, resolve
 
@@ -41,7 +41,7 @@ def resolve_served(conn, engine, base_model: str, name: str) -> Served:
         raise ModelNotServable(f"model {name!r}: a model is named by version or alias, never by a path")
     version = resolve(conn, name)
     check_servable(version)
-    config = load_config(version.run_path / "config.yaml")
+    config = RunDir(version.run_path).config()
     if config.model.name != base_model:
         raise ModelNotServable(f"{version.id} was trained on {config.model.name!r}; this server holds {base_model!r}")
     if not get_method(config.method.name).mixable:

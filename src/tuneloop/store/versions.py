@@ -19,9 +19,8 @@ import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
-from tuneloop.config import load_config
 from tuneloop.errors import NotFoundError, StoreError, TuneloopError
-from tuneloop.runs.models import run_artifact
+from tuneloop.runs.folder import RunDir
 from tuneloop.store import sql
 from tuneloop.store.db import now, write_transaction
 
@@ -90,42 +89,41 @@ def read_run(run_dir: str | Path) -> RunFacts:
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise StoreError(f"{run_dir} is not a folder")
-    artifact = _finished_artifact(run_dir, run_artifact)
-    config = load_config(run_dir / "config.yaml")
+    run, artifact = _finished_run(run_dir)
+    config = run.config()
     return RunFacts(
         project=config.project,
         artifact_path=artifact.resolve(),
-        dataset_hash=_dataset_hash(run_dir),
+        dataset_hash=_dataset_hash(run),
         config_hash=config_hash(config),
-        metrics=_metrics(run_dir),
+        metrics=_metrics(run),
     )
 
 
-def _finished_artifact(run_dir: Path, run_artifact) -> Path:
+def _finished_run(run_dir: Path) -> tuple[RunDir, Path]:
     try:
-        return run_artifact(run_dir)
+        run = RunDir.existing(run_dir)
+        return run, run.artifact()
     except TuneloopError as err:
         raise StoreError(str(err)) from None  # already names the folder and what is missing
 
 
-def _dataset_hash(run_dir: Path) -> str:
-    manifest = run_dir / "data.json"
-    if not manifest.is_file():
-        raise StoreError(f"cannot register {run_dir}: no data.json, so its data cannot be traced")
+def _dataset_hash(run: RunDir) -> str:
+    if not run.manifest_file.is_file():
+        raise StoreError(f"cannot register {run.path}: no data.json, so its data cannot be traced")
     try:
-        return json.loads(manifest.read_text(encoding="utf-8"))["dataset_hash"]
+        return run.manifest()["dataset_hash"]
     except (json.JSONDecodeError, KeyError, TypeError):
-        raise StoreError(f"cannot register {run_dir}: data.json has no dataset_hash") from None
+        raise StoreError(f"cannot register {run.path}: data.json has no dataset_hash") from None
 
 
-def _metrics(run_dir: Path) -> dict | None:
-    path = run_dir / "metrics.json"
-    if not path.is_file():
+def _metrics(run: RunDir) -> dict | None:
+    if not run.has_metrics():
         return None
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        return run.metrics()
     except json.JSONDecodeError:
-        raise StoreError(f"cannot register {run_dir}: metrics.json is not valid JSON") from None
+        raise StoreError(f"cannot register {run.path}: metrics.json is not valid JSON") from None
 
 
 def config_hash(config) -> str:

@@ -7,21 +7,18 @@ mid-training leaves ``checkpoints/`` and no ``adapter/``; ``--resume`` continues
 
 from __future__ import annotations
 
-import json
 import math
-import os
 import time
 from pathlib import Path
 
-from tuneloop.atomic import staged_dir, write_json_atomic, write_text_atomic
-from tuneloop.config import RunConfig, dump_config, load_config
-from tuneloop.data.pipeline import save_splits
+from tuneloop.atomic import staged_dir
+from tuneloop.config import RunConfig
 from tuneloop.errors import ConfigError, TuneloopError
 from tuneloop.losses.distill import check_unsharded
 from tuneloop.methods import apply_method, get_method, methods_where
 from tuneloop.objectives import get_task
 from tuneloop.progress import console
-from tuneloop.runs.models import run_artifact
+from tuneloop.runs.folder import RunDir
 from tuneloop.train.callbacks import JsonlLogCallback, RichProgressCallback
 from tuneloop.train.curriculum import check_curriculum, curriculum_rows
 from tuneloop.train.fused_lora import fuse_lora_layers
@@ -87,24 +84,24 @@ def set_threads(threads: int) -> None:
 
 
 def check_out_dir(out: Path, resume: bool) -> None:
-    if resume and not (out / "config.yaml").exists():
+    if resume and not RunDir(out).config_file.exists():
         raise TuneloopError(f"--resume: {out} holds no run to resume (no config.yaml)")
     if not resume and out.exists() and any(out.iterdir()):
         raise TuneloopError(f"run folder {out} already exists; pass --resume to continue it or choose another --out")
 
 
 def check_same_data(out: Path, data: PreparedData) -> None:
-    recorded = json.loads((out / "data.json").read_text())["dataset_hash"]
+    recorded = RunDir(out).manifest()["dataset_hash"]
     if recorded != data.manifest["dataset_hash"]:
         raise TuneloopError(f"--resume: the data changed since {out} was started (dataset hash differs)")
 
 
 def write_run_header(out: Path, config: RunConfig, data: PreparedData) -> None:
     out.mkdir(parents=True, exist_ok=True)
-    resolved = config.model_copy(update={"out": str(out)})
-    write_text_atomic(out / "config.yaml", dump_config(resolved))
-    write_json_atomic(out / "data.json", data.manifest)
-    save_splits(out / "splits", data.splits)
+    run = RunDir(out)
+    run.write_config(config.model_copy(update={"out": str(out)}))
+    run.write_manifest(data.manifest)
+    run.write_splits(data.splits)
 
 
 def load_model_with_method(task, config: RunConfig, labels: list[str] | None):
@@ -138,14 +135,14 @@ def continue_adapter(model, config: RunConfig):
     """The base with ``method.init_from``'s trained adapter on it, trainable (retraining from production)."""
     from peft import PeftModel
 
-    source = Path(config.method.init_from)
-    source_config = load_config(source / "config.yaml")
+    source = RunDir.existing(config.method.init_from)
+    source_config = source.config()
     if source_config.method.name != config.method.name or not get_method(config.method.name).switchable:
         raise ConfigError(
-            f"method.init_from: {source} was trained with {source_config.method.name!r}; continuing needs the same "
+            f"method.init_from: {source.path} was trained with {source_config.method.name!r}; continuing needs the same "
             f"peft method here (method.name {config.method.name!r}), one of {', '.join(methods_where('switchable'))}"
         )
-    return PeftModel.from_pretrained(model, str(run_artifact(source)), is_trainable=True)
+    return PeftModel.from_pretrained(model, str(source.artifact()), is_trainable=True)
 
 
 def validation_scorer(task, tokenizer, data: PreparedData, config: RunConfig):
@@ -206,7 +203,7 @@ def build_trainer(model, tokenizer, data: PreparedData, config: RunConfig, out: 
     args = training_arguments(
         config, out, rows_per_process(rows_per_step), rows_per_pass, has_validation=bool(val_rows), ordered=curriculum is not None
     )
-    callbacks = [JsonlLogCallback(out / "log.jsonl"), RichProgressCallback(), TensorBoardCallback(SummaryWriter(str(out / "tensorboard")))]
+    callbacks = [JsonlLogCallback(RunDir(out).log_file), RichProgressCallback(), TensorBoardCallback(SummaryWriter(str(out / "tensorboard")))]
     if val_rows and t.early_stopping_patience:
         callbacks.append(EarlyStoppingCallback(t.early_stopping_patience, t.early_stopping_min_delta))
     callbacks.extend(extra_callbacks)
@@ -323,8 +320,7 @@ def save_trained(model, tokenizer, config: RunConfig, out: Path) -> None:
 
 def write_train_summary(out: Path, trainer, seconds: float) -> None:
     state = trainer.state
-    write_json_atomic(
-        out / "train.json",
+    RunDir(out).write_train_summary(
         {
             "steps": state.global_step,
             "epochs": state.epoch,

@@ -31,6 +31,7 @@ from tuneloop.errors import ConfigError, TuneloopError
 from tuneloop.evaluate.heldout import evaluate_run
 from tuneloop.objectives import get_task
 from tuneloop.progress import console, quiet_libraries
+from tuneloop.runs.folder import RunDir
 from tuneloop.train.prepare import PreparedData, prepare_dataset
 from tuneloop.train.run import train
 from tuneloop.tune.report import write_outputs
@@ -201,7 +202,6 @@ def run_trials(config: RunConfig, out: Path, params: list[SearchParam]) -> None:
 def run_worker(raw_config: dict, out: str, waiting_only: bool = False) -> None:
     """One worker: loads the shared study and runs trials until the study has enough (or, with
     ``waiting_only``, only its enqueued trials)."""
-    import optuna
     from optuna.study import MaxTrialsCallback
     from optuna.trial import TrialState
 
@@ -235,7 +235,7 @@ class TrialObjective:
         pruning = PruneOnValidation(trial, f"eval_{self.config.tune.metric}", enabled=not trial.user_attrs.get("default"))
         run = train(config, callbacks=(pruning,))
         shutil.rmtree(run / "checkpoints", ignore_errors=True)  # the kept (best) weights are in the run
-        summary = json.loads((run / "train.json").read_text())
+        summary = RunDir(run).train_summary()
         trial.set_user_attr("steps", summary["steps"])
         trial.set_user_attr("train_seconds", summary["seconds"])
         if pruning.pruned_at is not None:
@@ -296,8 +296,9 @@ def best_run(study, config: RunConfig, out: Path, params: list[SearchParam]) -> 
     trial = study.best_trial
     folder = out / "best"
     recorded = folder / "tune_trial.json"
-    if recorded.is_file() and json.loads(recorded.read_text())["trial"] == trial.number and (folder / "metrics.json").is_file():
-        return {"trial": trial.number, "run": str(folder), "metrics": json.loads((folder / "metrics.json").read_text())}
+    best = RunDir(folder)
+    if recorded.is_file() and json.loads(recorded.read_text())["trial"] == trial.number and best.has_metrics():
+        return {"trial": trial.number, "run": str(folder), "metrics": best.metrics()}
     shutil.rmtree(folder, ignore_errors=True)  # an older winner, or a retrain cut short
     console().rule(f"retraining the best configuration (trial {trial.number}) and evaluating it once on the test split")
     train(trial_config(config, trial.params, folder))
