@@ -101,7 +101,7 @@ def test_kl_replay_trains_replay_rows_toward_the_base_and_records_it(tiny_model_
 
     from tuneloop.train.prepare import prepare_dataset
     from tuneloop.objectives import get_task
-    from tuneloop.losses import distill
+    from tuneloop.losses import distill, label_loss
     from tuneloop.train.run import train
 
     raw = tiny_config(tiny_model_dir, toy_chat_file, tmp_path / "run", max_steps=2).model_dump()
