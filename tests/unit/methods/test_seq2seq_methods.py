@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from tuneloop.methods import method_settings
-from tuneloop.methods import apply_method
+from tuneloop.methods import METHODS, apply_method, method_settings
 from tuneloop.objectives.seq2seq import SEQ2SEQ
 
 
 def method_config(name: str):
     wanted = dict(r=4, alpha=8.0, num_virtual_tokens=4, trainable_layers=1, bottleneck=8)
-    return method_settings(name, **{k: v for k, v in wanted.items() if k in method_settings(name).model_fields})
+    return method_settings(name, **{k: v for k, v in wanted.items() if k in METHODS[name].settings.model_fields})
 
 
 def load_t5(model_dir):
