@@ -14,7 +14,7 @@ import click
 import typer
 
 from tuneloop.chat import answer_prompts, chat_loop
-from tuneloop.cli.store import keys_app, models_app
+from tuneloop.cli.store import feedback_app, keys_app, models_app
 from tuneloop.cli.support import user_errors
 from tuneloop.config import FORMATS, DataConfig, RunConfig, format_validation_error, load_config
 from tuneloop.config_flags import click_options, config_flags, overrides_from_params, parse_mapping
@@ -47,6 +47,7 @@ data_app = typer.Typer(help="Inspect and validate data files.", no_args_is_help=
 app.add_typer(data_app, name="data")
 app.add_typer(models_app, name="models")
 app.add_typer(keys_app, name="keys")
+app.add_typer(feedback_app, name="feedback")
 
 
 @data_app.command("check")
