@@ -136,9 +136,6 @@ def keys_revoke_command(name: str = typer.Argument(..., help="Name of the key to
 
 # --- tuneloop feedback ----------------------------------------------------------------------
 
-EXPORT_NOUNS = {"preferences": ("pair", "pairs"), "ratings": ("rating", "ratings"), "corrections": ("conversation", "conversations")}
-
-
 @feedback_app.command("export")
 @user_errors
 def feedback_export_command(
@@ -157,16 +154,18 @@ def feedback_export_command(
 
 
 def _export_summary(export, out: Path) -> str:
-    one, many = EXPORT_NOUNS[export.kind]
+    one, many = feedback_export.KINDS[export.kind].row_names
     rows = f"{len(export.rows)} {one if len(export.rows) == 1 else many}"
-    notes = [f"{export.merged} repeat{'s' if export.merged != 1 else ''} merged into an earlier row"] if export.merged else []
+    merged = "1 repeat merged into an earlier row" if export.merged == 1 else f"{export.merged} repeats merged into earlier rows"
+    notes = [merged] if export.merged else []
     if export.left_out:
         listed = "; ".join(str(left) for left in export.left_out[:3])
         more = f"; and {len(export.left_out) - 3} more" if len(export.left_out) > 3 else ""
         notes.append(f"{len(export.left_out)} left out: {listed}{more}")
     details = f" ({'; '.join(notes)})" if notes else ""
     return (
-        f"wrote {rows} to {out} from {export.records} {export.kind} of {export.scope}{details}\n"
+        f"wrote {rows} to {out} from {export.records} {export.kind.removesuffix('s') if export.records == 1 else export.kind} "
+        f"of {export.scope}{details}\n"
         f"read it with: tuneloop data check {out} --format {export.format}"
     )
 

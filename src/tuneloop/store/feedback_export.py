@@ -106,15 +106,16 @@ def request_source(record: sqlite3.Row) -> dict:
 
 @dataclass(frozen=True)
 class Kind:
-    format: str
-    query: str
-    row: Callable[[sqlite3.Row], dict]
+    format: str  # the data format its rows are written in
+    query: str  # its records in a scope (sql.EXPORT_*)
+    row: Callable[[sqlite3.Row], dict]  # one record -> one row
+    row_names: tuple[str, str]  # what one row is called, and several
 
 
 KINDS: dict[str, Kind] = {
-    "preferences": Kind("pairs", sql.EXPORT_PREFERENCES, preference_row),
-    "ratings": Kind("ratings", sql.EXPORT_RATINGS, rating_row),
-    "corrections": Kind("chat", sql.EXPORT_CORRECTIONS, correction_row),
+    "preferences": Kind("pairs", sql.EXPORT_PREFERENCES, preference_row, ("pair", "pairs")),
+    "ratings": Kind("ratings", sql.EXPORT_RATINGS, rating_row, ("rating", "ratings")),
+    "corrections": Kind("chat", sql.EXPORT_CORRECTIONS, correction_row, ("conversation", "conversations")),
 }
 
 
