@@ -333,15 +333,20 @@ def shared_prompt(prompt: str | list[dict], key: str, answers: dict[str, tuple |
 
 
 def turns_in_cell(value):
-    """A CSV cell holding a JSON list or object of turns becomes that list or object; other text stays text."""
+    """A CSV cell holding the JSON of a message or a list of messages becomes it; any other text stays
+    text (an answer that is a JSON object, such as an extraction's, is an answer, not a message)."""
     if isinstance(value, str) and value.lstrip()[:2] in ("[{", "{\""):
         try:
             parsed = json.loads(value)
         except json.JSONDecodeError:
             return value
-        if isinstance(parsed, (list, dict)):
+        if is_message(parsed) or (isinstance(parsed, list) and parsed and all(map(is_message, parsed))):
             return parsed
     return value
+
+
+def is_message(value) -> bool:
+    return isinstance(value, dict) and ("role" in value or "from" in value)
 
 
 def chat_turn(turn: dict, key: str) -> dict:

@@ -103,6 +103,13 @@ def test_conversational_cells_of_a_csv_file_are_read_as_json(tmp_path):
     assert (report.examples[0].messages, report.examples[0].chosen, report.examples[0].rejected) == ((user("Hi"),), "Hello", "[not json] but text")
 
 
+def test_an_answer_that_is_json_text_stays_text():
+    """A structured-extraction model answers with JSON: as text (or a CSV cell) it is the answer, not a message."""
+    chosen, rejected = '{"category": "billing", "priority": "high"}', '[{"category": "bug"}]'
+    pair = normalise("pairs", {"prompt": '{"ticket": "Charged twice"}', "chosen": chosen, "rejected": rejected})
+    assert (pair.prompt, pair.chosen, pair.rejected, pair.messages) == ('{"ticket": "Charged twice"}', chosen, rejected, ())
+
+
 # --- pairs: bad rows -----------------------------------------------------------------------
 
 

@@ -37,7 +37,7 @@ def served(conn, make_run):
         "v2_invoice": log(conn, "support-triage:v2", chat_prompt("Where is my invoice?"), "Under Billing > Invoices."),
         "v1_reset": log(conn, "support-triage:v1", "Reset my password", "Use the reset link.", at=200.0),
         "base_reset": log(conn, None, "Reset my password", "Use the reset link.", project="support-triage"),
-        "v2_refund": log(conn, "support-triage:v2", chat_prompt("Refund please"), "Refunds take 5 days."),
+        "v2_refund": log(conn, "support-triage:v2", chat_prompt("Refund please"), '{"category": "billing", "priority": "low"}'),  # JSON text: an answer
         "v2_empty": log(conn, "support-triage:v2", chat_prompt("Hello?"), ""),
     }
     feedback.record_preference(conn, ids["v2_invoice"], ids["v1_invoice"])  # 1: v2 over v1
