@@ -17,7 +17,7 @@ from tuneloop.errors import ConfigError
 from tuneloop.methods import METHODS, get_method, methods_where
 from tuneloop.methods.lora import LoraSettings
 
-FORMATS = ("chat", "prompt_completion", "alpaca", "sharegpt", "text", "label", "pairs")
+FORMATS = ("chat", "prompt_completion", "alpaca", "sharegpt", "text", "label", "pairs", "ratings")
 TASKS = ("sft", "qa", "cpt", "classify", "seq2seq")
 
 
@@ -53,6 +53,11 @@ class SourceConfig(_Section):
         None, description="Build the completion as a JSON object of these columns (structured extraction)."
     )
     system_prompt: str | None = Field(None, description="System message put before every chat example and prompt.")
+    rating_threshold: float = Field(
+        0.5,
+        description="Format ratings: a numeric label at or above this score rates the completion good, below it bad "
+        "(words such as good/bad, true/false, thumbs up/down need no threshold).",
+    )
 
     @field_validator("path", mode="before")
     @classmethod

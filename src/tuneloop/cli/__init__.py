@@ -14,9 +14,9 @@ import click
 import typer
 
 from tuneloop.chat import answer_prompts, chat_loop
-from tuneloop.cli.store import keys_app, models_app
+from tuneloop.cli.store import feedback_app, keys_app, models_app
 from tuneloop.cli.support import user_errors
-from tuneloop.config import DataConfig, RunConfig, format_validation_error, load_config
+from tuneloop.config import FORMATS, DataConfig, RunConfig, format_validation_error, load_config
 from tuneloop.config_flags import click_options, config_flags, overrides_from_params, parse_mapping
 from tuneloop.data.pipeline import check_dataset, check_datasets
 from tuneloop.data.synth import SynthSettings, synthesize
@@ -47,6 +47,7 @@ data_app = typer.Typer(help="Inspect and validate data files.", no_args_is_help=
 app.add_typer(data_app, name="data")
 app.add_typer(models_app, name="models")
 app.add_typer(keys_app, name="keys")
+app.add_typer(feedback_app, name="feedback")
 
 
 @data_app.command("check")
@@ -56,17 +57,21 @@ def data_check(
     config: Optional[Path] = typer.Option(
         None, "--config", help="Check the datasets of this run config instead (data and every data.mix entry, with their own formats)."
     ),
-    format: Optional[str] = typer.Option(None, "--format", help="Row format: chat, prompt_completion, alpaca, sharegpt, text, label, pairs (default: chat)."),
+    format: Optional[str] = typer.Option(None, "--format", help=f"Row format: {', '.join(FORMATS)} (default: chat)."),
     columns: str = typer.Option("", help="Map format field to file column: prompt=question,completion=answer."),
     prompt_template: Optional[str] = typer.Option(None, help="Build the prompt from columns, e.g. 'Subject: {subject}\\n{body}'."),
     target_columns: str = typer.Option("", help="Build the completion as a JSON object of these comma-separated columns."),
     model: Optional[str] = typer.Option(None, help="Tokenizer for token lengths (default: none, lengths not shown)."),
     max_length: int = typer.Option(512, help="Rows longer than this many tokens are reported as too long."),
+    rating_threshold: Optional[float] = typer.Option(
+        None, help="Format ratings: a numeric label at or above this score is good, below it bad [default: 0.5]."
+    ),
 ):
     """Read data files row by row and report what is usable, what is not (file:line, reason), and the split."""
     if config is not None:
         given = [flag for flag, value in (("data files", data), ("--format", format), ("--columns", columns),
-                 ("--prompt-template", prompt_template), ("--target-columns", target_columns)) if value]  # fmt: skip
+                 ("--prompt-template", prompt_template), ("--target-columns", target_columns),
+                 ("--rating-threshold", rating_threshold is not None)) if value]  # fmt: skip
         if given:
             raise ConfigError(f"--config {config} names the data and how to read it; leave out {', '.join(given)}")
         check_datasets(load_config(config).data, token_counter_for(model))
@@ -80,6 +85,7 @@ def data_check(
         prompt_template=prompt_template,
         target_columns=[c.strip() for c in target_columns.split(",") if c.strip()] or None,
         max_length=max_length,
+        **({} if rating_threshold is None else {"rating_threshold": rating_threshold}),
     )
     check_dataset(cfg, token_counter_for(model))
 

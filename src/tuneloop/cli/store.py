@@ -1,4 +1,5 @@
-"""``tuneloop models`` and ``tuneloop keys``: the store's commands, added to the main app as sub-apps.
+"""``tuneloop models``, ``tuneloop keys`` and ``tuneloop feedback``: the store's commands, added to the main
+app as sub-apps.
 
 The store file is ``$TUNELOOP_STORE``, else ``$TUNELOOP_HOME/store.sqlite3``.
 """
@@ -13,11 +14,12 @@ from typing import Iterator, Optional
 import typer
 
 from tuneloop.cli.support import user_errors
-from tuneloop.store import keys, versions
+from tuneloop.store import feedback_export, keys, versions
 from tuneloop.store.db import connect
 
 models_app = typer.Typer(help="Registered model versions: lineage, stages, promotion and rollback.", no_args_is_help=True)
 keys_app = typer.Typer(help="API keys of the server: create (shown once), list, revoke.", no_args_is_help=True)
+feedback_app = typer.Typer(help="What users said about served answers, as data files to train on.", no_args_is_help=True)
 
 
 @contextlib.contextmanager
@@ -130,6 +132,42 @@ def keys_revoke_command(name: str = typer.Argument(..., help="Name of the key to
     with open_store() as conn:
         keys.revoke_key(conn, name)
     typer.echo(f"API key {name!r} revoked")
+
+
+# --- tuneloop feedback ----------------------------------------------------------------------
+
+@feedback_app.command("export")
+@user_errors
+def feedback_export_command(
+    name: str = typer.Argument(..., help="<project>:v<n>, <project>@production, or a project (all its versions)."),
+    kind: str = typer.Option(
+        ..., "--kind", help="preferences (A/B choices, format pairs), ratings (thumbs, format ratings) or corrections (format chat)."
+    ),
+    out: Path = typer.Option(..., "--out", help="JSONL file to write; each row names the feedback and requests it came from."),
+):
+    """Write a model's feedback from the store as a data file that `tuneloop data check` reads with nothing dropped."""
+    feedback_export.check_out_path(out)
+    with open_store() as conn:
+        export = feedback_export.export_feedback(conn, name, kind)
+    feedback_export.write_export(export, out)
+    typer.echo(_export_summary(export, out))
+
+
+def _export_summary(export, out: Path) -> str:
+    one, many = feedback_export.KINDS[export.kind].row_names
+    rows = f"{len(export.rows)} {one if len(export.rows) == 1 else many}"
+    merged = "1 repeat merged into an earlier row" if export.merged == 1 else f"{export.merged} repeats merged into earlier rows"
+    notes = [merged] if export.merged else []
+    if export.left_out:
+        listed = "; ".join(str(left) for left in export.left_out[:3])
+        more = f"; and {len(export.left_out) - 3} more" if len(export.left_out) > 3 else ""
+        notes.append(f"{len(export.left_out)} left out: {listed}{more}")
+    details = f" ({'; '.join(notes)})" if notes else ""
+    return (
+        f"wrote {rows} to {out} from {export.records} {export.kind.removesuffix('s') if export.records == 1 else export.kind} "
+        f"of {export.scope}{details}\n"
+        f"read it with: tuneloop data check {out} --format {export.format}"
+    )
 
 
 # --- rendering ------------------------------------------------------------------------------

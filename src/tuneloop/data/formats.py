@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import re
 import string
 from typing import Callable
@@ -42,6 +43,21 @@ def is_blank(value) -> bool:
 def column_name(cfg: DataConfig, name: str) -> str:
     """The file column that holds canonical field ``name``."""
     return cfg.columns.get(name, name)
+
+
+# Other columns a format's field may come from when the file has no column of the field's name and
+# data.columns maps none: LLaMA-Factory's preference files name the shared conversation ``conversations``.
+ALTERNATIVE_COLUMNS: dict[str, dict[str, tuple[str, ...]]] = {
+    "pairs": {"prompt": ("conversations",)},
+    "ratings": {"prompt": ("conversations",)},
+}
+
+
+def column_choices(cfg: DataConfig, name: str) -> tuple[str, ...]:
+    """The columns that may hold canonical field ``name``, in order of preference."""
+    if name in cfg.columns:
+        return (cfg.columns[name],)
+    return (name, *ALTERNATIVE_COLUMNS.get(cfg.format, {}).get(name, ()))
 
 
 def column(fields: dict, cfg: DataConfig, name: str, required: bool = True):
@@ -93,7 +109,8 @@ def turn_content(value, field: str) -> str:
     return str(value).strip()
 
 
-def check_conversation(messages: list[dict], field: str) -> list[dict]:
+def check_turns(messages: list[dict], field: str) -> list[dict]:
+    """Every turn has a known role and some text."""
     if not messages:
         raise RowError(field, "empty conversation")
     for turn in messages:
@@ -101,6 +118,11 @@ def check_conversation(messages: list[dict], field: str) -> list[dict]:
             raise RowError(field, f"unknown role {turn['role']!r} (expected one of {', '.join(ROLES)})")
         if not turn["content"]:
             raise RowError(field, f"empty {turn['role']} turn")
+    return messages
+
+
+def check_conversation(messages: list[dict], field: str) -> list[dict]:
+    check_turns(messages, field)
     if not any(m["role"] == "assistant" for m in messages):
         raise RowError(field, "no assistant turn")
     if messages[-1]["role"] != "assistant":
@@ -226,13 +248,131 @@ def label(fields: dict, cfg: DataConfig) -> Example:
 
 
 def pairs(fields: dict, cfg: DataConfig) -> Example:
-    return Example(
-        "",
-        0,
-        prompt=text_column(fields, cfg, "prompt"),
-        chosen=text_column(fields, cfg, "chosen"),
-        rejected=text_column(fields, cfg, "rejected"),
-    )
+    """A prompt and two answers to it, the better one first; see :func:`shared_prompt` for the shapes."""
+    prompt_key, prompt = prompt_column(fields, cfg)
+    chosen_key, rejected_key = column_name(cfg, "chosen"), column_name(cfg, "rejected")
+    chosen, chosen_turns = answer(column(fields, cfg, "chosen"), chosen_key)
+    rejected, rejected_turns = answer(column(fields, cfg, "rejected"), rejected_key)
+    if " ".join(chosen.split()) == " ".join(rejected.split()):
+        raise RowError(rejected_key, f"identical to {chosen_key} (a pair needs two different answers)")
+    text, messages = shared_prompt(prompt, prompt_key, {chosen_key: chosen_turns, rejected_key: rejected_turns}, cfg)
+    return Example("", 0, messages=messages, prompt=text, chosen=chosen, rejected=rejected)
+
+
+def ratings(fields: dict, cfg: DataConfig) -> Example:
+    """A prompt, one answer to it and a person's rating of that answer (good or bad, or a score)."""
+    prompt_key, prompt = prompt_column(fields, cfg)
+    completion_key = column_name(cfg, "completion")
+    completion, completion_turns = answer(column(fields, cfg, "completion"), completion_key)
+    good, score = rating(column(fields, cfg, "label"), column_name(cfg, "label"), cfg.rating_threshold)
+    text, messages = shared_prompt(prompt, prompt_key, {completion_key: completion_turns}, cfg)
+    return Example("", 0, messages=messages, prompt=text, completion=completion, good=good, score=score)
+
+
+# --- pairs and ratings: the shared prompt, the answers, the rating ------------------------
+
+GOOD_WORDS = frozenset({"good", "true", "yes", "up", "thumbs up", "thumbsup", "positive", "desirable", "\N{THUMBS UP SIGN}"})
+BAD_WORDS = frozenset({"bad", "false", "no", "down", "thumbs down", "thumbsdown", "negative", "undesirable", "\N{THUMBS DOWN SIGN}"})
+
+
+def prompt_column(fields: dict, cfg: DataConfig) -> tuple[str, str | list[dict]]:
+    """(the column that holds the prompt, the prompt): plain text, or the turns of a conversation
+    (a list, or a CSV cell holding one as JSON)."""
+    choices = column_choices(cfg, "prompt")
+    key = next((name for name in choices if name in fields), choices[0])
+    value = turns_in_cell(fields.get(key))
+    if isinstance(value, list):
+        return key, [chat_turn(turn, key) for turn in parse_turns(value, key)]
+    if is_blank(value):
+        raise RowError(key, "missing" if value is None else "empty")
+    return key, as_text(value, key)
+
+
+def answer(value, key: str) -> tuple[str, tuple[dict, ...] | None]:
+    """(the answer's text, the turns given before it, or None when the answer is plain text).
+
+    An answer is text, an assistant message (``{"role": "assistant", "content": ...}`` or
+    ``{"from": "gpt", "value": ...}``), or a list of messages ending with one (TRL's conversational
+    shape: usually that one message; a whole conversation repeats the prompt's turns before it).
+    """
+    value = turns_in_cell(value)
+    if isinstance(value, dict):
+        value = [value]
+    if not isinstance(value, list):
+        text = as_text(value, key)
+        if not text:
+            raise RowError(key, "empty")
+        return text, None
+    messages = [chat_turn(turn, key) for turn in parse_turns(value, key)]
+    if not messages:
+        raise RowError(key, "empty (a list of no messages)")
+    last = messages[-1]
+    if last["role"] != "assistant":
+        raise RowError(key, f"ends with a {last['role'] or 'role-less'} turn, expected the assistant's answer")
+    if not last["content"]:
+        raise RowError(key, "empty")
+    return last["content"], tuple(messages[:-1])
+
+
+def shared_prompt(prompt: str | list[dict], key: str, answers: dict[str, tuple | None], cfg: DataConfig) -> tuple[str, tuple[dict, ...]]:
+    """(plain-text prompt, conversation): one of them is set.
+
+    The prompt is a conversation when it is given as turns or when an answer is given as a message;
+    a plain-text prompt is then its user turn. Turns an answer repeats before itself must be the prompt's.
+    """
+    if isinstance(prompt, str) and all(turns is None for turns in answers.values()):
+        return prompt, ()
+    messages = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else prompt
+    check_turns(messages, key)
+    if messages[-1]["role"] != "user":
+        raise RowError(key, "conversation does not end with a user turn (the answers reply to it)")
+    for name, turns in answers.items():
+        if turns and list(turns) != messages:
+            raise RowError(name, f"the turns before its answer differ from {key}")
+    return "", with_system(messages, cfg)
+
+
+def turns_in_cell(value):
+    """A CSV cell holding the JSON of a message or a list of messages becomes it; any other text stays
+    text (an answer that is a JSON object, such as an extraction's, is an answer, not a message)."""
+    if isinstance(value, str) and value.lstrip()[:2] in ("[{", "{\""):
+        try:
+            parsed = json.loads(value)
+        except json.JSONDecodeError:
+            return value
+        if is_message(parsed) or (isinstance(parsed, list) and parsed and all(map(is_message, parsed))):
+            return parsed
+    return value
+
+
+def is_message(value) -> bool:
+    return isinstance(value, dict) and ("role" in value or "from" in value)
+
+
+def chat_turn(turn: dict, key: str) -> dict:
+    """``{"role", "content"}`` from an OpenAI-style or a ShareGPT-style (``from``/``value``) turn."""
+    if "role" not in turn and "from" in turn:
+        return {"role": sharegpt_role(turn.get("from")), "content": turn_content(turn.get("value"), key)}
+    return {"role": str(turn.get("role") or "").strip().lower(), "content": turn_content(turn.get("content"), key)}
+
+
+def rating(value, key: str, threshold: float) -> tuple[bool, float | None]:
+    """(good, score): a word or boolean is the rating itself; a number is a score, good at or above ``threshold``."""
+    if isinstance(value, bool):
+        return value, None
+    if isinstance(value, str):
+        word = " ".join(value.strip().casefold().replace("_", " ").replace("-", " ").split())
+        if word in GOOD_WORDS or word in BAD_WORDS:
+            return word in GOOD_WORDS, None
+        try:
+            value = float(value.strip())
+        except ValueError:
+            raise RowError(key, f"not a rating: {value.strip()!r} (expected good/bad, true/false, yes/no, thumbs up/down, or a number)") from None
+    if not isinstance(value, (int, float)):
+        raise RowError(key, f"not a rating: got {'an object' if isinstance(value, dict) else 'a list'}, expected a word or a number")
+    if not math.isfinite(value):
+        raise RowError(key, f"not a rating: {value} is not a finite number")
+    return value >= threshold, float(value)
 
 
 FORMATS: dict[str, Normaliser] = {
@@ -243,6 +383,7 @@ FORMATS: dict[str, Normaliser] = {
     "text": text,
     "label": label,
     "pairs": pairs,
+    "ratings": ratings,
 }
 
 # Canonical fields of each format (the names cfg.columns may map): required, then optional.
@@ -254,6 +395,7 @@ REQUIRED_FIELDS: dict[str, tuple[str, ...]] = {
     "text": ("text",),
     "label": ("text", "label"),
     "pairs": ("prompt", "chosen", "rejected"),
+    "ratings": ("prompt", "completion", "label"),
 }
 OPTIONAL_FIELDS: dict[str, tuple[str, ...]] = {"alpaca": ("input",)}
 

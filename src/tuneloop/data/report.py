@@ -28,6 +28,11 @@ def summarise_data(report, splits=None, count_tokens: Callable[[Example], int] |
     labels = Counter(e.label for e in report.examples if e.label is not None)
     if labels:
         summary["labels"] = dict(labels.most_common())
+    ratings = Counter("good" if e.good else "bad" for e in report.examples if e.good is not None)
+    if ratings:
+        summary["ratings"] = {rating: ratings[rating] for rating in ("good", "bad")}
+    if any(e.chosen or e.completion for e in report.examples):  # pairs, ratings: a prompt's rows share a split
+        summary["prompts"] = len({e.leakage_key() for e in report.examples})
     if splits is not None:
         summary["split_sizes"] = splits.sizes()
     return summary
@@ -55,6 +60,10 @@ def print_data_summary(summary: dict, console, max_rows: int = 30) -> None:
         console.print(f"tokens per row: p50 {lengths['p50']}, p95 {lengths['p95']}, max {lengths['max']}")
     if "labels" in summary:
         console.print(counts_table("labels", "label", summary["labels"], shares=True))
+    if "ratings" in summary:
+        console.print(counts_table("ratings", "rating", summary["ratings"], shares=True))
+    if "prompts" in summary:
+        console.print(f"distinct prompts {summary['prompts']} (the rows of one prompt stay in one split)")
     if "split_sizes" in summary:
         console.print(counts_table("split", "split", summary["split_sizes"]))
 

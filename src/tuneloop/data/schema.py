@@ -22,7 +22,13 @@ class Example:
         ``{"role": ..., "content": ...}`` dicts ending with an assistant turn;
       - text: ``text``;
       - label: ``text`` and ``label``;
-      - pairs: ``prompt``, ``chosen``, ``rejected``.
+      - pairs: the prompt, ``chosen`` and ``rejected`` (the two answers' text);
+      - ratings: the prompt, ``completion``, ``good`` (the rating) and ``score`` (the number it
+        came from, None for a word such as "good" or a boolean).
+
+    The prompt of pairs and ratings is either plain text, ``prompt``, or a conversation,
+    ``messages``: the system and user (and earlier assistant) turns the answers reply to, ending
+    with a user turn, kept as turns so a trainer renders them with the chat template.
     """
 
     source: str
@@ -33,6 +39,9 @@ class Example:
     prompt: str = ""
     chosen: str = ""
     rejected: str = ""
+    completion: str = ""
+    good: bool | None = None
+    score: float | None = None
     meta: dict = field(default_factory=dict, compare=False, hash=False)
 
     @property
@@ -44,16 +53,23 @@ class Example:
 
     @property
     def target_text(self) -> str:
-        """What the model should produce: last assistant turn, label, or chosen answer."""
+        """What the model should produce: chosen answer, rated completion, last assistant turn, or label."""
+        if self.chosen or self.completion:
+            return self.chosen or self.completion
         if self.messages:
             return self.messages[-1]["content"]
-        if self.label is not None:
-            return self.label
-        return self.chosen
+        return self.label if self.label is not None else ""
 
     def leakage_key(self) -> str:
-        """Normalised input text: two examples with the same key must share a split."""
+        """Normalised input text (for pairs and ratings, the prompt): two examples with the same key
+        must share a split."""
         return normalise_text(self.input_text)
+
+    def duplicate_key(self) -> tuple:
+        """Two examples with the same key say the same thing: same input, same answer, and the same
+        rejected answer or rating (two pairs sharing a chosen answer but rejecting different ones
+        are two pairs; two ratings of one answer that disagree are both kept)."""
+        return (self.leakage_key(), self.target_text, self.rejected, self.good, self.score)
 
 
 def normalise_text(text: str) -> str:

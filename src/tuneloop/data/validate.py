@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Callable
 
 from tuneloop.config import DataConfig
-from tuneloop.data.formats import FORMATS, Normaliser, RowError, format_fields, required_fields, template_fields
+from tuneloop.data.formats import FORMATS, Normaliser, RowError, column_choices, format_fields, required_fields, template_fields
 from tuneloop.data.load import BadRow, RawRow, columns_of, describe_columns, read_rows
 from tuneloop.data.schema import Example
 from tuneloop.errors import DataError
@@ -59,7 +59,7 @@ def load_examples(cfg: DataConfig) -> DataReport:
     for path in cfg.path:  # every file's columns first: fail before a long read, not after
         check_columns_exist(Path(path), cfg)
     report = DataReport()
-    first_seen: dict[tuple[str, str], str] = {}
+    first_seen: dict[tuple, str] = {}
     for path in cfg.path:
         for row in read_rows(path):
             report.rows_read += 1
@@ -99,9 +99,10 @@ def normalise_row(row: RawRow | BadRow, normalise: Normaliser, cfg: DataConfig, 
     return dataclasses.replace(example, source=row.source, line=row.line)
 
 
-def keep_unless_duplicate(example: Example, first_seen: dict[tuple[str, str], str], report: DataReport) -> None:
-    """Same normalised input and same target as an earlier row: drop it, naming the first."""
-    key = (example.leakage_key(), example.target_text)
+def keep_unless_duplicate(example: Example, first_seen: dict[tuple, str], report: DataReport) -> None:
+    """Same normalised input and same answer (and rejected answer or rating) as an earlier row: drop it,
+    naming the first."""
+    key = example.duplicate_key()
     if key in first_seen:
         report.dropped.append(DroppedRow(example.source, example.line, None, f"duplicate of {first_seen[key]}"))
         return
@@ -117,13 +118,14 @@ def no_usable_rows_message(cfg: DataConfig, report: DataReport) -> str:
     return f"no usable rows in {files}: {report.rows_read} rows read, all dropped; first reasons: {reasons}"
 
 
-def wanted_columns(cfg: DataConfig) -> list[tuple[str, str]]:
-    """(file column, why it is needed) for every column the config names or the format needs."""
-    wanted = [(name, f"data.columns {canonical}={name}") for canonical, name in cfg.columns.items()]
-    wanted += [(name, "used by prompt_template") for name in template_fields(cfg.prompt_template or "")]
-    wanted += [(name, "listed in target_columns") for name in cfg.target_columns or []]
+def wanted_columns(cfg: DataConfig) -> list[tuple[tuple[str, ...], str]]:
+    """(file columns, any one of which will do; why one is needed) for every column the config names or
+    the format needs."""
+    wanted = [((name,), f"data.columns {canonical}={name}") for canonical, name in cfg.columns.items()]
+    wanted += [((name,), "used by prompt_template") for name in template_fields(cfg.prompt_template or "")]
+    wanted += [((name,), "listed in target_columns") for name in cfg.target_columns or []]
     wanted += [
-        (name, f"needed by format {cfg.format!r}; map yours with columns {name}=COLUMN")
+        (column_choices(cfg, name), f"needed by format {cfg.format!r}; map yours with columns {name}=COLUMN")
         for name in required_fields(cfg)
         if name not in cfg.columns
     ]
@@ -135,7 +137,11 @@ def check_columns_exist(path: Path, cfg: DataConfig) -> None:
     existing = columns_of(path)
     if not existing:  # an empty file, or no readable record: the row reports say why
         return
-    problems = dict.fromkeys(f"column {name!r} does not exist ({why})" for name, why in wanted_columns(cfg) if name not in existing)
+    problems = dict.fromkeys(
+        f"column {' or '.join(map(repr, names))} does not exist ({why})"
+        for names, why in wanted_columns(cfg)
+        if not any(name in existing for name in names)
+    )
     if problems:
         raise DataError(f"{path}: {'; '.join(problems)}; columns in the file: {describe_columns(existing)}")
 

@@ -2,20 +2,8 @@
 
 from __future__ import annotations
 
-import json
-
 from tuneloop.data.schema import Example
-
-
-def logged_messages(prompt: str) -> list[dict]:
-    """The conversation a logged request sent (chat requests are logged as JSON messages)."""
-    try:
-        messages = json.loads(prompt)
-    except json.JSONDecodeError:
-        messages = None
-    if isinstance(messages, list) and all(isinstance(m, dict) and "role" in m for m in messages):
-        return [{"role": m["role"], "content": m["content"]} for m in messages]
-    return [{"role": "user", "content": prompt}]
+from tuneloop.store.requests import logged_messages
 
 
 def correction_examples(corrections, system_prompt: str | None) -> list[Example]:

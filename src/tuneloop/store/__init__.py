@@ -8,6 +8,7 @@ Nothing else reads or writes it: the server, the monitor and retraining call the
 - :mod:`~tuneloop.store.versions`: register, resolve, promote, rollback, lineage
 - :mod:`~tuneloop.store.requests`: the request log
 - :mod:`~tuneloop.store.feedback`: ratings, preferences, corrections, and their queries
+- :mod:`~tuneloop.store.feedback_export`: that feedback as ``pairs``, ``ratings`` and ``chat`` data files
 - :mod:`~tuneloop.store.keys`: API keys
 - :mod:`~tuneloop.store.sql`: every SQL statement, migrations first
 """

@@ -6,6 +6,7 @@ is random rather than a counter, so a client can only leave feedback on answers 
 
 from __future__ import annotations
 
+import json
 import secrets
 import sqlite3
 from dataclasses import dataclass
@@ -97,6 +98,22 @@ def recent(
     """The latest requests, newest first, optionally of one project or version and after ``since``."""
     params = {"project": project, "version_id": version_id, "since": since, "limit": limit}
     return [_request(row) for row in conn.execute(sql.RECENT_REQUESTS, params)]
+
+
+def logged_conversation(prompt: str) -> list[dict] | None:
+    """The messages of a chat request (logged as their JSON); None for a plain-text prompt."""
+    try:
+        messages = json.loads(prompt)
+    except json.JSONDecodeError:
+        return None
+    if isinstance(messages, list) and messages and all(isinstance(m, dict) and "role" in m for m in messages):
+        return [{"role": m["role"], "content": m.get("content", "")} for m in messages]
+    return None
+
+
+def logged_messages(prompt: str) -> list[dict]:
+    """The conversation a logged request sent: a chat request's messages, a plain prompt as a user turn."""
+    return logged_conversation(prompt) or [{"role": "user", "content": prompt}]
 
 
 def _request(row: sqlite3.Row) -> LoggedRequest:

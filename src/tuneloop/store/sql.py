@@ -192,6 +192,37 @@ PREFERENCES = """
     ORDER BY f.id
 """
 
+# --- feedback exported as data files (store/feedback_export.py) ------------------------------
+# One project's feedback, or one version's (:version_id): a rating or correction belongs to the
+# version that gave the answer, a preference to both versions compared. Oldest first.
+
+EXPORT_RATINGS = """
+    SELECT f.id, f.rating, f.created_at, r.id AS request_id, r.version_id, r.prompt, r.response,
+           r.created_at AS requested_at
+    FROM feedback f JOIN requests r ON r.id = f.request_id
+    WHERE f.id IN (SELECT MAX(id) FROM feedback WHERE kind = 'rating' GROUP BY request_id)
+      AND r.project = :project AND (:version_id IS NULL OR r.version_id = :version_id)
+    ORDER BY f.id
+"""
+EXPORT_CORRECTIONS = """
+    SELECT f.id, f.correction, f.created_at, r.id AS request_id, r.version_id, r.prompt, r.response,
+           r.created_at AS requested_at
+    FROM feedback f JOIN requests r ON r.id = f.request_id
+    WHERE f.kind = 'correction'
+      AND r.project = :project AND (:version_id IS NULL OR r.version_id = :version_id)
+    ORDER BY f.id
+"""
+EXPORT_PREFERENCES = """
+    SELECT f.id, f.created_at, c.prompt,
+           c.id AS chosen_request_id, c.version_id AS chosen_version, c.response AS chosen, c.created_at AS chosen_requested_at,
+           j.id AS rejected_request_id, j.version_id AS rejected_version, j.response AS rejected, j.created_at AS rejected_requested_at
+    FROM feedback f JOIN requests c ON c.id = f.request_id JOIN requests j ON j.id = f.rejected_id
+    WHERE f.kind = 'preference'
+      AND (c.project = :project OR j.project = :project)
+      AND (:version_id IS NULL OR c.version_id = :version_id OR j.version_id = :version_id)
+    ORDER BY f.id
+"""
+
 # --- API keys -------------------------------------------------------------------------------
 
 INSERT_KEY = """

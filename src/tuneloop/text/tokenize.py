@@ -159,6 +159,17 @@ def collate_packed(rows: list[PackedRow], pad_token_id: int) -> dict:
 def token_counter(tokenizer, data_format: str):
     """An example's length in tokens as the tasks reading ``data_format`` would tokenise it."""
     ensure_chat_template(tokenizer)
-    if data_format in ("text", "label", "pairs"):
+    if data_format in ("pairs", "ratings"):
+        return lambda example: answered_prompt_length(tokenizer, example)
+    if data_format in ("text", "label"):
         return lambda example: len(tokenizer(example.input_text + example.target_text)["input_ids"])
     return lambda example: len(tokenize_chat(tokenizer, example))
+
+
+def answered_prompt_length(tokenizer, example: Example) -> int:
+    """Tokens of a pair's or rating's prompt (a conversation rendered with the chat template, up to the
+    assistant cue) and of its longest answer."""
+    prompt = render_prompt(tokenizer, example.messages) if example.messages else example.prompt
+    answers = [text for text in (example.chosen, example.rejected, example.completion) if text]
+    count = lambda text: len(tokenizer(text, add_special_tokens=False)["input_ids"])  # noqa: E731
+    return count(prompt) + max(map(count, answers))

@@ -139,3 +139,10 @@ def test_split_manifest_for_data_json(tmp_path):
     assert manifest["split_sizes"] == splits.sizes() and sum(splits.sizes().values()) == 20
     assert manifest["label_counts"] == {"a": 10, "b": 10}
     assert manifest["dataset_hash"] == dataset_hash(splits.train + splits.val + splits.test)
+
+
+def test_dataset_hash_tells_ratings_apart():
+    """The rating fields count once set (and, at their defaults, leave the pinned hash above alone)."""
+    good = Example("f", 1, prompt="p", completion="c", good=True)
+    assert len({dataset_hash([good]), dataset_hash([Example("f", 1, prompt="p", completion="c", good=False)]),
+                dataset_hash([Example("f", 1, prompt="p", completion="c", good=True, score=0.9)])}) == 3  # fmt: skip

@@ -63,7 +63,7 @@ def test_missing_file(tmp_path):
 def test_unknown_format_lists_formats(tmp_path):
     path = write_lines(tmp_path / "t.jsonl", [{"text": "x"}])
     cfg = DataConfig(path=[str(path)]).model_copy(update={"format": "tweets"})
-    with pytest.raises(DataError, match="unknown format 'tweets'; choose one of: chat, prompt_completion, alpaca, sharegpt, text, label, pairs"):
+    with pytest.raises(DataError, match="unknown format 'tweets'; choose one of: chat, prompt_completion, alpaca, sharegpt, text, label, pairs, ratings"):
         load_examples(cfg)
 
 
