@@ -97,7 +97,7 @@ def test_tokens_loss_and_batch_are_trls(tiny_reward, tmp_path):
     trl_loss = trainer.compute_loss(model, {key: trl_batch[key] for key in ("input_ids", "attention_mask")})
     assert pairs == len(PAIRS)
     assert float(summed.detach() / pairs) == pytest.approx(float(trl_loss.detach()), rel=1e-6)
-    assert 0 < float(trl_loss) < 5
+    assert 0 < float(trl_loss.detach()) < 5
 
 
 def test_a_non_pairs_format_is_refused():
