@@ -11,13 +11,13 @@ from tuneloop.runs.models import load_base_model, load_tuned_model
 
 
 def generative_task(run_dir: Path):
-    """The run's task, which answers with text; a classifier's run has no text to give."""
+    """The run's task, which answers with text; a classifier's or a reward model's run has no text to give."""
     run = RunDir.existing(run_dir)
     run.artifact()  # a clear error for a folder that is not a finished run
     name = run.config().task
     task = get_task(name)
     if not task.generates:
-        raise TuneloopError(f"{run_dir} was trained for task {name!r}, which predicts labels, not text; use tuneloop eval")
+        raise TuneloopError(f"{run_dir} was trained for task {name!r}, which predicts {task.predicts}, not text; use tuneloop eval")
     return task
 
 

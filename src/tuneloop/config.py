@@ -18,7 +18,7 @@ from tuneloop.methods import METHODS, get_method, methods_where
 from tuneloop.methods.lora import LoraSettings
 
 FORMATS = ("chat", "prompt_completion", "alpaca", "sharegpt", "text", "label", "pairs", "ratings")
-TASKS = ("sft", "qa", "cpt", "classify", "seq2seq")
+TASKS = ("sft", "qa", "cpt", "classify", "seq2seq", "reward")
 
 
 class _Section(BaseModel):
@@ -287,8 +287,8 @@ class TuneConfig(BaseModel):
         "auto",
         description="Validation metric the search optimises; trials early-stop on it and keep their best checkpoint: "
         "auto (the task's headline metric, as eval.primary picks it: accuracy for classify, f1 for qa, "
-        "json_field_accuracy or rouge_l for sft, chrf for seq2seq, perplexity for cpt), loss, perplexity, or a task "
-        "metric scored on the validation split (exact_match, json_field_accuracy, accuracy, ...).",
+        "json_field_accuracy or rouge_l for sft, chrf for seq2seq, perplexity for cpt, pairwise_accuracy for reward), "
+        "loss, perplexity, or a task metric scored on the validation split (exact_match, json_field_accuracy, accuracy, ...).",
     )
     direction: Literal["auto", "minimize", "maximize"] = Field(
         "auto", description="Optimisation direction of tune.metric: auto = minimize loss/perplexity, maximize the rest."
@@ -313,7 +313,8 @@ class RunConfig(_Section):
     task: Literal[TASKS] = Field(
         "sft",
         description="Objective: sft (chat/instruction), qa (generative QA), cpt (continued pre-training on raw text), "
-        "classify (sequence classification), seq2seq (encoder-decoder: summarisation, translation).",
+        "classify (sequence classification), seq2seq (encoder-decoder: summarisation, translation), "
+        "reward (reward model: one score per reply, learnt from preference pairs).",
     )
     out: str | None = Field(None, description="Run folder (default runs/<project>/<timestamp>).")
     model: ModelConfig = Field(default_factory=ModelConfig)

@@ -47,7 +47,7 @@ def applies(task, config) -> str | None:
 def skip_reason(task) -> str | None:
     """Why the suite does not apply to ``task`` (None when it does)."""
     if not task.generates:
-        return f"not measured: task {task.name!r} predicts labels and does not generate text"
+        return f"not measured: task {task.name!r} predicts {task.predicts} and does not generate text"
     if task.peft_task_type != "CAUSAL_LM":
         return f"not measured: the general suite needs a causal language model, task {task.name!r} trains {task.peft_task_type}"
     return None

@@ -20,6 +20,7 @@ TASKS: dict[str, str] = {
     "cpt": "tuneloop.objectives.causal:CPT",
     "classify": "tuneloop.objectives.classify:CLASSIFY",
     "seq2seq": "tuneloop.objectives.seq2seq:SEQ2SEQ",
+    "reward": "tuneloop.objectives.reward:REWARD",
 }
 
 

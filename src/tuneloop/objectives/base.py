@@ -17,6 +17,7 @@ class Task:
     peft_task_type: str = "CAUSAL_LM"
     default_primary: str = "auto"  # headline metric when eval.primary is "auto"
     generates: bool = True  # answers prompts with text (chat, generate, serving)
+    predicts: str = "text"  # what the model gives back, in messages refusing a use that needs text
     drops_too_long: bool = True  # False: long examples are cut into pieces instead (cpt)
     packs: bool = True  # several examples may share a row (causal LMs with position_ids)
 

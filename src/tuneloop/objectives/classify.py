@@ -22,6 +22,7 @@ class ClassifyTask(Task):
     peft_task_type = "SEQ_CLS"
     default_primary = "accuracy"
     generates = False
+    predicts = "labels"
     packs = False  # one pooled prediction per row
 
     def labels_of(self, examples):

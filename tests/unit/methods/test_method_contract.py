@@ -2,8 +2,8 @@
 
 A method trains (loss falls on a fixed toy batch), touches only its own parameters (frozen ones
 stay bit-identical), trains as many parameters as its formula says, and survives save -> load,
-for every task the method applies to: causal LM (tiny Llama), classification (tiny BERT) and
-seq2seq (tiny T5).
+for every task the method applies to: causal LM (tiny Llama), classification (tiny BERT),
+seq2seq (tiny T5) and a reward model (tiny Llama with a one-output head, Bradley–Terry loss).
 """
 
 from __future__ import annotations
@@ -64,6 +64,18 @@ def classification_batch() -> dict:
     return {"input_ids": toy_batch(), "labels": torch.tensor([0, 1, 0, 1])}
 
 
+def reward_batch() -> dict:
+    """Two fixed preference pairs in TRL's layout: the chosen sequences, then the rejected ones."""
+    return {"input_ids": toy_batch(), "attention_mask": torch.ones_like(toy_batch())}
+
+
+def reward_loss(model, batch: dict) -> torch.Tensor:
+    from tuneloop.objectives.reward import REWARD
+
+    summed, pairs = REWARD.summed_loss(model, batch)
+    return summed / pairs
+
+
 def seq2seq_batch() -> dict:
     """Four fixed source -> target pairs with a simple arithmetic pattern to memorise."""
     from tuneloop.objectives.seq2seq import SEQ2SEQ, Seq2SeqExample
@@ -85,6 +97,7 @@ class TaskCase:
     make: Callable  # (tiny model dirs) -> fresh base model, identically seeded on every call
     batch: Callable  # () -> the fixed toy batch: keyword arguments of the model's forward, labels included
     head: str | None = None  # module a fresh task head lives in (trained by every method)
+    loss: Callable = batch_loss  # (model, batch) -> the loss to train
 
 
 def causal_lm(dirs):
@@ -98,6 +111,13 @@ def bert_classifier(dirs):
     return AutoModelForSequenceClassification.from_pretrained(dirs["bert"], num_labels=2)
 
 
+def llama_reward_model(dirs):
+    from transformers import AutoModelForSequenceClassification
+
+    torch.manual_seed(0)
+    return AutoModelForSequenceClassification.from_pretrained(dirs["llama"], num_labels=1)
+
+
 def t5(dirs):
     from transformers import AutoModelForSeq2SeqLM
 
@@ -109,9 +129,11 @@ TASK_CASES = {
     "sft": TaskCase("CAUSAL_LM", causal_lm, causal_batch),
     "classify": TaskCase("SEQ_CLS", bert_classifier, classification_batch, head="classifier"),
     "seq2seq": TaskCase("SEQ_2_SEQ_LM", t5, seq2seq_batch),
+    "reward": TaskCase("SEQ_CLS", llama_reward_model, reward_batch, head="score", loss=reward_loss),
 }
 # (method, task) pairs that cannot apply: the builder must say so with a ConfigError.
-NOT_APPLICABLE = {("prefix", "classify")}  # transformers 5's BERT takes no past_key_values
+# transformers 5's BERT takes no past_key_values, nor does its Llama with a classification head.
+NOT_APPLICABLE = {("prefix", "classify"), ("prefix", "reward")}
 
 
 @pytest.fixture(scope="module")
@@ -132,19 +154,19 @@ def expected_with_head(name: str, base, cfg, case: TaskCase) -> int:
     return backbone + sum(p.numel() for p in head.parameters())
 
 
-def train(model, batch: dict, learning_rate: float) -> tuple[float, float]:
+def train(model, batch: dict, learning_rate: float, loss=batch_loss) -> tuple[float, float]:
     """A few AdamW steps (no weight decay, so untouched parameters stay put); loss before and after."""
     model.train()
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=learning_rate, weight_decay=0.0)
     with torch.no_grad():
-        first = batch_loss(model, batch).item()
+        first = loss(model, batch).item()
     for _ in range(STEPS):
         optimizer.zero_grad()
-        batch_loss(model, batch).backward()
+        loss(model, batch).backward()
         optimizer.step()
     with torch.no_grad():
-        return first, batch_loss(model, batch).item()
+        return first, loss(model, batch).item()
 
 
 def save_and_reload(name: str, model, fresh_base, folder):
@@ -184,7 +206,7 @@ def check_method_contract(name: str, task: str, tiny_dirs: dict, tmp_path) -> No
     assert sum(p.numel() for p in model.parameters() if p.requires_grad) == expected
 
     learning_rate = TASK_LEARNING_RATES.get((name, task), LEARNING_RATES.get(name, 1e-2))
-    first, last = train(model, batch, learning_rate)
+    first, last = train(model, batch, learning_rate, case.loss)
     assert last < first, f"{name}/{task}: loss {first:.4f} -> {last:.4f}"
     changed = {n for n, p in model.named_parameters() if not torch.equal(p, before[n])}
     assert changed - trainable == set(), "frozen parameters moved"
