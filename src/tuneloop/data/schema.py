@@ -52,6 +52,11 @@ class Example:
         return self.prompt or self.text
 
     @property
+    def prompt_turns(self) -> list[dict]:
+        """The prompt of a pair or rating as chat turns: its conversation, or its text as one user turn."""
+        return list(self.messages) if self.messages else [{"role": "user", "content": self.prompt}]
+
+    @property
     def target_text(self) -> str:
         """What the model should produce: chosen answer, rated completion, last assistant turn, or label."""
         if self.chosen or self.completion:

@@ -86,7 +86,7 @@ class RewardTask(Task):
 
     def tokenize(self, tokenizer, example, labels):
         """Both replies rendered after the prompt with the chat template (TRL's conversational tokenising)."""
-        return TokenizedPair(reply_ids(tokenizer, example.prompt, example.chosen), reply_ids(tokenizer, example.prompt, example.rejected))
+        return TokenizedPair(reply_ids(tokenizer, example.prompt_turns, example.chosen), reply_ids(tokenizer, example.prompt_turns, example.rejected))
 
     def batch_rows(self, tokenized, packs, pack_length, seed):
         return [PairRow(pair.chosen_ids, pair.rejected_ids) for pair in sorted(tokenized, key=len, reverse=True)]
@@ -120,8 +120,9 @@ class RewardTask(Task):
         return {"scores": pairwise_scores(margins), "predictions": [preference_text(margin) for margin in margins]}
 
 
-def reply_ids(tokenizer, prompt: str, reply: str) -> list[int]:
-    messages = [{"role": "user", "content": prompt}, {"role": "assistant", "content": reply}]
+def reply_ids(tokenizer, prompt_turns: list[dict], reply: str) -> list[int]:
+    """The prompt's turns (a system prompt and earlier turns included) and the reply, rendered by the chat template."""
+    messages = [*prompt_turns, {"role": "assistant", "content": reply}]
     return list(tokenizer.apply_chat_template(messages, tokenize=True, return_dict=True)["input_ids"])
 
 

@@ -120,3 +120,13 @@ def test_it_predicts_scores_and_generates_nothing():
     few_shot, forgetting = (suite.applies(REWARD, config) for suite in SUITES.values())
     assert "few-shot applies to sft, qa" in few_shot
     assert forgetting == "not measured: task 'reward' predicts a reward score per reply and does not generate text"
+
+
+def test_a_conversational_prompt_is_rendered_with_its_turns(tiny_reward):
+    _, tokenizer = tiny_reward
+    text = Example("p.jsonl", 1, prompt="Where is my refund?", chosen="Ticket 12: it left today.", rejected="Dunno.")
+    turns = Example("p.jsonl", 2, messages=({"role": "user", "content": "Where is my refund?"},), chosen=text.chosen, rejected=text.rejected)
+    assert REWARD.tokenize(tokenizer, turns, None) == REWARD.tokenize(tokenizer, text, None)  # one user turn = the text prompt
+    system = Example("p.jsonl", 3, messages=({"role": "system", "content": "Answer as Northwind support."}, *turns.messages), chosen=text.chosen, rejected=text.rejected)
+    rendered = tokenizer.decode(REWARD.tokenize(tokenizer, system, None).chosen_ids)
+    assert "Answer as Northwind support." in rendered and "Ticket 12: it left today." in rendered
