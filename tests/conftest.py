@@ -56,3 +56,14 @@ def tiny_t5_dir(tmp_path_factory) -> Path:
 @pytest.fixture
 def toy_chat_file(tmp_path) -> Path:
     return write_jsonl(tmp_path / "toy.jsonl", toy_chat_rows())
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Tiny models gain nothing from threads, and on a busy 2-core machine two threads contend badly."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

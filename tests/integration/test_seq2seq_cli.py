@@ -10,6 +10,8 @@ import pytest
 
 from helpers import run_cli, write_jsonl
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny models gain nothing from threads
+
 # A fixed word-for-word mapping: a random T5 learns it quickly, and the held-out rows are new
 # combinations of the same words, so the tuned model can do better than the base on them.
 LEXICON = {"red": "rouge", "blue": "bleu", "green": "vert", "cat": "chat", "dog": "chien", "big": "grand", "small": "petit", "house": "maison"}
@@ -29,17 +31,6 @@ def translation_rows(n: int = 40, seed: int = 0) -> list[dict]:
 @pytest.fixture
 def translation_file(tmp_path) -> Path:
     return write_jsonl(tmp_path / "translate.jsonl", translation_rows())
-
-
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Tiny models gain nothing from threads, and on a busy 2-core machine two threads contend badly."""
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def test_train_then_eval_through_the_cli(tiny_t5_dir, translation_file, tmp_path):

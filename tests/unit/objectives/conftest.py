@@ -6,11 +6,5 @@ import pytest
 
 
 @pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Tiny models gain nothing from threads, and on a busy 2-core machine two threads contend badly."""
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
+def _one_thread_each(one_torch_thread):
     yield
-    torch.set_num_threads(threads)
