@@ -263,7 +263,7 @@ def test_yaml_blocks_are_valid_configs(block):
 
 
 SHIM = '''#!{python}
-"""tuneloop with the doc-test's rewrite table (tests/docs/test_doc_commands.py) applied to its arguments."""
+"""tuneloop with the doc-test's rewrite table (tests/integration/test_doc_commands.py) applied to its arguments."""
 import json
 import sys
 
