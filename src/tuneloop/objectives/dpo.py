@@ -49,12 +49,19 @@ class TokenizedDpoPair:
 
 @dataclass(frozen=True)
 class DpoRow:
-    """A pair as a batch holds it: both sequences, so train.tokens_per_batch counts both."""
+    """A pair as a batch holds it: both sequences, so train.tokens_per_batch counts both. ``collate`` reads
+    the same fields of a :class:`TokenizedDpoPair` (a curriculum's unpacked rows are the pairs themselves)."""
 
-    pair: TokenizedDpoPair
+    prompt_ids: list[int]
+    chosen_ids: list[int]
+    rejected_ids: list[int]
 
     def __len__(self) -> int:
-        return 2 * len(self.pair.prompt_ids) + len(self.pair.chosen_ids) + len(self.pair.rejected_ids)
+        return 2 * len(self.prompt_ids) + len(self.chosen_ids) + len(self.rejected_ids)
+
+
+def as_row(pair: TokenizedDpoPair) -> DpoRow:
+    return DpoRow(pair.prompt_ids, pair.chosen_ids, pair.rejected_ids)
 
 
 def dpo_sigmoid_loss(chosen_logratios, rejected_logratios, beta: float):
@@ -101,7 +108,7 @@ class DpoTask(Task):
         return TokenizedDpoPair(prompt_ids[:start], chosen[start:], rejected[start:])
 
     def batch_rows(self, tokenized, packs, pack_length, seed):
-        return [DpoRow(pair) for pair in sorted(tokenized, key=len, reverse=True)]
+        return [as_row(pair) for pair in sorted(tokenized, key=len, reverse=True)]
 
     def collate(self, rows, pad_token_id):
         """TRL's DPO batch: ``input_ids``, ``attention_mask`` and ``completion_mask`` of shape
@@ -109,9 +116,8 @@ class DpoTask(Task):
         import torch
         from trl.trainer.dpo_trainer import DataCollatorForPreference
 
-        pairs = [row.pair for row in rows]
-        batch = DataCollatorForPreference(pad_token_id)([{"prompt_ids": p.prompt_ids, "chosen_ids": p.chosen_ids, "rejected_ids": p.rejected_ids} for p in pairs])
-        batch["real_tokens"] = torch.tensor(sum(len(row) for row in rows))
+        batch = DataCollatorForPreference(pad_token_id)([{"prompt_ids": r.prompt_ids, "chosen_ids": r.chosen_ids, "rejected_ids": r.rejected_ids} for r in rows])
+        batch["real_tokens"] = torch.tensor(sum(len(as_row(row)) for row in rows))
         return batch
 
     def loss_function(self, config):
@@ -141,7 +147,7 @@ class DpoTask(Task):
         chosen, rejected = [], []
         with torch.no_grad():
             for start in range(0, len(pairs), batch_size):
-                batch = self.collate([DpoRow(pair) for pair in pairs[start : start + batch_size]], pad_token_id)
+                batch = self.collate(pairs[start : start + batch_size], pad_token_id)
                 log_probs = completion_log_probs(model, batch).cpu()
                 chosen.append(log_probs.chunk(2)[0])
                 rejected.append(log_probs.chunk(2)[1])

@@ -98,10 +98,12 @@ def test_tokens_batch_and_loss_are_trls(tiny_policy, tiny_model_dir, tmp_path):
 
     rows = DPO.batch_rows(ours, False, 128, 0)
     batch = DPO.collate(rows, tokenizer.pad_token_id)
-    trl_batch = trainer.data_collator([{"prompt_ids": r.pair.prompt_ids, "chosen_ids": r.pair.chosen_ids, "rejected_ids": r.pair.rejected_ids} for r in rows])
+    trl_batch = trainer.data_collator([{"prompt_ids": r.prompt_ids, "chosen_ids": r.chosen_ids, "rejected_ids": r.rejected_ids} for r in rows])
     for key in ("input_ids", "attention_mask", "completion_mask"):
         assert torch.equal(batch[key], trl_batch[key]), key
-    assert int(batch["real_tokens"]) == int(batch["attention_mask"].sum())
+    assert int(batch["real_tokens"]) == int(batch["attention_mask"].sum()) == sum(len(r) for r in rows)
+    pairs_as_rows = DPO.collate(sorted(ours, key=len, reverse=True), tokenizer.pad_token_id)  # a curriculum's unpacked rows
+    assert all(torch.equal(pairs_as_rows[key], batch[key]) for key in batch)
 
     model.train()
     summed, pairs = DPO.loss_function(dpo_config())(model, batch)
