@@ -80,3 +80,8 @@ def test_beta_is_refused_for_another_task(tiny_model_dir, toy_chat_file, tmp_pat
     result = run_cli(*args)
     assert result.exit_code == 2
     assert "dpo.beta set, but task is 'sft'" in result.output
+
+
+def test_a_dpo_run_is_a_chat_model(dpo_run):
+    result = run_cli("generate", str(dpo_run), "--prompt", "Write the reply to ticket NW-10001.", "--max-new-tokens", "4")
+    assert result.exit_code == 0, result.output
