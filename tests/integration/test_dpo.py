@@ -75,7 +75,7 @@ def test_a_chat_file_is_refused_before_training(tiny_model_dir, toy_chat_file, t
 
 
 def test_beta_is_refused_for_another_task(tiny_model_dir, toy_chat_file, tmp_path):
-    args = list(dpo_args(tiny_model_dir, toy_chat_file, tmp_path / "run", "--beta", "0.5"))
+    args = list(dpo_args(tiny_model_dir, toy_chat_file, tmp_path / "run", "--dpo-beta", "0.5"))
     args[args.index("pairs")], args[args.index("dpo")] = "chat", "sft"
     result = run_cli(*args)
     assert result.exit_code == 2

@@ -22,6 +22,7 @@ TASKS: dict[str, str] = {
     "seq2seq": "tuneloop.objectives.seq2seq:SEQ2SEQ",
     "reward": "tuneloop.objectives.reward:REWARD",
     "dpo": "tuneloop.objectives.dpo:DPO",
+    "kto": "tuneloop.objectives.kto:KTO",
 }
 
 
