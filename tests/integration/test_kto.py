@@ -8,14 +8,11 @@ import json
 import pytest
 
 from helpers import run_cli, write_jsonl
-from tuneloop.demo.preferences import generate_preference_pairs
+from tuneloop.demo.preferences import generate_preference_pairs, ratings_of_pairs
 
 
 def rating_rows(n: int = 40, seed: int = 0) -> list[dict]:
-    rows = []
-    for pair in generate_preference_pairs(n, seed):
-        rows += [{"prompt": pair["prompt"], "completion": pair["chosen"], "label": "good"}, {"prompt": pair["prompt"], "completion": pair["rejected"], "label": "bad"}]
-    return rows
+    return ratings_of_pairs(generate_preference_pairs(n, seed))
 
 
 def kto_args(model_dir, data, out, *extra):
