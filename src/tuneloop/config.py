@@ -18,7 +18,7 @@ from tuneloop.methods import METHODS, get_method, methods_where
 from tuneloop.methods.lora import LoraSettings
 
 FORMATS = ("chat", "prompt_completion", "alpaca", "sharegpt", "text", "label", "pairs", "ratings")
-TASKS = ("sft", "qa", "cpt", "classify", "seq2seq", "reward")
+TASKS = ("sft", "qa", "cpt", "classify", "seq2seq", "reward", "dpo", "kto")
 
 
 class _Section(BaseModel):
@@ -225,6 +225,36 @@ class TrainConfig(_Section):
     )
 
 
+class DpoConfig(_Section):
+    """Settings of the dpo task; refused when the run trains another task."""
+
+    beta: float = Field(
+        0.1, gt=0,
+        description="DPO: strength of the pull toward the reference (the model with its adapter off); the implicit "
+        "reward is beta x (log pi - log pi_ref). Smaller lets the policy move further.",
+    )  # fmt: skip
+
+
+class KtoConfig(_Section):
+    """Settings of the kto task; refused when the run trains another task."""
+
+    beta: float = Field(
+        0.1, gt=0,
+        description="KTO: strength of the pull toward the reference (the model with its adapter off); the implicit "
+        "reward is beta x (log pi - log pi_ref).",
+    )  # fmt: skip
+    desirable_weight: float = Field(1.0, gt=0, description="KTO: weight of the loss on answers rated good.")
+    undesirable_weight: float = Field(
+        1.0, gt=0,
+        description="KTO: weight of the loss on answers rated bad (raise it when bad answers are rarer, so that "
+        "weight x count is about equal on both sides).",
+    )  # fmt: skip
+
+
+# One section per objective that has settings of its own; each is refused when changed for another task.
+OBJECTIVE_SECTIONS = {"dpo": DpoConfig, "kto": KtoConfig}
+
+
 class EvalConfig(_Section):
     max_new_tokens: int = Field(64, gt=0, description="Tokens generated per test example.")
     batch_size: int = Field(16, gt=0, description="Evaluation: test examples generated at once.")
@@ -314,13 +344,17 @@ class RunConfig(_Section):
         "sft",
         description="Objective: sft (chat/instruction), qa (generative QA), cpt (continued pre-training on raw text), "
         "classify (sequence classification), seq2seq (encoder-decoder: summarisation, translation), "
-        "reward (reward model: one score per reply, learnt from preference pairs).",
+        "reward (reward model: one score per reply, learnt from preference pairs), "
+        "dpo (direct preference optimisation of a chat model on preference pairs), "
+        "kto (a chat model trained on answers rated good or bad).",
     )
     out: str | None = Field(None, description="Run folder (default runs/<project>/<timestamp>).")
     model: ModelConfig = Field(default_factory=ModelConfig)
     data: DataConfig = Field(default_factory=DataConfig)
     method: MethodConfig = Field(default_factory=LoraSettings)
     train: TrainConfig = Field(default_factory=TrainConfig)
+    dpo: DpoConfig = Field(default_factory=DpoConfig)
+    kto: KtoConfig = Field(default_factory=KtoConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
     tune: TuneConfig = Field(default_factory=TuneConfig)
 
@@ -336,6 +370,16 @@ class RunConfig(_Section):
         # Recorded in the resolved config, so a run names the model its replay answers came from.
         if self.data.replay_fraction > 0 and self.data.replay_model is None:
             self.data.replay_model = self.model.name
+        return self
+
+    @model_validator(mode="after")
+    def _objective_sections_match_the_task(self) -> "RunConfig":
+        # A setting of another objective would be silently ignored; the defaults are written into every run.
+        for task, section in OBJECTIVE_SECTIONS.items():
+            given, defaults = getattr(self, task), section()
+            changed = [f"{task}.{name}" for name in section.model_fields if getattr(given, name) != getattr(defaults, name)]
+            if changed and self.task != task:
+                raise ValueError(f"{', '.join(changed)} set, but task is {self.task!r}: the {task} section applies to task {task} only")
         return self
 
     @model_validator(mode="after")

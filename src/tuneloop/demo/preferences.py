@@ -101,6 +101,21 @@ def write_preference_pairs(path: str | Path, n: int = 300, seed: int = 0) -> Pat
     return write_text_atomic(path, "".join(lines))
 
 
+def ratings_of_pairs(pairs: list[dict]) -> list[dict]:
+    """Each pair as two rated answers (format ``ratings``, for KTO): the chosen reply good, the rejected bad."""
+    rows = []
+    for pair in pairs:
+        rows.append({"prompt": pair["prompt"], "completion": pair["chosen"], "label": "good"})
+        rows.append({"prompt": pair["prompt"], "completion": pair["rejected"], "label": "bad", "broken": pair["broken"]})
+    return rows
+
+
+def write_ratings(path: str | Path, n: int = 300, seed: int = 0) -> Path:
+    """Write the ``2 n`` ratings of ``generate_preference_pairs(n, seed)`` as JSONL (format ``ratings``), atomically."""
+    lines = [json.dumps(row, ensure_ascii=False) + "\n" for row in ratings_of_pairs(generate_preference_pairs(n, seed))]
+    return write_text_atomic(path, "".join(lines))
+
+
 def ticket_prompt(ticket: dict) -> str:
     return f"Write the reply to ticket {ticket['ticket_id']} from {ticket['customer_name']}.\nSubject: {ticket['subject']}"
 

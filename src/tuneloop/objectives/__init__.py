@@ -21,6 +21,8 @@ TASKS: dict[str, str] = {
     "classify": "tuneloop.objectives.classify:CLASSIFY",
     "seq2seq": "tuneloop.objectives.seq2seq:SEQ2SEQ",
     "reward": "tuneloop.objectives.reward:REWARD",
+    "dpo": "tuneloop.objectives.dpo:DPO",
+    "kto": "tuneloop.objectives.kto:KTO",
 }
 
 

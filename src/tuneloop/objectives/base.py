@@ -20,6 +20,7 @@ class Task:
     predicts: str = "text"  # what the model gives back, in messages refusing a use that needs text
     drops_too_long: bool = True  # False: long examples are cut into pieces instead (cpt)
     packs: bool = True  # several examples may share a row (causal LMs with position_ids)
+    perplexity: bool = True  # the loss is a per-token cross-entropy of text, so exp(loss) is a perplexity
 
     # --- checks before anything is written --------------------------------------------------
     def check_config(self, config) -> None:
@@ -64,6 +65,11 @@ class Task:
 
     def collate(self, rows: list, pad_token_id: int) -> dict:
         return collate_rows(rows, pad_token_id)
+
+    def loss_function(self, config):
+        """``(model, batch) -> (summed loss, count)`` the trainer trains on: :meth:`summed_loss`, with any
+        of the run's settings it needs bound (dpo's beta)."""
+        return self.summed_loss
 
     def summed_loss(self, model, batch: dict):
         """(sum of per-label losses, number of labels) of one batch."""

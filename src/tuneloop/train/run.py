@@ -177,8 +177,8 @@ TRAINER_METRICS = ("loss", "perplexity")
 
 def trainer_metrics(task) -> tuple[str, ...]:
     """The trainer's own validation metrics for ``task``: no perplexity for a task that does not generate
-    text (a classifier's loss is over its labels)."""
-    return TRAINER_METRICS if task.generates else ("loss",)
+    text (a classifier's loss is over its labels) or whose loss is not a per-token cross-entropy (dpo)."""
+    return TRAINER_METRICS if task.generates and task.perplexity else ("loss",)
 
 
 def greater_is_better(metric: str, direction: str) -> bool:
@@ -214,7 +214,7 @@ def build_trainer(model, tokenizer, data: PreparedData, config: RunConfig, out: 
         eval_dataset=val_rows or None,
         data_collator=lambda rows: task.collate(rows, tokenizer.pad_token_id),
         callbacks=callbacks,
-        loss_fn=task.summed_loss,
+        loss_fn=task.loss_function(config),
         score_fn=scorer,
         perplexity="perplexity" in trainer_metrics(task),
     )
