@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from tuneloop.errors import ConfigError, DataError
 from tuneloop.losses.label_loss import summed_label_loss
+from tuneloop.methods import get_method, methods_where
 from tuneloop.models.load import load_causal_lm, load_tokenizer
 from tuneloop.text.generate import generate_texts
 from tuneloop.text.tokenize import batch_rows, collate_rows, ensure_chat_template, render_prompt
@@ -105,3 +106,13 @@ def check_labels_shared(splits, labels: list[str]) -> None:
                 f"label {missing[0]!r} appears in the {name} split ({where}) but never in the training split; "
                 "add training rows for it or remove those rows (classes the model never saw cannot be scored)"
             )
+
+
+def check_reference_is_the_base(task_name: str, method_name: str) -> None:
+    """Preference tasks score the policy against its base, the model with its adapter switched off:
+    refuse a method that has no adapter to switch off, naming those that have."""
+    if not get_method(method_name).switchable:
+        raise ConfigError(
+            f"task {task_name} takes its reference model from the policy with its adapter switched off; method "
+            f"{method_name!r} has none to switch off (use one of {', '.join(methods_where('switchable'))})"
+        )

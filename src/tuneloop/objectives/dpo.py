@@ -28,10 +28,9 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 
-from tuneloop.errors import ConfigError, DataError
+from tuneloop.errors import DataError
 from tuneloop.losses.distill import base_model
-from tuneloop.methods import get_method, methods_where
-from tuneloop.objectives.base import Task
+from tuneloop.objectives.base import Task, check_reference_is_the_base
 
 
 @dataclass(frozen=True)
@@ -86,11 +85,7 @@ class DpoTask(Task):
 
     def check_config(self, config) -> None:
         super().check_config(config)
-        if not get_method(config.method.name).switchable:
-            raise ConfigError(
-                f"task dpo takes its reference model from the policy with its adapter switched off; method "
-                f"{config.method.name!r} has none to switch off (use one of {', '.join(methods_where('switchable'))})"
-            )
+        check_reference_is_the_base(self.name, config.method.name)
 
     def check_splits(self, splits):
         if len(splits.train) < 2:

@@ -25,10 +25,9 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 
-from tuneloop.errors import ConfigError, DataError
+from tuneloop.errors import DataError
 from tuneloop.losses.distill import base_model
-from tuneloop.methods import get_method, methods_where
-from tuneloop.objectives.base import Task
+from tuneloop.objectives.base import Task, check_reference_is_the_base
 from tuneloop.objectives.dpo import common_prefix_length, completion_log_probs, render_ids
 
 
@@ -67,11 +66,7 @@ class KtoTask(Task):
 
     def check_config(self, config) -> None:
         super().check_config(config)
-        if not get_method(config.method.name).switchable:
-            raise ConfigError(
-                f"task kto takes its reference model from the policy with its adapter switched off; method "
-                f"{config.method.name!r} has none to switch off (use one of {', '.join(methods_where('switchable'))})"
-            )
+        check_reference_is_the_base(self.name, config.method.name)
 
     def check_splits(self, splits):
         if len(splits.train) < 2:
