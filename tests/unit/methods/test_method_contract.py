@@ -12,8 +12,10 @@ import re
 from dataclasses import dataclass
 from typing import Callable
 
+import peft
 import pytest
 import torch
+from packaging.version import Version
 
 from tuneloop.errors import ConfigError
 from tuneloop.methods import METHODS, apply_method, method_settings
@@ -131,9 +133,11 @@ TASK_CASES = {
     "seq2seq": TaskCase("SEQ_2_SEQ_LM", t5, seq2seq_batch),
     "reward": TaskCase("SEQ_CLS", llama_reward_model, reward_batch, head="score", loss=reward_loss),
 }
-# (method, task) pairs that cannot apply: the builder must say so with a ConfigError.
-# transformers 5's BERT takes no past_key_values, nor does its Llama with a classification head.
-NOT_APPLICABLE = {("prefix", "classify"), ("prefix", "reward")}
+# (method, task) pairs that cannot apply: the builder must say so with a ConfigError. peft before
+# 0.22 hands prefix keys/values as past_key_values, which transformers 5's BERT and its Llama with a
+# classification head do not take; peft 0.22 prefix-tunes them, and then the whole contract applies.
+PEFT_PREFIXES_CLASSIFIERS = Version(peft.__version__) >= Version("0.22")
+NOT_APPLICABLE = set() if PEFT_PREFIXES_CLASSIFIERS else {("prefix", "classify"), ("prefix", "reward")}
 
 
 @pytest.fixture(scope="module")
@@ -288,6 +292,7 @@ def test_adapter_finds_the_block_projections_of_other_architectures(make, task_t
     assert head_trained == (task_type == "SEQ_CLS")
 
 
+@pytest.mark.skipif(PEFT_PREFIXES_CLASSIFIERS, reason="this peft prefix-tunes BERT: test_method_contract[prefix-classify] checks it")
 def test_prefix_on_bert_is_a_config_error_naming_alternatives():
     # peft 0.21 checks BERT's forward for past_key_values (renamed `cache` in transformers 5) and fails.
     with pytest.raises(ConfigError, match="prefix tuning does not apply") as caught:
