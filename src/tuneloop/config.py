@@ -18,7 +18,7 @@ from tuneloop.methods import METHODS, get_method, methods_where
 from tuneloop.methods.lora import LoraSettings
 
 FORMATS = ("chat", "prompt_completion", "alpaca", "sharegpt", "text", "label", "pairs", "ratings")
-TASKS = ("sft", "qa", "cpt", "classify", "seq2seq", "reward", "dpo", "kto")
+TASKS = ("sft", "qa", "cpt", "classify", "seq2seq", "reward", "dpo", "kto", "ppo")
 
 
 class _Section(BaseModel):
@@ -251,8 +251,40 @@ class KtoConfig(_Section):
     )  # fmt: skip
 
 
+class PpoConfig(_Section):
+    """Settings of the ppo task; refused when the run trains another task."""
+
+    reward_run: str | None = Field(
+        None, description="PPO: the reward model that scores each sampled answer, a finished run of task reward (required)."
+    )
+    kl_coef: float = Field(
+        0.05, ge=0,
+        description="PPO: weight of the per-token KL penalty to the reference (the model with its adapter off) in the reward.",
+    )  # fmt: skip
+    target_kl: float | None = Field(
+        None, gt=0,
+        description="PPO: adaptive KL control (Ziegler et al., 2019): kl_coef rises while the answers' KL to the reference "
+        "is above this target and falls while below (unset: kl_coef stays fixed).",
+    )  # fmt: skip
+    clip_range: float = Field(0.2, gt=0, lt=1, description="PPO: the policy ratio is clipped to [1 - clip_range, 1 + clip_range].")
+    clip_range_value: float = Field(0.2, gt=0, description="PPO: the value head may move at most this far from its rollout-time estimate per update.")
+    value_coef: float = Field(0.1, ge=0, description="PPO: weight of the value head's loss beside the policy's.")
+    gamma: float = Field(1.0, gt=0, le=1, description="PPO: discount of later rewards (1: none, the usual choice for answers).")
+    lam: float = Field(0.95, ge=0, le=1, description="PPO: GAE's lambda, trading the advantage's bias (0) against its variance (1).")
+    rollouts_per_step: int = Field(16, ge=2, description="PPO: prompts answered (sampled) and scored per PPO step.")
+    epochs_per_rollout: int = Field(4, ge=1, description="PPO: optimisation passes over each step's answers.")
+    minibatch_size: int = Field(4, ge=1, description="PPO: answers per gradient update within a pass.")
+    max_new_tokens: int = Field(64, gt=0, description="PPO: longest answer sampled, in tokens.")
+    temperature: float = Field(1.0, gt=0, description="PPO: sampling temperature of the answers (1: the policy's own distribution).")
+    update_kl_limit: float = Field(
+        0.05, gt=0,
+        description="PPO: stop a step's remaining passes once the approximate KL between the policy before and after "
+        "the step's updates passes this (keeps each step a small, trusted move).",
+    )  # fmt: skip
+
+
 # One section per objective that has settings of its own; each is refused when changed for another task.
-OBJECTIVE_SECTIONS = {"dpo": DpoConfig, "kto": KtoConfig}
+OBJECTIVE_SECTIONS = {"dpo": DpoConfig, "kto": KtoConfig, "ppo": PpoConfig}
 
 
 class EvalConfig(_Section):
@@ -346,7 +378,8 @@ class RunConfig(_Section):
         "classify (sequence classification), seq2seq (encoder-decoder: summarisation, translation), "
         "reward (reward model: one score per reply, learnt from preference pairs), "
         "dpo (direct preference optimisation of a chat model on preference pairs), "
-        "kto (a chat model trained on answers rated good or bad).",
+        "kto (a chat model trained on answers rated good or bad), "
+        "ppo (a chat model trained by reinforcement learning against a reward run: sampled answers, KL penalty, value head).",
     )
     out: str | None = Field(None, description="Run folder (default runs/<project>/<timestamp>).")
     model: ModelConfig = Field(default_factory=ModelConfig)
@@ -355,6 +388,7 @@ class RunConfig(_Section):
     train: TrainConfig = Field(default_factory=TrainConfig)
     dpo: DpoConfig = Field(default_factory=DpoConfig)
     kto: KtoConfig = Field(default_factory=KtoConfig)
+    ppo: PpoConfig = Field(default_factory=PpoConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
     tune: TuneConfig = Field(default_factory=TuneConfig)
 
@@ -380,6 +414,15 @@ class RunConfig(_Section):
             changed = [f"{task}.{name}" for name in section.model_fields if getattr(given, name) != getattr(defaults, name)]
             if changed and self.task != task:
                 raise ValueError(f"{', '.join(changed)} set, but task is {self.task!r}: the {task} section applies to task {task} only")
+        return self
+
+    @model_validator(mode="after")
+    def _ppo_needs_a_reward_model(self) -> "RunConfig":
+        if self.task == "ppo" and not self.ppo.reward_run:
+            raise ValueError(
+                "task ppo needs a reward model to score the answers it samples: set ppo.reward_run "
+                "to a finished run of task reward"
+            )
         return self
 
     @model_validator(mode="after")

@@ -22,6 +22,7 @@ class Task:
     drops_too_long: bool = True  # False: long examples are cut into pieces instead (cpt)
     packs: bool = True  # several examples may share a row (causal LMs with position_ids)
     perplexity: bool = True  # the loss is a per-token cross-entropy of text, so exp(loss) is a perplexity
+    trains_itself: bool = False  # True: the task runs its own training loop (:meth:`fit`), not the Trainer's (ppo, grpo)
 
     # --- checks before anything is written --------------------------------------------------
     def check_config(self, config) -> None:
@@ -71,6 +72,13 @@ class Task:
         """``(model, batch) -> (summed loss, count)`` the trainer trains on: :meth:`summed_loss`, with any
         of the run's settings it needs bound (dpo's beta)."""
         return self.summed_loss
+
+    def fit(self, model, tokenizer, data, config, out) -> dict:
+        """Train ``model`` (the method already applied) in the task's own loop, for a task with
+        ``trains_itself``; write the run's ``log.jsonl`` as it goes and return the training summary
+        (``steps``, ``real_tokens`` and what else the loop measured) for ``train.json``. The recipe saves
+        the model afterwards, as for Trainer-trained tasks."""
+        raise NotImplementedError(f"task {self.name} trains through the shared Trainer, not a loop of its own")
 
     def summed_loss(self, model, batch: dict):
         """(sum of per-label losses, number of labels) of one batch."""

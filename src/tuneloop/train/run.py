@@ -67,12 +67,32 @@ def train(config: RunConfig, resume: bool = False, callbacks: tuple = ()) -> Pat
         scorer(model, data.splits.val[:1])  # an unknown metric fails here, before the run folder is written
     if is_main_process():
         write_run_header(out, config, data)
+    if task.trains_itself:
+        return train_in_task_loop(task, model, tokenizer, data, config, out)
     trainer = build_trainer(model, tokenizer, data, config, out, task, scorer, callbacks)
     started = time.perf_counter()
     trainer.train(resume_from_checkpoint=last_checkpoint(out) if resume else None)
     if is_main_process():
         save_trained(trainer.accelerator.unwrap_model(trainer.model), tokenizer, config, out)
         write_train_summary(out, trainer, time.perf_counter() - started)
+    return out
+
+
+def train_in_task_loop(task, model, tokenizer, data: PreparedData, config: RunConfig, out: Path) -> Path:
+    """A task with a training loop of its own (ppo, grpo): its loop, then the same saving and summary."""
+    started = time.perf_counter()
+    summary = task.fit(model, tokenizer, data, config, out)
+    seconds = time.perf_counter() - started
+    save_trained(model, tokenizer, config, out)
+    RunDir(out).write_train_summary(
+        {
+            **summary,
+            "seconds": round(seconds, 2),
+            "tokens_per_s": round(summary.get("real_tokens", 0) / max(seconds, 1e-9), 2),
+            "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
+            "total_parameters": sum(p.numel() for p in model.parameters()),
+        }
+    )
     return out
 
 
