@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import random
 import socket
 import threading
 import time
@@ -94,3 +95,27 @@ def running(app):
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+# Preference pairs with an obvious rule, and a reward run's arguments: shared by the reward, PPO and GRPO tests.
+ISSUES = ["the dashboard is down", "my invoice is wrong", "login fails", "exports time out", "alerts never arrive"]
+POLITE = ["Thank you for writing in, we are on it.", "Thanks for your patience, a fix is coming.", "Sorry for the trouble, we will help."]
+RUDE = ["Not our problem.", "Read the docs yourself.", "Stop writing to us."]
+
+
+def polite_over_rude_rows(n: int = 60, seed: int = 0) -> list[dict]:
+    """An obvious rule: the polite reply is preferred over the rude one, whatever the ticket."""
+    rng = random.Random(seed)
+    return [
+        {"prompt": f"Ticket {i}: {rng.choice(ISSUES)}", "chosen": rng.choice(POLITE), "rejected": rng.choice(RUDE)}
+        for i in range(n)
+    ]
+
+
+def reward_args(model_dir, data, out, *extra):
+    return (
+        "train", "--task", "reward", "--model", str(model_dir), "--data", str(data), "--format", "pairs",
+        "--method", "lora", "--r", "4", "--lr", "5e-3", "--max-steps", "24", "--tokens-per-batch", "512",
+        "--val-fraction", "0.2", "--test-fraction", "0.25", "--early-stopping-patience", "0", "--threads", "1",
+        "--out", str(out), *extra,
+    )  # fmt: skip

@@ -2,7 +2,7 @@
 
 Flags are generated from the schema, so a new config field is a new flag with its description
 as help. A field's flag is ``--<field>`` when the name is unique across sections, otherwise
-``--<section>-<field>``; a few aliases read naturally (``--model``, ``--data``, ``--val-data``,
+``--<section>-<field>``, as it always is for an objective's own section (``--dpo-beta``, ``--ppo-clip-range``); a few aliases read naturally (``--model``, ``--data``, ``--val-data``,
 ``--test-data``, ``--method``, ``--lr``). Values given on the command line override the YAML file.
 """
 
@@ -15,7 +15,7 @@ from collections import Counter
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
-from tuneloop.config import method_setting_fields
+from tuneloop.config import OBJECTIVE_SECTIONS, method_setting_fields
 from tuneloop.errors import ConfigError
 from tuneloop.methods import METHODS
 
@@ -49,7 +49,8 @@ def config_flags(config_class, without: tuple[str, ...] = ()) -> list[ConfigFlag
         if dotted.split(".", 1)[0] in without:
             continue
         leaf = dotted.rsplit(".", 1)[-1]
-        flag = ALIASES.get(dotted) or (leaf if counts[leaf] == 1 else dotted.replace(".", "-"))
+        prefixed = counts[leaf] > 1 or dotted.split(".", 1)[0] in OBJECTIVE_SECTIONS
+        flag = ALIASES.get(dotted) or (dotted.replace(".", "-") if prefixed else leaf)
         default = "" if field.default is None or callable(field.default_factory) else f" [default: {field.default}]"
         flags.append(ConfigFlag(dotted, flag.replace("_", "-"), field.annotation, (field.description or "") + default))
     return flags

@@ -3,33 +3,10 @@
 from __future__ import annotations
 
 import json
-import random
 
 import pytest
 
-from helpers import run_cli, write_jsonl
-
-ISSUES = ["the dashboard is down", "my invoice is wrong", "login fails", "exports time out", "alerts never arrive"]
-POLITE = ["Thank you for writing in, we are on it.", "Thanks for your patience, a fix is coming.", "Sorry for the trouble, we will help."]
-RUDE = ["Not our problem.", "Read the docs yourself.", "Stop writing to us."]
-
-
-def polite_over_rude_rows(n: int = 60, seed: int = 0) -> list[dict]:
-    """An obvious rule: the polite reply is preferred over the rude one, whatever the ticket."""
-    rng = random.Random(seed)
-    return [
-        {"prompt": f"Ticket {i}: {rng.choice(ISSUES)}", "chosen": rng.choice(POLITE), "rejected": rng.choice(RUDE)}
-        for i in range(n)
-    ]
-
-
-def reward_args(model_dir, data, out, *extra):
-    return (
-        "train", "--task", "reward", "--model", str(model_dir), "--data", str(data), "--format", "pairs",
-        "--method", "lora", "--r", "4", "--lr", "5e-3", "--max-steps", "24", "--tokens-per-batch", "512",
-        "--val-fraction", "0.2", "--test-fraction", "0.25", "--early-stopping-patience", "0", "--threads", "1",
-        "--out", str(out), *extra,
-    )  # fmt: skip
+from helpers import polite_over_rude_rows, reward_args, run_cli, write_jsonl
 
 
 @pytest.fixture(scope="module")

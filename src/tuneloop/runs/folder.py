@@ -139,6 +139,11 @@ class RunDir:
     def write_metrics(self, metrics: dict) -> None:
         write_json_atomic(self.metrics_file, metrics)
 
+    def append_log(self, record: dict) -> None:
+        """One record (a training step's figures) at the end of ``log.jsonl``, as one line."""
+        with self.log_file.open("a", encoding="utf-8") as handle:
+            handle.write(json.dumps(record) + "\n")
+
     def write_rows(self, filename: str, rows: list[dict]) -> Path:
         """JSON lines beside the run's files (``predictions.jsonl``, a suite's answers)."""
         return write_text_atomic(self.path / filename, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))

@@ -47,6 +47,8 @@ def train(config: RunConfig, resume: bool = False, callbacks: tuple = ()) -> Pat
     if not inside_launch():  # the launching process has checked it for all of them
         check_out_dir(out, resume)
     task = get_task(config.task)
+    if resume and task.trains_itself:
+        raise ConfigError(f"--resume: task {config.task} trains in a loop of its own, which keeps no checkpoints to resume from; start a new run")
     task.check_config(config)
     task.check_model(config.model)
     packs = get_method(config.method.name).packs_with(task)
