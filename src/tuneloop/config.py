@@ -302,6 +302,12 @@ class EvalConfig(_Section):
     forgetting: bool = Field(True, description="Measure forgetting: base vs tuned on the general-ability suite (generative tasks).")
     forgetting_prompts: int = Field(24, ge=1, description="Forgetting: held-out general prompts both models answer.")
     forgetting_max_new_tokens: int = Field(48, gt=0, description="Forgetting: tokens generated per general prompt.")
+    judge_reward_run: str | None = Field(
+        None,
+        description="Alignment: a finished reward run that judges both models' answers to the test prompts (mean reward, "
+        "win rate, KL to the base); best one trained on preferences the run never saw.",
+    )
+    judge_prompts: int = Field(64, ge=1, description="Alignment: test prompts answered and judged (at most).")
 
     @field_validator("few_shot")
     @classmethod

@@ -85,3 +85,16 @@ def test_ppo_refuses_a_method_without_an_adapter_to_switch_off(tiny_model_dir, p
     result = run_cli(*args)
     assert result.exit_code == 2
     assert "task ppo takes its reference model from the policy with its adapter switched off" in result.output
+
+
+def test_a_judge_reward_run_scores_base_and_tuned_answers_in_eval(ppo_run, reward_run):
+    result = run_cli("eval", str(ppo_run), "--judge-reward-run", str(reward_run))
+    assert result.exit_code == 0, result.output
+    section = json.loads((ppo_run / "metrics.json").read_text())["alignment"]
+    assert section["prompts"] == 10 and section["judge"] == str(reward_run)
+    assert section["base"]["win_rate"] == 0.5 and section["base"]["kl_to_base"] == 0.0
+    assert 0.0 <= section["tuned"]["win_rate"] <= 1.0 and section["tuned"]["kl_to_base"] != 0.0
+    rows = [json.loads(line) for line in (ppo_run / "alignment.jsonl").read_text().splitlines()]
+    assert len(rows) == 10 and {"prompt", "base", "tuned", "base_reward", "tuned_reward"} <= set(rows[0])
+    assert sum(r["base_reward"] for r in rows) / 10 == pytest.approx(section["base"]["mean_reward"], rel=1e-5)
+    assert "Alignment: answers judged by a reward model" in (ppo_run / "report.md").read_text()

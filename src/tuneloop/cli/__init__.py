@@ -264,6 +264,10 @@ def eval_command(
     prompt_template: Optional[str] = typer.Option(None, help="--data: build the prompt from columns, e.g. 'Subject: {subject}\n{body}'."),
     target_columns: Optional[str] = typer.Option(None, help="--data: build the completion as a JSON object of these comma-separated columns."),
     name: Optional[str] = typer.Option(None, help="--data: NAME of the results, RUN/eval-NAME.json (default: the first file's name)."),
+    judge_reward_run: Optional[Path] = typer.Option(
+        None, "--judge-reward-run", help="A reward run that judges both models' answers to the test prompts: mean reward, win rate "
+        "and KL to the base in metrics.json's alignment entry (default: the run's eval.judge_reward_run).",
+    ),  # fmt: skip
 ):
     """Evaluate base vs tuned on the run's held-out test split (metrics.json and the report), or on any file with --data."""
     reading = {
@@ -279,8 +283,10 @@ def eval_command(
     if not data:
         if reading or name:
             raise ConfigError("--format, --columns, --prompt-template, --target-columns and --name describe a --data file; give one")
-        print_metrics(evaluate_run(run, max_examples), run)
+        print_metrics(evaluate_run(run, max_examples, str(judge_reward_run) if judge_reward_run else None), run)
         return
+    if judge_reward_run:
+        raise ConfigError("--judge-reward-run judges the answers to the run's test prompts; it does not apply to a --data file")
     metrics, written = evaluate_file(run, [str(path) for path in data], reading, name, max_examples)
     print_eval_file(metrics, written)
 

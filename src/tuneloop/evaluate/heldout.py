@@ -21,7 +21,7 @@ from tuneloop.runs.models import load_base_model, load_tuned_model
 from tuneloop.text.metrics import choose_primary
 
 
-def evaluate_run(run_dir: str | Path, max_examples: int | None = None) -> dict:
+def evaluate_run(run_dir: str | Path, max_examples: int | None = None, judge_reward_run: str | None = None) -> dict:
     """Evaluate a finished run; writes ``metrics.json`` and the report, returns the metrics.
 
     Beside base vs tuned on the test rows: every suite of ``evaluate/suites.py`` (few-shot
@@ -31,6 +31,8 @@ def evaluate_run(run_dir: str | Path, max_examples: int | None = None) -> dict:
     run = RunDir.existing(run_dir)
     run.artifact()  # refuses an unfinished run before any model is loaded
     config = run.config()
+    if judge_reward_run is not None:  # the alignment suite's judge, chosen after training
+        config = config.model_copy(update={"eval": config.eval.model_copy(update={"judge_reward_run": judge_reward_run})})
     if not run.has_split("test"):  # e.g. a folder written by `tuneloop merge`
         raise TuneloopError(f"{run.path} has no splits/test.jsonl to evaluate on; evaluate the runs it was made from")
     test = run.split("test")
