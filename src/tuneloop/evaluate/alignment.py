@@ -23,12 +23,11 @@ from dataclasses import dataclass, field
 
 from tuneloop.evaluate.suite import Measure, ReportTable, Scoring, Suite
 from tuneloop.evaluate.table_cells import comparison_cells, rich_table
-from tuneloop.objectives.dpo import render_ids
 from tuneloop.progress import status
 from tuneloop.rl.prompts import PROMPT_FORMATS, prompt_turns
-from tuneloop.rl.reward_model import RewardScorer, check_reward_run
 from tuneloop.runs.folder import RunDir
 from tuneloop.runs.models import load_base_model
+from tuneloop.text.tokenize import render_ids
 
 KL_SEED = 0
 NOTE = (
@@ -46,7 +45,10 @@ class AlignmentPlan:
     prompts: list[list[dict]]
     loaded: dict = field(default_factory=dict)  # the judge, loaded once for both models
 
-    def judge(self) -> RewardScorer:
+    def judge(self):
+        """The judge, a :class:`~tuneloop.rl.reward_model.RewardScorer`, loaded on first use."""
+        from tuneloop.rl.reward_model import RewardScorer
+
         if "judge" not in self.loaded:
             self.loaded["judge"] = RewardScorer.from_run(self.judge_run, setting="eval.judge_reward_run")
         return self.loaded["judge"]
@@ -63,6 +65,8 @@ def applies(task, config) -> str | None:
 
 
 def plan(run: RunDir, config, task, test: list) -> AlignmentPlan:
+    from tuneloop.rl.reward_model import check_reward_run
+
     check_reward_run(config.eval.judge_reward_run, "eval.judge_reward_run")
     prompts = [prompt_turns(example) for example in test[: config.eval.judge_prompts]]
     return AlignmentPlan(run, config.eval.judge_reward_run, prompts)

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from tuneloop.errors import DataError
 from tuneloop.losses.distill import base_model
 from tuneloop.objectives.base import Task, check_reference_is_the_base
+from tuneloop.text.tokenize import render_ids
 
 
 @dataclass(frozen=True)
@@ -156,10 +157,6 @@ class DpoTask(Task):
                 return self.sequence_log_probs(reference, pairs, pad_token_id, config.eval.batch_size)
         reference = self.load_model(config.model, labels).to(model.device).eval()
         return self.sequence_log_probs(reference, pairs, pad_token_id, config.eval.batch_size)
-
-
-def render_ids(tokenizer, messages: list[dict], add_generation_prompt: bool = False) -> list[int]:
-    return list(tokenizer.apply_chat_template(messages, tokenize=True, return_dict=True, add_generation_prompt=add_generation_prompt)["input_ids"])
 
 
 def common_prefix_length(a: list[int], b: list[int]) -> int:

@@ -28,7 +28,8 @@ from dataclasses import dataclass
 from tuneloop.errors import DataError
 from tuneloop.losses.distill import base_model
 from tuneloop.objectives.base import Task, check_reference_is_the_base
-from tuneloop.objectives.dpo import common_prefix_length, completion_log_probs, render_ids
+from tuneloop.objectives.dpo import common_prefix_length, completion_log_probs
+from tuneloop.text.tokenize import render_ids
 
 
 @dataclass(frozen=True)

@@ -31,12 +31,12 @@ from dataclasses import dataclass
 
 from tuneloop.errors import ConfigError, DataError
 from tuneloop.objectives.base import Task, check_reference_is_the_base
-from tuneloop.objectives.dpo import render_ids
 from tuneloop.progress import console, generation_progress
 from tuneloop.rl.policy_score import policy_scores
 from tuneloop.rl.prompts import PROMPT_FORMATS, prompt_turns
 from tuneloop.rl.reward_model import RewardScorer, check_reward_run
 from tuneloop.runs.folder import RunDir
+from tuneloop.text.tokenize import render_ids
 
 
 @dataclass(frozen=True)

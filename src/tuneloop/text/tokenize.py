@@ -44,6 +44,11 @@ def ensure_chat_template(tokenizer) -> None:
         tokenizer.chat_template = FALLBACK_CHAT_TEMPLATE
 
 
+def render_ids(tokenizer, messages: list[dict], add_generation_prompt: bool = False) -> list[int]:
+    """Token ids of ``messages`` rendered with the chat template (and the assistant cue when ``add_generation_prompt``)."""
+    return list(tokenizer.apply_chat_template(messages, tokenize=True, return_dict=True, add_generation_prompt=add_generation_prompt)["input_ids"])
+
+
 def render_prompt(tokenizer, messages) -> str:
     """The text a model is given at inference: every turn before the last, then the assistant cue."""
     return tokenizer.apply_chat_template(list(messages), tokenize=False, add_generation_prompt=True)

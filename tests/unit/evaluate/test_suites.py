@@ -8,21 +8,30 @@ from tuneloop.evaluate.suites import SUITES
 from tuneloop.objectives import get_task
 
 
-def test_few_shot_and_forgetting_are_registered_in_report_order():
-    assert list(SUITES) == ["few_shot", "forgetting"]
+def test_few_shot_forgetting_and_alignment_are_registered_in_report_order():
+    assert list(SUITES) == ["few_shot", "forgetting", "alignment"]
     assert all(name == suite.name for name, suite in SUITES.items())
 
 
 def test_each_suite_says_why_it_does_not_apply():
     config = load_config(None, {})
-    assert [suite.applies(get_task("sft"), config) for suite in SUITES.values()] == [None, None]
-    few_shot, forgetting = (suite.applies(get_task("classify"), config) for suite in SUITES.values())
-    assert "few-shot applies to sft, qa" in few_shot and "does not generate text" in forgetting
+    few_shot, forgetting, alignment = (suite.applies(get_task("sft"), config) for suite in SUITES.values())
+    assert few_shot is forgetting is None and "set eval.judge_reward_run to a reward run" in alignment
+    assert SUITES["alignment"].applies(get_task("sft"), load_config(None, {"eval.judge_reward_run": "runs/judge"})) is None
+    few_shot, forgetting, alignment = (suite.applies(get_task("classify"), config) for suite in SUITES.values())
+    assert "few-shot applies to sft, qa" in few_shot and "does not generate text" in forgetting and "does not generate text" in alignment
     off = load_config(None, {"eval.few_shot": [], "eval.forgetting": False})
-    assert [suite.applies(get_task("sft"), off) for suite in SUITES.values()] == [
+    assert [suite.applies(get_task("sft"), off) for suite in list(SUITES.values())[:2]] == [
         "off (eval.few_shot is empty)",
         "off (eval.forgetting: false)",
     ]
+    text = load_config(None, {"data.format": "text", "task": "cpt", "eval.judge_reward_run": "runs/judge"})
+    assert "holds no chat prompts" in SUITES["alignment"].applies(get_task("cpt"), text)
+
+
+def test_alignment_offers_the_mean_reward_to_the_gate():
+    section = {"base": {"mean_reward": 0.1}, "tuned": {"mean_reward": 0.4}}
+    assert SUITES["alignment"].gate_measures(section) == {"mean_reward": Measure(0.1, 0.4, lower_is_better=False)}
 
 
 def test_forgetting_offers_qa_accuracy_to_the_gate_and_few_shot_nothing():
