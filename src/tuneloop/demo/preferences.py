@@ -116,6 +116,34 @@ def write_ratings(path: str | Path, n: int = 300, seed: int = 0) -> Path:
     return write_text_atomic(path, "".join(lines))
 
 
+def sent_replies(pairs: list[dict], seed: int = 0, keep_share: float = 0.5) -> list[dict]:
+    """The replies as agents sent them, for SFT (format ``prompt_completion``): for each pair, its chosen reply
+    with probability ``keep_share``, else its rejected one. A model tuned on them writes support replies
+    that keep the rule about as often as the agents did: the starting point alignment improves on."""
+    rng = random.Random(seed)
+    return [{"prompt": pair["prompt"], "completion": pair["chosen"] if rng.random() < keep_share else pair["rejected"]} for pair in pairs]
+
+
+def write_sent_replies(path: str | Path, n: int = 300, seed: int = 0) -> Path:
+    """Write ``sent_replies`` of ``generate_preference_pairs(n, seed)`` as JSONL, atomically."""
+    lines = [json.dumps(row, ensure_ascii=False) + "\n" for row in sent_replies(generate_preference_pairs(n, seed), seed)]
+    return write_text_atomic(path, "".join(lines))
+
+
+def rule_share(answers: list[str], prompts: list[str]) -> float:
+    """The share of ``answers`` that keep all three rules, each answering the ticket its prompt names."""
+    kept = [not broken_rules(answer, ticket_id_of(prompt)) for answer, prompt in zip(answers, prompts, strict=True)]
+    return sum(kept) / len(kept)
+
+
+def ticket_id_of(prompt: str) -> str:
+    """The ticket id a prompt of :func:`ticket_prompt` names."""
+    found = re.search(r"\bticket (\S+) from\b", prompt)
+    if found is None:
+        raise ValueError(f"not a ticket prompt: {prompt[:60]!r}")
+    return found.group(1)
+
+
 def ticket_prompt(ticket: dict) -> str:
     return f"Write the reply to ticket {ticket['ticket_id']} from {ticket['customer_name']}.\nSubject: {ticket['subject']}"
 

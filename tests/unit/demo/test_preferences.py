@@ -7,7 +7,7 @@ from collections import Counter
 
 import pytest
 
-from tuneloop.demo.preferences import MAX_WORDS, RULES, broken_rules, generate_preference_pairs, word_count
+from tuneloop.demo.preferences import MAX_WORDS, RULES, broken_rules, generate_preference_pairs, rule_share, sent_replies, ticket_id_of, word_count
 
 
 @pytest.fixture(scope="module")
@@ -44,3 +44,18 @@ def test_the_checker_reads_each_rule():
     assert broken_rules(polite, "NW-10008") == ["ticket"]
     assert broken_rules("NW-10007: fixed. Stop wasting our time.", "NW-10007") == ["polite"]
     assert broken_rules(polite.replace("It is fixed.", "word " * MAX_WORDS), "NW-10007") == ["short"]
+
+
+def test_sent_replies_keep_the_rule_about_half_the_time(rows):
+    sent = sent_replies(rows, seed=0)
+    assert [r["prompt"] for r in sent] == [r["prompt"] for r in rows]
+    assert all(s["completion"] in (r["chosen"], r["rejected"]) for s, r in zip(sent, rows))
+    share = rule_share([s["completion"] for s in sent], [s["prompt"] for s in sent])
+    assert 0.4 < share < 0.6
+    assert share == sum(s["completion"] == r["chosen"] for s, r in zip(sent, rows)) / len(rows)
+
+
+def test_the_ticket_id_is_read_back_from_the_prompt(rows):
+    assert ticket_id_of(rows[0]["prompt"]) in rows[0]["chosen"]
+    with pytest.raises(ValueError, match="not a ticket prompt"):
+        ticket_id_of("Hello there")
