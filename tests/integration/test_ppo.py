@@ -98,3 +98,21 @@ def test_a_judge_reward_run_scores_base_and_tuned_answers_in_eval(ppo_run, rewar
     assert len(rows) == 10 and {"prompt", "base", "tuned", "base_reward", "tuned_reward"} <= set(rows[0])
     assert sum(r["base_reward"] for r in rows) / 10 == pytest.approx(section["base"]["mean_reward"], rel=1e-5)
     assert "Alignment: answers judged by a reward model" in (ppo_run / "report.md").read_text()
+
+
+def test_a_reward_run_is_not_continued_as_a_policy(tiny_model_dir, pairs_file, reward_run, tmp_path):
+    args = [
+        "train", "--task", "dpo", "--model", str(tiny_model_dir), "--data", str(pairs_file), "--format", "pairs",
+        "--method", "lora", "--init-from", str(reward_run), "--max-steps", "1", "--threads", "1", "--out", str(tmp_path / "run"),
+    ]  # fmt: skip
+    result = run_cli(*args)
+    assert result.exit_code == 2
+    assert f"method.init_from: {reward_run} is a run of task 'reward', an adapter on a model with a classification or reward head" in result.output
+    assert "task 'dpo' continues an adapter on a chat (causal) language model" in result.output
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_policy_run_is_not_a_judge(ppo_run):
+    result = run_cli("eval", str(ppo_run), "--judge-reward-run", str(ppo_run))
+    assert result.exit_code == 2
+    assert f"eval.judge_reward_run: {ppo_run} is a run of task 'ppo', not a reward model" in result.output

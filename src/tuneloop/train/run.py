@@ -153,12 +153,22 @@ def use_fused_kernels(model, packs: bool) -> None:
         use_segmented_attention(model)
 
 
+# The model an adapter sits on, by the task's peft task type: adapters continue only on the same kind.
+MODEL_KINDS = {"CAUSAL_LM": "a chat (causal) language model", "SEQ_CLS": "a model with a classification or reward head", "SEQ_2_SEQ_LM": "an encoder-decoder model"}
+
+
 def continue_adapter(model, config: RunConfig):
     """The base with ``method.init_from``'s trained adapter on it, trainable (retraining from production)."""
     from peft import PeftModel
 
     source = RunDir.existing(config.method.init_from)
     source_config = source.config()
+    source_kind, kind = (MODEL_KINDS[get_task(name).peft_task_type] for name in (source_config.task, config.task))
+    if source_kind != kind:
+        raise ConfigError(
+            f"method.init_from: {source.path} is a run of task {source_config.task!r}, an adapter on {source_kind}; "
+            f"task {config.task!r} continues an adapter on {kind}"
+        )
     if source_config.method.name != config.method.name or not get_method(config.method.name).switchable:
         raise ConfigError(
             f"method.init_from: {source.path} was trained with {source_config.method.name!r}; continuing needs the same "
