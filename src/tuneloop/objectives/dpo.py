@@ -10,6 +10,10 @@ where ``log π(reply)`` sums the log-probabilities of the reply's tokens only (t
 scored) and β is ``dpo.beta``. The reference π_ref is the policy with its adapter switched off
 (peft's ``disable_adapter``, as KL replay uses it): one forward pass without gradients and no second
 copy of the weights, which is why the task needs a switchable method (LoRA, DoRA, rsLoRA, IA3).
+Training computes the loss through :class:`DpoLoss`: under ``train.fused_kernels`` each batch is one
+packed row (every prompt read once, the head fused at completion tokens only,
+:mod:`tuneloop.losses.dpo_pairs`), and under ``dpo.precompute_reference`` each pair's reference
+log-probs are kept after its first pass, since the reference never changes.
 ``tests/unit/objectives/test_dpo.py`` holds the tokenising, the batch and the loss equal to
 ``DPOTrainer``'s. The loss lives in this task's hooks rather than in TRL's trainer, as the reward
 model's does, so that a DPO run is an ordinary tuneloop run (methods, early stopping, resume, the run
