@@ -233,6 +233,12 @@ class DpoConfig(_Section):
         description="DPO: strength of the pull toward the reference (the model with its adapter off); the implicit "
         "reward is beta x (log pi - log pi_ref). Smaller lets the policy move further.",
     )  # fmt: skip
+    precompute_reference: bool = Field(
+        True,
+        description="DPO: compute each pair's reference log-probs (the model with its adapter off) the first time "
+        "the pair is met and keep them for the rest of the run, so later passes over it take one forward pass, not "
+        "two (the reference never changes). false: a reference pass on every batch.",
+    )
 
 
 class KtoConfig(_Section):

@@ -10,6 +10,10 @@ where ``log π(reply)`` sums the log-probabilities of the reply's tokens only (t
 scored) and β is ``dpo.beta``. The reference π_ref is the policy with its adapter switched off
 (peft's ``disable_adapter``, as KL replay uses it): one forward pass without gradients and no second
 copy of the weights, which is why the task needs a switchable method (LoRA, DoRA, rsLoRA, IA3).
+Training computes the loss through :class:`DpoLoss`: under ``train.fused_kernels`` each batch is one
+packed row (every prompt read once, the head fused at completion tokens only,
+:mod:`tuneloop.losses.dpo_pairs`), and under ``dpo.precompute_reference`` each pair's reference
+log-probs are kept after its first pass, since the reference never changes.
 ``tests/unit/objectives/test_dpo.py`` holds the tokenising, the batch and the loss equal to
 ``DPOTrainer``'s. The loss lives in this task's hooks rather than in TRL's trainer, as the reward
 model's does, so that a DPO run is an ordinary tuneloop run (methods, early stopping, resume, the run
@@ -25,7 +29,6 @@ higher log-probability) is the comparison that means something for both models.
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 
 from tuneloop.errors import DataError
@@ -117,10 +120,13 @@ class DpoTask(Task):
         return batch
 
     def loss_function(self, config):
-        return functools.partial(self.summed_loss, beta=config.dpo.beta)
+        """The loss the trainer trains on: the fast path (one packed row per batch, fused head) under
+        ``train.fused_kernels``, each pair's reference log-probs kept after their first pass under
+        ``dpo.precompute_reference``; both give the plain path's loss (tests/unit/objectives/test_dpo_fast.py)."""
+        return DpoLoss(config.dpo.beta, fused=config.train.fused_kernels, keep_reference=config.dpo.precompute_reference)
 
     def summed_loss(self, model, batch, beta: float = 0.1):
-        """(DPO sigmoid loss summed over the batch's pairs, number of pairs)."""
+        """(DPO sigmoid loss summed over the batch's pairs, number of pairs), the plain way."""
         chosen, rejected = log_ratios(model, batch)
         return dpo_sigmoid_loss(chosen, rejected, beta).sum(), int(chosen.numel())
 
@@ -175,6 +181,67 @@ def completion_log_probs(model, batch: dict):
     logits = model(input_ids=input_ids, attention_mask=batch["attention_mask"].to(device), use_cache=False).logits
     token_log_probs = logits[:, :-1].float().log_softmax(-1).gather(-1, input_ids[:, 1:, None]).squeeze(-1)
     return (token_log_probs * completion_mask[:, 1:]).sum(-1)
+
+
+class DpoLoss:
+    """``(model, batch) -> (summed DPO loss, pairs)`` for the trainer.
+
+    ``fused``: log-probs from :func:`tuneloop.losses.dpo_pairs.packed_completion_log_probs` (prompt read
+    once per pair, no padding, the head only at completion tokens), falling back to the plain path
+    where that does not apply. ``keep_reference``: the reference's log-probs of each sequence are kept,
+    keyed by its tokens, after the first batch that holds it; a batch whose pairs are all known runs
+    no reference pass. The reference (the base with the adapter off) never changes during a run, so
+    the kept values are those a new pass would give; a resumed run starts with none and fills them again.
+    """
+
+    def __init__(self, beta: float, fused: bool = True, keep_reference: bool = True):
+        self.beta, self.fused, self.keep_reference = beta, fused, keep_reference
+        self.reference: dict[bytes, float] = {}
+
+    def __call__(self, model, batch: dict):
+        policy = self.log_probs(model, batch)
+        ref = self.reference_log_probs(model, batch)
+        chosen, rejected = (policy - ref.to(policy.device)).chunk(2)
+        return dpo_sigmoid_loss(chosen, rejected, self.beta).sum(), int(chosen.numel())
+
+    def log_probs(self, model, batch: dict, keep: list[int] | None = None):
+        """``[2 * pairs]`` (only the pairs in ``keep`` when given), chosen sequences first."""
+        if self.fused:
+            from tuneloop.losses.dpo_pairs import packed_completion_log_probs
+
+            fast = packed_completion_log_probs(model, batch, keep)
+            if fast is not None:
+                return fast
+        if keep is not None:
+            pairs = batch["input_ids"].shape[0] // 2
+            rows = [*keep, *(pairs + k for k in keep)]
+            batch = {key: batch[key][rows] for key in ("input_ids", "attention_mask", "completion_mask")}
+        return completion_log_probs(model, batch)
+
+    def reference_log_probs(self, model, batch: dict):
+        import torch
+
+        if not self.keep_reference:
+            with base_model(model) as reference:
+                return self.log_probs(reference, batch).detach()
+        keys = sequence_keys(batch)
+        pairs = len(keys) // 2
+        missing = [k for k in range(pairs) if keys[k] not in self.reference or keys[pairs + k] not in self.reference]
+        if missing:
+            with base_model(model) as reference:
+                values = self.log_probs(reference, batch, None if len(missing) == pairs else missing).tolist()
+            for slot, k in enumerate(missing):
+                self.reference[keys[k]], self.reference[keys[pairs + k]] = values[slot], values[len(missing) + slot]
+        return torch.tensor([self.reference[key] for key in keys], dtype=torch.float32)
+
+
+def sequence_keys(batch: dict) -> list[bytes]:
+    """Each sequence of the batch as the bytes of its real tokens and its completion mask."""
+    ids, attention, completion = (batch[key].cpu() for key in ("input_ids", "attention_mask", "completion_mask"))
+    return [
+        ids[row][attention[row].bool()].numpy().tobytes() + completion[row][attention[row].bool()].numpy().tobytes()
+        for row in range(ids.shape[0])
+    ]
 
 
 def log_ratios(model, batch: dict):
