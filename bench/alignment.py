@@ -6,8 +6,8 @@ The chain, each step through the `tuneloop` CLI as a user runs it (a finished st
 its folder is complete, so an interrupted bench continues):
 
 1. data (tuneloop.demo.preferences, seeded): 300 preference pairs (seed 0) and the same as 600
-   ratings; the replies agents sent (the chosen or the rejected reply at even odds); 300 pairs of
-   another seed for the judge; 60 held-out tickets (seed 2) every model answers;
+   ratings; the replies agents sent to the same tickets (most too long); 300 pairs of another seed
+   for the judge; 60 held-out tickets (seed 2) every model answers;
 2. SFT on the sent replies (configs/support_replies_sft.yaml), exported as a full model: the
    starting point (the reference) of every objective;
 3. a reward model on the seed-0 pairs (configs/support_reward.yaml): PPO's and GRPO's reward;
@@ -80,7 +80,7 @@ def write_data(work: Path) -> dict[str, str]:
     files = {
         "pairs": pairs,
         "ratings": ratings_of_pairs(pairs),
-        "sent": sent_replies(pairs, seed=0),
+        "sent": sent_replies(300, seed=0),
         "judge": generate_preference_pairs(300, seed=1),
         "heldout_pairs": heldout,
         # The held-out tickets as KTO's test rows: each prompt once, with its good reply.

@@ -22,7 +22,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path(__file__).with_name("support_preferences.jsonl"))
     kind = parser.add_mutually_exclusive_group()
     kind.add_argument("--ratings", action="store_true", help="write each pair as two rated answers (good, bad)")
-    kind.add_argument("--sent", action="store_true", help="write each pair's sent reply (chosen or rejected at even odds) for SFT")
+    kind.add_argument("--sent", action="store_true", help="write the replies agents sent (most too long) for SFT")
     args = parser.parse_args()
     if args.sent:
         path = write_sent_replies(args.out, n=args.n, seed=args.seed)

@@ -116,17 +116,22 @@ def write_ratings(path: str | Path, n: int = 300, seed: int = 0) -> Path:
     return write_text_atomic(path, "".join(lines))
 
 
-def sent_replies(pairs: list[dict], seed: int = 0, keep_share: float = 0.5) -> list[dict]:
-    """The replies as agents sent them, for SFT (format ``prompt_completion``): for each pair, its chosen reply
-    with probability ``keep_share``, else its rejected one. A model tuned on them writes support replies
-    that keep the rule about as often as the agents did: the starting point alignment improves on."""
-    rng = random.Random(seed)
-    return [{"prompt": pair["prompt"], "completion": pair["chosen"] if rng.random() < keep_share else pair["rejected"]} for pair in pairs]
+def sent_replies(n: int = 300, seed: int = 0, ramble_share: float = 0.7) -> list[dict]:
+    """The replies agents sent to ``generate_tickets(n, seed)``, for SFT (format ``prompt_completion``): polite
+    and citing the ticket, but in a share ``ramble_share`` of them padded past ``MAX_WORDS`` words with filler.
+    A model tuned on them rambles too, breaking the "short" rule on most tickets: the starting point
+    alignment improves on. Seeded apart from the preference pairs, so the two are different replies."""
+    rng = random.Random(f"sent-{seed}")
+    rows = []
+    for ticket in generate_tickets(n, seed):
+        broken = ("short",) if rng.random() < ramble_share else ()
+        rows.append({"prompt": ticket_prompt(ticket), "completion": reply(rng, reply_slots(rng, ticket), broken)})
+    return rows
 
 
 def write_sent_replies(path: str | Path, n: int = 300, seed: int = 0) -> Path:
-    """Write ``sent_replies`` of ``generate_preference_pairs(n, seed)`` as JSONL, atomically."""
-    lines = [json.dumps(row, ensure_ascii=False) + "\n" for row in sent_replies(generate_preference_pairs(n, seed), seed)]
+    """Write ``sent_replies(n, seed)`` as JSONL, atomically."""
+    lines = [json.dumps(row, ensure_ascii=False) + "\n" for row in sent_replies(n, seed)]
     return write_text_atomic(path, "".join(lines))
 
 
@@ -148,8 +153,9 @@ def ticket_prompt(ticket: dict) -> str:
     return f"Write the reply to ticket {ticket['ticket_id']} from {ticket['customer_name']}.\nSubject: {ticket['subject']}"
 
 
-def preference_row(rng: random.Random, ticket: dict) -> dict:
-    slots = {
+def reply_slots(rng: random.Random, ticket: dict) -> dict:
+    """What a reply to ``ticket`` says, drawn once so that the chosen and the rejected reply share it."""
+    return {
         "first": ticket["customer_name"].split()[0],
         "ticket": ticket["ticket_id"],
         "product": ticket["product"],
@@ -157,6 +163,10 @@ def preference_row(rng: random.Random, ticket: dict) -> dict:
         "core": rng.choice(CORE[ticket["category"]]).format(product=ticket["product"]),
         "courtesy": rng.randrange(len(COURTESIES)),
     }
+
+
+def preference_row(rng: random.Random, ticket: dict) -> dict:
+    slots = reply_slots(rng, ticket)
     count = rng.choices(list(BROKEN_COUNT_WEIGHTS), weights=list(BROKEN_COUNT_WEIGHTS.values()))[0]
     broken = sorted(rng.sample(RULES, count), key=RULES.index)
     return {"prompt": ticket_prompt(ticket), "chosen": reply(rng, slots, ()), "rejected": reply(rng, slots, broken), "broken": broken}

@@ -46,13 +46,14 @@ def test_the_checker_reads_each_rule():
     assert broken_rules(polite.replace("It is fixed.", "word " * MAX_WORDS), "NW-10007") == ["short"]
 
 
-def test_sent_replies_keep_the_rule_about_half_the_time(rows):
-    sent = sent_replies(rows, seed=0)
-    assert [r["prompt"] for r in sent] == [r["prompt"] for r in rows]
-    assert all(s["completion"] in (r["chosen"], r["rejected"]) for s, r in zip(sent, rows))
-    share = rule_share([s["completion"] for s in sent], [s["prompt"] for s in sent])
-    assert 0.4 < share < 0.6
-    assert share == sum(s["completion"] == r["chosen"] for s, r in zip(sent, rows)) / len(rows)
+def test_sent_replies_ramble_on_most_tickets_and_keep_the_other_rules():
+    sent = sent_replies(300, seed=0)
+    assert sent == sent_replies(300, seed=0)
+    assert [r["prompt"] for r in sent] == [r["prompt"] for r in generate_preference_pairs(300, seed=0)]
+    broken = [broken_rules(r["completion"], ticket_id_of(r["prompt"])) for r in sent]
+    assert all(b in ([], ["short"]) for b in broken)
+    assert 0.6 < sum(b == ["short"] for b in broken) / len(sent) < 0.8
+    assert rule_share([r["completion"] for r in sent], [r["prompt"] for r in sent]) == sum(b == [] for b in broken) / len(sent)
 
 
 def test_the_ticket_id_is_read_back_from_the_prompt(rows):
