@@ -99,7 +99,7 @@ def test_every_setting_is_a_flag_whose_help_says_grpo():
     # Settings that ppo or another section also has are prefixed, for both tasks.
     assert grpo["grpo.reward_run"].flag == "grpo-reward-run" and flags["ppo.reward_run"].flag == "ppo-reward-run"
     assert grpo["grpo.beta"].flag == "grpo-beta" and grpo["grpo.clip_range"].flag == "grpo-clip-range"
-    assert grpo["grpo.group_size"].flag == "group-size" and flags["eval.max_new_tokens"].flag == "eval-max-new-tokens"
+    assert grpo["grpo.group_size"].flag == "group-size" and flags["eval.max_new_tokens"].flag == "max-new-tokens"
 
 
 # --- refused before anything is written ---------------------------------------------------------------
