@@ -18,7 +18,7 @@ from tuneloop.methods import METHODS, get_method, methods_where
 from tuneloop.methods.lora import LoraSettings
 
 FORMATS = ("chat", "prompt_completion", "alpaca", "sharegpt", "text", "label", "pairs", "ratings")
-TASKS = ("sft", "qa", "cpt", "classify", "seq2seq", "reward", "dpo", "kto", "ppo")
+TASKS = ("sft", "qa", "cpt", "classify", "seq2seq", "reward", "dpo", "kto", "ppo", "grpo")
 
 
 class _Section(BaseModel):
@@ -289,8 +289,64 @@ class PpoConfig(_Section):
     )  # fmt: skip
 
 
+class GrpoConfig(_Section):
+    """Settings of the grpo task (TRL's GRPOTrainer); refused when the run trains another task."""
+
+    reward_run: str | None = Field(
+        None, description="GRPO: the reward model that scores each sampled answer, a finished run of task reward (required)."
+    )
+    group_size: int = Field(
+        8, ge=2,
+        description="GRPO: answers sampled per prompt (TRL's num_generations); each answer's advantage is its reward "
+        "against the mean of its own group, so no value head is needed.",
+    )  # fmt: skip
+    prompts_per_step: int = Field(
+        2, ge=1, description="GRPO: prompts per optimiser step; a step trains on prompts_per_step x group_size sampled answers."
+    )
+    completions_per_pass: int | None = Field(
+        None, ge=1,
+        description="GRPO: answers per forward/backward pass, the step's gradient accumulated over passes (lowers memory; "
+        "must divide prompts_per_step x group_size; unset: all of the step's answers at once).",
+    )  # fmt: skip
+    beta: float = Field(
+        0.0, ge=0,
+        description="GRPO: weight of the KL penalty to the reference (the model with its adapter off) in the loss; 0, "
+        "TRL's default, skips the reference pass and leaves the clipping alone to keep steps small (0.04 is the GRPO paper's).",
+    )  # fmt: skip
+    clip_range: float = Field(
+        0.2, gt=0, lt=1, description="GRPO: the policy ratio is clipped to [1 - clip_range, 1 + clip_range] (TRL's epsilon)."
+    )
+    iterations_per_step: int = Field(
+        1, ge=1,
+        description="GRPO: optimiser steps taken on each batch of sampled answers (TRL's num_iterations; above 1 the "
+        "clipping starts to matter). Each counts as a step of train.max_steps.",
+    )  # fmt: skip
+    max_new_tokens: int = Field(64, gt=0, description="GRPO: longest answer sampled, in tokens (TRL's max_completion_length).")
+    temperature: float = Field(1.0, gt=0, description="GRPO: sampling temperature of the answers (1: the policy's own distribution).")
+    scale_rewards: Literal["group", "batch", "none"] = Field(
+        "group",
+        description="GRPO: advantages are rewards minus their group's mean, divided by the group's standard deviation "
+        "(group), the step's (batch), or not divided (none, as Dr. GRPO recommends).",
+    )
+    loss_type: Literal["dapo", "grpo", "dr_grpo", "bnpo"] = Field(
+        "dapo",
+        description="GRPO: how token losses are averaged: dapo (TRL's default: over all of the step's answer tokens), "
+        "grpo (per answer, then over answers; favours short answers), dr_grpo (by a constant), bnpo (per pass).",
+    )
+
+    @model_validator(mode="after")
+    def _passes_divide_the_step(self) -> "GrpoConfig":
+        answers = self.prompts_per_step * self.group_size
+        if self.completions_per_pass is not None and answers % self.completions_per_pass:
+            raise ValueError(
+                f"completions_per_pass ({self.completions_per_pass}) must divide the step's {answers} answers "
+                f"(prompts_per_step {self.prompts_per_step} x group_size {self.group_size})"
+            )
+        return self
+
+
 # One section per objective that has settings of its own; each is refused when changed for another task.
-OBJECTIVE_SECTIONS = {"dpo": DpoConfig, "kto": KtoConfig, "ppo": PpoConfig}
+OBJECTIVE_SECTIONS = {"dpo": DpoConfig, "kto": KtoConfig, "ppo": PpoConfig, "grpo": GrpoConfig}
 
 
 class EvalConfig(_Section):
@@ -391,7 +447,8 @@ class RunConfig(_Section):
         "reward (reward model: one score per reply, learnt from preference pairs), "
         "dpo (direct preference optimisation of a chat model on preference pairs), "
         "kto (a chat model trained on answers rated good or bad), "
-        "ppo (a chat model trained by reinforcement learning against a reward run: sampled answers, KL penalty, value head).",
+        "ppo (a chat model trained by reinforcement learning against a reward run: sampled answers, KL penalty, value head), "
+        "grpo (the same without a value head, through TRL's GRPOTrainer: each answer's reward against its group's mean).",
     )
     out: str | None = Field(None, description="Run folder (default runs/<project>/<timestamp>).")
     model: ModelConfig = Field(default_factory=ModelConfig)
@@ -401,6 +458,7 @@ class RunConfig(_Section):
     dpo: DpoConfig = Field(default_factory=DpoConfig)
     kto: KtoConfig = Field(default_factory=KtoConfig)
     ppo: PpoConfig = Field(default_factory=PpoConfig)
+    grpo: GrpoConfig = Field(default_factory=GrpoConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
     tune: TuneConfig = Field(default_factory=TuneConfig)
 
@@ -433,6 +491,15 @@ class RunConfig(_Section):
         if self.task == "ppo" and not self.ppo.reward_run:
             raise ValueError(
                 "task ppo needs a reward model to score the answers it samples: set ppo.reward_run "
+                "to a finished run of task reward"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _grpo_needs_a_reward_model(self) -> "RunConfig":
+        if self.task == "grpo" and not self.grpo.reward_run:
+            raise ValueError(
+                "task grpo needs a reward model to score the answers it samples: set grpo.reward_run "
                 "to a finished run of task reward"
             )
         return self

@@ -2,8 +2,9 @@
 
 Flags are generated from the schema, so a new config field is a new flag with its description
 as help. A field's flag is ``--<field>`` when the name is unique across sections, otherwise
-``--<section>-<field>``, as it always is for an objective's own section (``--dpo-beta``, ``--ppo-clip-range``); a few aliases read naturally (``--model``, ``--data``, ``--val-data``,
-``--test-data``, ``--method``, ``--lr``). Values given on the command line override the YAML file.
+``--<section>-<field>``, as it always is for an objective's own section (``--dpo-beta``, ``--ppo-clip-range``);
+a few aliases read naturally (``--model``, ``--data``, ``--val-data``, ``--test-data``, ``--method``,
+``--lr``, ``--max-new-tokens``). Values given on the command line override the YAML file.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ ALIASES = {
     "data.test_path": "test_data",
     "method.name": "method",
     "train.learning_rate": "lr",
+    "eval.max_new_tokens": "max_new_tokens",  # its flag before ppo and grpo had a max_new_tokens of their own
 }
 
 

@@ -25,6 +25,7 @@ TASKS: dict[str, str] = {
     "kto": "tuneloop.objectives.kto:KTO",
     # Tasks whose training loop samples answers and scores them with another run live in rl/, above runs/.
     "ppo": "tuneloop.rl.ppo:PPO",
+    "grpo": "tuneloop.rl.grpo:GRPO",
 }
 
 

@@ -29,10 +29,11 @@ import random
 import time
 from dataclasses import dataclass
 
-from tuneloop.errors import ConfigError, DataError
+from tuneloop.errors import DataError
 from tuneloop.objectives.base import Task, check_reference_is_the_base
 from tuneloop.progress import console, generation_progress
-from tuneloop.rl.policy_score import policy_scores
+from tuneloop.rl.loop_checks import check_loop_settings
+from tuneloop.rl.policy_score import score_policy
 from tuneloop.rl.prompts import PROMPT_FORMATS, prompt_turns
 from tuneloop.rl.reward_model import RewardScorer, check_reward_run
 from tuneloop.runs.folder import RunDir
@@ -76,21 +77,7 @@ class PpoTask(Task):
         return PpoLoop(model, tokenizer, config, RunDir(out)).run(data.train_tokens)
 
     def score(self, model, tokenizer, test, config, labels, packs):
-        reward = RewardScorer.from_run(config.ppo.reward_run)
-        return policy_scores(model, tokenizer, [prompt_turns(example) for example in test], reward, config.eval)
-
-
-def check_loop_settings(task_name: str, config) -> None:
-    """Refuse the settings a task's own loop cannot honour, rather than ignore them."""
-    if config.train.nproc > 1:
-        raise ConfigError(f"train.nproc: task {task_name} trains in one process (its loop samples and scores in turn); use --nproc 1")
-    if config.train.curriculum != "none":
-        raise ConfigError(f"train.curriculum: task {task_name} samples its own answers; a curriculum over training rows does not apply")
-    if config.data.replay_fraction > 0:
-        raise ConfigError(
-            f"data.replay_fraction: task {task_name} learns from its reward model, not from answers to replay; "
-            f"forgetting is held back by the KL penalty to the reference instead (set it to 0)"
-        )
+        return score_policy(model, tokenizer, test, config, config.ppo.reward_run, "ppo.reward_run")
 
 
 class PpoLoop:

@@ -48,7 +48,10 @@ def train(config: RunConfig, resume: bool = False, callbacks: tuple = ()) -> Pat
         check_out_dir(out, resume)
     task = get_task(config.task)
     if resume and task.trains_itself:
-        raise ConfigError(f"--resume: task {config.task} trains in a loop of its own, which keeps no checkpoints to resume from; start a new run")
+        raise ConfigError(
+            f"--resume: task {task.name} trains in a loop of its own, which keeps no checkpoints to continue from; "
+            "start a new run (another --out)"
+        )
     task.check_config(config)
     task.check_model(config.model)
     packs = get_method(config.method.name).packs_with(task)
