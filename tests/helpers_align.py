@@ -1,10 +1,11 @@
 """The alignment scenario shared by the align integration and end-to-end tests, on the tiny Llama.
 
-Production (``triage:v1``) answers support tickets rudely; another version (``style:v1``, its own
-project so triage's numbering stays v1 -> v2) answers them politely. Users compare the two answers to
-the same ticket and pick the polite one. ``tuneloop align triage`` should teach production the polite
-way, and a judge reward model trained on independent polite-vs-rude pairs should prefer the new answers.
-Both versions also learnt the fruit-colour questions, whose test split is the frozen test.
+Production (``triage:v1``) learnt to name fruit colours (its frozen test) and never saw a support
+ticket: it answers them with whatever comes out. Another version (``style:v1``, its own project so
+triage's numbering stays v1 -> v2) also learnt to answer tickets politely. Users compare the two
+answers to the same ticket and pick the polite one. ``tuneloop align triage`` should teach production
+the polite way without forgetting the colours, and a judge reward model trained on independent pairs
+(polite replies over rude or off-topic ones) should prefer the new answers.
 """
 
 from __future__ import annotations
@@ -16,12 +17,11 @@ from helpers import toy_chat_rows, write_jsonl
 
 SYSTEM_PROMPT = "Be brief."
 ISSUES = ["the dashboard is down", "my invoice is wrong", "login fails", "exports time out", "alerts never arrive"]
-RUDE = "Not our problem."
 POLITE = "Thanks for writing in, we are on it."
 JUDGE_POLITE = ["Thanks for writing in, we are on it.", "Thanks for your patience, a fix is coming.", "Thank you, we will help."]
-JUDGE_RUDE = ["Not our problem.", "Read the docs yourself.", "Stop writing to us."]
+JUDGE_RUDE = ["Not our problem.", "Read the docs yourself.", "Stop writing to us.", "red", "purple", "yellow"]
 # The round's own settings, small enough for two CPU cores (a few seconds of training each).
-ALIGN_ARGS = ("--min-preferences", "12", "--warmup-steps", "80", "--steps", "10", "--reward-steps", "40", "--max-new-tokens", "16")
+ALIGN_ARGS = ("--min-preferences", "12", "--warmup-steps", "300", "--steps", "10", "--reward-steps", "40", "--max-new-tokens", "16")
 
 
 def ticket(i: int) -> str:
@@ -32,25 +32,26 @@ def conversation(i: int) -> list[dict]:
     return [{"role": "user", "content": ticket(i)}]
 
 
-def sft_config(model_dir: Path, data: Path, out: Path, project: str, steps: int = 80):
+def sft_config(model_dir: Path, data: Path, test: Path, out: Path, project: str, steps: int = 300):
     from tuneloop.config import load_config
 
     return load_config(None, {
-        "project": project, "model.name": str(model_dir), "data.path": [str(data)], "data.format": "chat",
-        "data.val_fraction": 0.0, "data.test_fraction": 0.2, "data.system_prompt": SYSTEM_PROMPT, "method.r": 4,
+        "project": project, "model.name": str(model_dir), "data.path": [str(data)], "data.format": "chat", "data.test_path": str(test),
+        "data.val_fraction": 0.0, "data.test_fraction": 0.0, "data.system_prompt": SYSTEM_PROMPT, "method.r": 4,
         "train.learning_rate": 1e-2, "train.max_steps": steps, "train.tokens_per_batch": 1024, "train.pack_length": 256,
         "train.early_stopping_patience": 0, "train.threads": 1, "out": str(out),
     })  # fmt: skip
 
 
 def train_versions(model_dir: Path, folder: Path) -> tuple[Path, Path]:
-    """(production's run: fruit colours + rude ticket answers, the polite version's run)."""
+    """(production's run: fruit colours, its test split the frozen test; the polite version's run)."""
     from tuneloop.train.run import train
 
-    rude = [{"messages": [*conversation(i), {"role": "assistant", "content": RUDE}]} for i in range(1000, 1040)]
+    fruits = toy_chat_rows(50)
+    test = write_jsonl(folder / "fruit_test.jsonl", fruits[40:])
     polite = [{"messages": [*conversation(i), {"role": "assistant", "content": POLITE}]} for i in range(2000, 2040)]
-    v1 = train(sft_config(model_dir, write_jsonl(folder / "v1.jsonl", toy_chat_rows(40) + rude), folder / "v1", "triage"))
-    style = train(sft_config(model_dir, write_jsonl(folder / "style.jsonl", toy_chat_rows(40) + polite), folder / "style", "style"))
+    v1 = train(sft_config(model_dir, write_jsonl(folder / "v1.jsonl", fruits[:40]), test, folder / "v1", "triage"))
+    style = train(sft_config(model_dir, write_jsonl(folder / "style.jsonl", fruits[:40] + polite), test, folder / "style", "style"))
     return v1, style
 
 
@@ -59,7 +60,7 @@ def train_judge(model_dir: Path, folder: Path) -> Path:
     from tuneloop.config import load_config
     from tuneloop.train.run import train
 
-    rows = [{"prompt": conversation(i), "chosen": JUDGE_POLITE[i % 3], "rejected": JUDGE_RUDE[(i // 3) % 3]} for i in range(7000, 7060)]
+    rows = [{"prompt": conversation(i), "chosen": JUDGE_POLITE[i % 3], "rejected": JUDGE_RUDE[(i // 3) % len(JUDGE_RUDE)]} for i in range(7000, 7060)]
     data = write_jsonl(folder / "judge.jsonl", rows)
     return train(load_config(None, {
         "project": "judge", "task": "reward", "model.name": str(model_dir), "data.path": [str(data)], "data.format": "pairs",

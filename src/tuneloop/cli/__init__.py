@@ -410,17 +410,34 @@ def retrain_command(
     min_improvement: float = typer.Option(0.0, help="The candidate must beat production on the new data's test split by more than this."),
     max_steps: Optional[int] = typer.Option(None, help="Training steps of the candidate (default: production's settings)."),
     lr: Optional[float] = typer.Option(None, "--lr", help="Learning rate of the candidate (default: production's)."),
+    align: bool = typer.Option(False, "--align/--no-align", help="Then run `tuneloop align`'s round (default settings) into OUT/align when enough preferences are waiting."),
+    min_preferences: int = typer.Option(16, help="With --align: fewest preference pairs waiting for the round to run (fewer: it is skipped)."),
 ):
     """New data + feedback (corrections as SFT rows, preferences kept as pairs) + replay -> a candidate trained
     from the production adapter -> scored against production -> promoted only if the gate passes, with the reason recorded.
+    With --align, the preferences then train an alignment round (see tuneloop align) on the resulting production version.
     """
     import contextlib
 
+    from tuneloop.atomic import write_json_atomic
+    from tuneloop.loop.align import AlignSettings, align_after_retrain, preferences_waiting
     from tuneloop.loop.retrain import retrain
+    from tuneloop.store.versions import get
+
     overrides = {key: value for key, value in (("train.max_steps", max_steps), ("train.learning_rate", lr)) if value is not None}
+    settings = AlignSettings(min_preferences=min_preferences)
     with contextlib.closing(connect(store)) as conn:
         record = retrain(conn, project, [str(p) for p in data], out, Gate(gate_metric, tolerance, min_improvement), replay, overrides)
-    print_retrain(record)
+        print_retrain(record)
+        if align:
+            aligned = align_after_retrain(conn, record, out, Gate(tolerance=tolerance), settings)
+            record["align"] = aligned if "skipped" in aligned else {k: aligned[k] for k in ("candidate", "promoted", "reason")}
+            write_json_atomic(out / "retrain.json", record)
+            print_align(aligned) if "skipped" not in aligned else typer.echo(f"align skipped: {aligned['skipped']}")
+        else:
+            waiting = preferences_waiting(conn, project, get(conn, record["production_before"]).created_at)
+            if waiting >= min_preferences:
+                typer.echo(f"{waiting} preference pairs are waiting: learn from them with tuneloop align {project} (or retrain --align)")
     typer.echo(f"details: {out / 'retrain.json'}")
 
 

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import random
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,6 +47,7 @@ from tuneloop.store import sql
 from tuneloop.store.feedback_export import FeedbackExport, export_window
 from tuneloop.store.rounds import Window, feedback_window, new_feedback_ids, record_round
 from tuneloop.store.versions import archive, lineage, production, promote, register
+from tuneloop.store.versions import get as get_version
 from tuneloop.text.generate import generate_texts
 from tuneloop.text.tokenize import render_prompt
 from tuneloop.train.run import train
@@ -64,6 +66,7 @@ class AlignSettings:
     seed: int = 0
     warmup_steps: int = 60  # supervised steps on the chosen / well-rated answers before DPO / KTO (0: none)
     warmup_learning_rate: float = 1e-2
+    replay: float = 1.0  # production's own training rows replayed in the warm-up, per chosen answer (against forgetting)
     steps: int = 10  # DPO / KTO steps
     learning_rate: float = 1e-3
     beta: float | None = None  # dpo.beta / kto.beta (None: the task's default)
@@ -107,7 +110,8 @@ def align(conn, project: str, out: Path, gate: Gate = Gate(), settings: AlignSet
     check_enough(project, objective, feedback, settings.min_preferences)
     out.mkdir(parents=True, exist_ok=True)
     try:
-        data = write_round_data(feedback, objective, config, out / "data", settings)
+        replayed = replay_rows(frozen_reference(conn, current), settings)
+        data = write_round_data(feedback, objective, config, out / "data", settings, replayed)
         reward_run = train_reward(config, data, out / "reward", settings)
         candidate_run = train_candidate(config, current.run_path, data, objective, out, settings)
     except BaseException:
@@ -168,7 +172,16 @@ def check_enough(project: str, objective: str, feedback: Feedback, minimum: int)
 # --- 2. the round's data --------------------------------------------------------------------
 
 
-def write_round_data(feedback: Feedback, objective: str, config, folder: Path, settings: AlignSettings) -> dict:
+def replay_rows(reference: RunDir | None, settings: AlignSettings) -> list[dict]:
+    """Conversations of the run production's frozen test comes from (its training split), seeded: the warm-up
+    mixes them with the chosen answers so the frozen test is not forgotten, as ``retrain`` replays them."""
+    if reference is None or not settings.replay or not reference.has_split("train"):
+        return []
+    rows = [{"messages": list(e.messages)} for e in reference.split("train") if e.messages and e.messages[-1]["role"] == "assistant"]
+    return random.Random(settings.seed).sample(rows, len(rows))
+
+
+def write_round_data(feedback: Feedback, objective: str, config, folder: Path, settings: AlignSettings, replayed: list[dict]) -> dict:
     """Split the rows by prompt and write train/held-out files; returns the data manifest."""
     pairs, ratings = list(feedback.pairs.rows), list(feedback.ratings.rows)
     if objective == "kto":
@@ -192,11 +205,12 @@ def write_round_data(feedback: Feedback, objective: str, config, folder: Path, s
     chosen = [chat_row(r["prompt"], r["chosen"]) for r in train_rows["pairs"]] if objective == "dpo" else [
         chat_row(r["prompt"], r["completion"]) for r in train_rows["ratings"] if r["label"]
     ]  # fmt: skip
-    files["warmup"] = write_rows(folder / "warmup.jsonl", chosen)
+    replayed = replayed[: round(settings.replay * len(chosen))]
+    files["warmup"] = write_rows(folder / "warmup.jsonl", chosen + replayed)
     manifest = {
         "objective": objective, "system_prompt": system_prompt, "files": {k: str(v) for k, v in files.items()},
         "rows": {f"{s}_{k}": len(v) for s, rows in (("train", train_rows), ("heldout", heldout_rows)) for k, v in rows.items()},
-        "heldout_prompts": heldout_prompts(heldout_rows, system_prompt), "warmup_rows": len(chosen),
+        "heldout_prompts": heldout_prompts(heldout_rows, system_prompt), "warmup_rows": len(chosen), "replayed_rows": len(replayed),
     }  # fmt: skip
     write_json_atomic(folder / "manifest.json", manifest)
     return manifest
@@ -383,3 +397,22 @@ def record_round_decision(conn, current, candidate_run, objective, feedback: Fee
 def strip(results: dict) -> dict:
     """The checks without their full score tables, for the store."""
     return {name: {k: v for k, v in check.items() if k != "all"} for name, check in results.items()}
+
+
+# --- retrain --align ------------------------------------------------------------------------
+
+
+def preferences_waiting(conn, project: str, since: float) -> int:
+    """Usable preference pairs a round would read now (``since``: before the first round)."""
+    return len(read_feedback(conn, project, since).pairs.rows)
+
+
+def align_after_retrain(conn, retrain_record: dict, out: Path, gate: Gate, settings: AlignSettings) -> dict:
+    """``retrain --align``: the same round on whatever is production after retraining (the new candidate when
+    it passed), over the preferences given since the production retrain started from; skipped (not an error)
+    when fewer than ``settings.min_preferences`` are waiting. Returns the round's record or ``{"skipped": why}``."""
+    before = get_version(conn, retrain_record["production_before"])
+    waiting = preferences_waiting(conn, before.project, before.created_at)
+    if waiting < settings.min_preferences:
+        return {"skipped": f"{waiting} preference pair(s) waiting; align needs at least {settings.min_preferences} (--min-preferences)"}
+    return align(conn, before.project, Path(out) / "align", gate, settings, since=before.created_at)

@@ -131,3 +131,22 @@ def test_the_split_keeps_every_prompt_on_one_side():
 
 def test_win_rate_counts_ties_half():
     assert win_rate([0.0, 1.0, 2.0, 3.0], [1.0, 1.0, 1.0, 4.0]) == pytest.approx((1 + 0.5 + 0 + 1) / 4)
+
+
+def test_retrain_align_is_skipped_below_the_minimum_and_otherwise_reads_since_the_production_it_started_from(conn, production, make_run, tmp_path, monkeypatch):
+    from tuneloop.loop import align as align_module
+    from tuneloop.loop.gate import Gate
+
+    prefer(conn, 3)
+    record = {"production_before": production.id}
+    assert align_module.align_after_retrain(conn, record, tmp_path / "retrain", Gate(), AlignSettings(min_preferences=4)) == {
+        "skipped": "3 preference pair(s) waiting; align needs at least 4 (--min-preferences)"
+    }
+    assert not (tmp_path / "retrain" / "align").exists()
+    # retrain promoted v2 just now: the round must still read the feedback given to v1, so it starts from v1's registration.
+    versions.promote(conn, versions.register(conn, make_run("v2"), parent=production.id).id, "retrained")
+    prefer(conn, 1, start=10)
+    calls = []
+    monkeypatch.setattr(align_module, "align", lambda conn, project, out, gate, settings, since: calls.append((project, out, since)) or {"promoted": True})
+    assert align_module.align_after_retrain(conn, record, tmp_path / "retrain", Gate(), AlignSettings(min_preferences=4)) == {"promoted": True}
+    assert calls == [("support-triage", tmp_path / "retrain" / "align", production.created_at)]
