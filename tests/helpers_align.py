@@ -21,7 +21,7 @@ POLITE = "Thanks for writing in, we are on it."
 JUDGE_POLITE = ["Thanks for writing in, we are on it.", "Thanks for your patience, a fix is coming.", "Thank you, we will help."]
 JUDGE_RUDE = ["Not our problem.", "Read the docs yourself.", "Stop writing to us.", "red", "purple", "yellow"]
 # The round's own settings, small enough for two CPU cores (a few seconds of training each).
-ALIGN_ARGS = ("--min-preferences", "12", "--warmup-steps", "300", "--steps", "10", "--reward-steps", "40", "--max-new-tokens", "16")
+ALIGN_ARGS = ("--min-preferences", "12", "--warmup-steps", "300", "--replay", "2", "--steps", "10", "--reward-steps", "40", "--max-new-tokens", "16")
 
 
 def ticket(i: int) -> str:
@@ -37,7 +37,7 @@ def sft_config(model_dir: Path, data: Path, test: Path, out: Path, project: str,
 
     return load_config(None, {
         "project": project, "model.name": str(model_dir), "data.path": [str(data)], "data.format": "chat", "data.test_path": str(test),
-        "data.val_fraction": 0.0, "data.test_fraction": 0.0, "data.system_prompt": SYSTEM_PROMPT, "method.r": 4,
+        "data.val_fraction": 0.0, "data.test_fraction": 0.0, "data.system_prompt": SYSTEM_PROMPT, "method.r": 16,
         "train.learning_rate": 1e-2, "train.max_steps": steps, "train.tokens_per_batch": 1024, "train.pack_length": 256,
         "train.early_stopping_patience": 0, "train.threads": 1, "out": str(out),
     })  # fmt: skip
@@ -64,7 +64,7 @@ def train_judge(model_dir: Path, folder: Path) -> Path:
     data = write_jsonl(folder / "judge.jsonl", rows)
     return train(load_config(None, {
         "project": "judge", "task": "reward", "model.name": str(model_dir), "data.path": [str(data)], "data.format": "pairs",
-        "data.val_fraction": 0.0, "data.test_fraction": 0.0, "data.system_prompt": SYSTEM_PROMPT, "method.r": 4,
+        "data.val_fraction": 0.0, "data.test_fraction": 0.0, "data.system_prompt": SYSTEM_PROMPT, "method.r": 16,
         "train.learning_rate": 5e-3, "train.max_steps": 40, "train.tokens_per_batch": 512, "train.early_stopping_patience": 0,
         "train.threads": 1, "out": str(folder / "judge"),
     }))  # fmt: skip

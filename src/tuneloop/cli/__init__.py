@@ -455,6 +455,7 @@ def align_command(
     beta: Optional[float] = typer.Option(None, help="dpo.beta / kto.beta (default: the task's)."),
     warmup_steps: int = typer.Option(60, help="Supervised steps on the chosen answers before DPO/KTO (0: none)."),
     warmup_lr: float = typer.Option(1e-2, help="Learning rate of the warm-up."),
+    replay: float = typer.Option(1.0, help="Production's own training rows replayed in the warm-up, per chosen answer (against forgetting)."),
     reward_steps: int = typer.Option(40, help="Steps of the round's reward model."),
     reward_lr: float = typer.Option(5e-3, help="Learning rate of the round's reward model."),
     max_new_tokens: int = typer.Option(32, help="Tokens per held-out answer of production and candidate."),
@@ -475,7 +476,7 @@ def align_command(
 
     settings = AlignSettings(
         min_preferences=min_preferences, objective=objective, heldout_fraction=heldout_fraction, seed=seed, warmup_steps=warmup_steps,
-        warmup_learning_rate=warmup_lr, steps=steps, learning_rate=lr, beta=beta, reward_steps=reward_steps,
+        warmup_learning_rate=warmup_lr, replay=replay, steps=steps, learning_rate=lr, beta=beta, reward_steps=reward_steps,
         reward_learning_rate=reward_lr, max_new_tokens=max_new_tokens,
     )  # fmt: skip
     with contextlib.closing(connect(store)) as conn:
