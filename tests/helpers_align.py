@@ -20,8 +20,9 @@ ISSUES = ["the dashboard is down", "my invoice is wrong", "login fails", "export
 POLITE = "Thanks for writing in, we are on it."
 JUDGE_POLITE = ["Thanks for writing in, we are on it.", "Thanks for your patience, a fix is coming.", "Thank you, we will help."]
 JUDGE_RUDE = ["Not our problem.", "Read the docs yourself.", "Stop writing to us.", "red", "purple", "yellow"]
-# The round's own settings, small enough for two CPU cores (a few seconds of training each).
-ALIGN_ARGS = ("--min-preferences", "12", "--warmup-steps", "300", "--replay", "2", "--steps", "10", "--reward-steps", "40", "--max-new-tokens", "16")
+# The round's own settings, small enough for two CPU cores (a few seconds of training each). The tolerance is
+# one general-check question in 48 and a bit: the random tiny model gets one or none right by chance.
+ALIGN_ARGS = ("--min-preferences", "12", "--warmup-steps", "300", "--replay", "2", "--steps", "4", "--lr", "5e-4", "--reward-steps", "40", "--max-new-tokens", "16", "--tolerance", "0.05")
 
 
 def ticket(i: int) -> str:
