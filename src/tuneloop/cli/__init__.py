@@ -13,6 +13,7 @@ from typing import Optional
 import click
 import typer
 
+from tuneloop.atomic import write_json_atomic
 from tuneloop.chat import answer_prompts, chat_loop
 from tuneloop.cli.store import feedback_app, keys_app, models_app
 from tuneloop.cli.support import user_errors
@@ -33,6 +34,7 @@ from tuneloop.monitor.report import print_report
 from tuneloop.monitor.watch import Thresholds, monitor_project, write_outputs
 from tuneloop.progress import quiet_libraries
 from tuneloop.store.db import connect
+from tuneloop.store.versions import get as get_version
 from tuneloop.text.generate import chat_generator
 from tuneloop.text.tokenize import token_counter
 from tuneloop.train.launch import inside_launch
@@ -419,10 +421,8 @@ def retrain_command(
     """
     import contextlib
 
-    from tuneloop.atomic import write_json_atomic
     from tuneloop.loop.align import AlignSettings, align_after_retrain, preferences_waiting
     from tuneloop.loop.retrain import retrain
-    from tuneloop.store.versions import get
 
     overrides = {key: value for key, value in (("train.max_steps", max_steps), ("train.learning_rate", lr)) if value is not None}
     settings = AlignSettings(min_preferences=min_preferences)
@@ -435,7 +435,7 @@ def retrain_command(
             write_json_atomic(out / "retrain.json", record)
             print_align(aligned) if "skipped" not in aligned else typer.echo(f"align skipped: {aligned['skipped']}")
         else:
-            waiting = preferences_waiting(conn, project, get(conn, record["production_before"]).created_at)
+            waiting = preferences_waiting(conn, project, get_version(conn, record["production_before"]).created_at)
             if waiting >= min_preferences:
                 typer.echo(f"{waiting} preference pairs are waiting: learn from them with tuneloop align {project} (or retrain --align)")
     typer.echo(f"details: {out / 'retrain.json'}")
