@@ -13,6 +13,7 @@ from typing import Optional
 import click
 import typer
 
+from tuneloop.atomic import write_json_atomic
 from tuneloop.chat import answer_prompts, chat_loop
 from tuneloop.cli.store import feedback_app, keys_app, models_app
 from tuneloop.cli.support import user_errors
@@ -25,7 +26,7 @@ from tuneloop.evaluate.heldout import evaluate_run
 from tuneloop.evaluate.on_file import evaluate_file
 from tuneloop.evaluate.summary import print_metrics
 from tuneloop.loop.gate import Gate
-from tuneloop.loop.report import print_retrain
+from tuneloop.loop.report import print_align, print_retrain
 from tuneloop.merge import export_full_model, merge_adapters, parse_weights
 from tuneloop.methods import METHODS
 from tuneloop.models.load import load_tokenizer
@@ -33,6 +34,7 @@ from tuneloop.monitor.report import print_report
 from tuneloop.monitor.watch import Thresholds, monitor_project, write_outputs
 from tuneloop.progress import quiet_libraries
 from tuneloop.store.db import connect
+from tuneloop.store.versions import get as get_version
 from tuneloop.text.generate import chat_generator
 from tuneloop.text.tokenize import token_counter
 from tuneloop.train.launch import inside_launch
@@ -416,18 +418,77 @@ def retrain_command(
     min_improvement: float = typer.Option(0.0, help="The candidate must beat production on the new data's test split by more than this."),
     max_steps: Optional[int] = typer.Option(None, help="Training steps of the candidate (default: production's settings)."),
     lr: Optional[float] = typer.Option(None, "--lr", help="Learning rate of the candidate (default: production's)."),
+    align: bool = typer.Option(False, "--align/--no-align", help="Then run `tuneloop align`'s round (default settings) into OUT/align when enough preferences are waiting."),
+    min_preferences: int = typer.Option(16, help="With --align: fewest preference pairs waiting for the round to run (fewer: it is skipped)."),
 ):
     """New data + feedback (corrections as SFT rows, preferences kept as pairs) + replay -> a candidate trained
     from the production adapter -> scored against production -> promoted only if the gate passes, with the reason recorded.
+    With --align, the preferences then train an alignment round (see tuneloop align) on the resulting production version.
     """
     import contextlib
 
+    from tuneloop.loop.align import AlignSettings, align_after_retrain, preferences_waiting
     from tuneloop.loop.retrain import retrain
+
     overrides = {key: value for key, value in (("train.max_steps", max_steps), ("train.learning_rate", lr)) if value is not None}
+    settings = AlignSettings(min_preferences=min_preferences)
     with contextlib.closing(connect(store)) as conn:
         record = retrain(conn, project, [str(p) for p in data], out, Gate(gate_metric, tolerance, min_improvement), replay, overrides)
-    print_retrain(record)
+        print_retrain(record)
+        if align:
+            aligned = align_after_retrain(conn, record, out, Gate(tolerance=tolerance), settings)
+            record["align"] = aligned if "skipped" in aligned else {k: aligned[k] for k in ("candidate", "promoted", "reason")}
+            write_json_atomic(out / "retrain.json", record)
+            print_align(aligned) if "skipped" not in aligned else typer.echo(f"align skipped: {aligned['skipped']}")
+        else:
+            waiting = preferences_waiting(conn, project, get_version(conn, record["production_before"]).created_at)
+            if waiting >= min_preferences:
+                typer.echo(f"{waiting} preference pairs are waiting: learn from them with tuneloop align {project} (or retrain --align)")
     typer.echo(f"details: {out / 'retrain.json'}")
+
+
+@app.command("align")
+@user_errors
+def align_command(
+    project: str = typer.Argument(..., help="Project whose production version learns from its users' preferences and ratings."),
+    out: Path = typer.Option(..., "--out", help="New folder: data/, reward/ (the round's reward model), warmup/ and candidate/ (runs), align.json."),
+    store: Optional[Path] = typer.Option(None, help="Store file (default $TUNELOOP_STORE or $TUNELOOP_HOME/store.sqlite3)."),
+    min_preferences: int = typer.Option(16, help="Fewest preference pairs (ratings with --objective kto) since the last round; fewer: exit 2, nothing trained."),
+    objective: str = typer.Option("auto", help="dpo (A/B preference pairs), kto (thumbs ratings) or auto (dpo when pairs are waiting, else kto)."),
+    heldout_fraction: float = typer.Option(0.25, help="Share of prompts held out to compare production and candidate under the reward model."),
+    steps: int = typer.Option(10, help="DPO/KTO steps of the candidate."),
+    lr: float = typer.Option(1e-3, "--lr", help="DPO/KTO learning rate."),
+    beta: Optional[float] = typer.Option(None, help="dpo.beta / kto.beta (default: the task's)."),
+    warmup_steps: int = typer.Option(60, help="Supervised steps on the chosen answers before DPO/KTO (0: none)."),
+    warmup_lr: float = typer.Option(1e-2, help="Learning rate of the warm-up."),
+    replay: float = typer.Option(1.0, help="Production's own training rows replayed in the warm-up, per chosen answer (against forgetting)."),
+    reward_steps: int = typer.Option(40, help="Steps of the round's reward model."),
+    reward_lr: float = typer.Option(5e-3, help="Learning rate of the round's reward model."),
+    max_new_tokens: int = typer.Option(32, help="Tokens per held-out answer of production and candidate."),
+    tolerance: float = typer.Option(0.01, help="Largest regression allowed on the frozen test set and the general-ability check."),
+    min_improvement: float = typer.Option(0.0, help="The candidate's mean held-out reward must beat production's by more than this."),
+    gate_metric: str = typer.Option("auto", help="Frozen-test metric: the task's headline metric (auto) or any computed one, e.g. loss."),
+    seed: int = typer.Option(0, help="Seed of the held-out split."),
+):
+    """One alignment round: the feedback since the last round -> a reward model and a DPO/KTO candidate from the
+    production adapter -> both models scored (held-out reward and win rate, frozen test, general check) -> promoted
+    only if the reward improves and nothing else regresses; the round is recorded in the store and align.json.
+
+    Exits 2 with the counts when fewer preferences than --min-preferences are waiting (nothing is trained or promoted).
+    """
+    import contextlib
+
+    from tuneloop.loop.align import AlignSettings, align
+
+    settings = AlignSettings(
+        min_preferences=min_preferences, objective=objective, heldout_fraction=heldout_fraction, seed=seed, warmup_steps=warmup_steps,
+        warmup_learning_rate=warmup_lr, replay=replay, steps=steps, learning_rate=lr, beta=beta, reward_steps=reward_steps,
+        reward_learning_rate=reward_lr, max_new_tokens=max_new_tokens,
+    )  # fmt: skip
+    with contextlib.closing(connect(store)) as conn:
+        record = align(conn, project, out, Gate(gate_metric, tolerance, min_improvement), settings)
+    print_align(record)
+    typer.echo(f"details: {out / 'align.json'}")
 
 
 @app.command("demo")

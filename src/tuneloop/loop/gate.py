@@ -1,4 +1,9 @@
-"""The promotion gate: a candidate must improve on the new data and regress nowhere else beyond a tolerance."""
+"""The promotion gate: a candidate must improve where it was meant to and regress nowhere else beyond a tolerance.
+
+Which checks must improve and which must only hold is the caller's: ``retrain`` asks the new data's
+test split to improve and the frozen test and the general check to hold (:data:`RETRAIN_CHECKS`);
+``align`` asks the held-out reward to improve and the frozen test and the general check to hold.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +13,26 @@ from dataclasses import dataclass
 @dataclass(frozen=True)
 class Gate:
     metric: str = "auto"  # the task's headline metric, or any computed one (e.g. "loss")
-    tolerance: float = 0.01  # largest allowed regression on the frozen test and the general check
-    min_improvement: float = 0.0  # the candidate must beat production on the new data by more than this
+    tolerance: float = 0.01  # largest allowed regression on the checks that must hold
+    min_improvement: float = 0.0  # the candidate must beat production on the checks that must improve by more than this
+
+
+@dataclass(frozen=True)
+class Checks:
+    """Names of the results the gate reads: ``improve`` must each gain more than ``min_improvement``,
+    ``hold`` must each lose no more than ``tolerance``."""
+
+    improve: tuple[str, ...]
+    hold: tuple[str, ...] = ()
+
+    def __post_init__(self):
+        if not self.improve:
+            raise ValueError("a gate needs at least one check the candidate must improve on")
+        if set(self.improve) & set(self.hold):
+            raise ValueError(f"a check cannot both improve and hold: {sorted(set(self.improve) & set(self.hold))}")
+
+
+RETRAIN_CHECKS = Checks(improve=("new_test",), hold=("frozen_test", "general"))
 
 
 def better_by(lower_is_better: bool, candidate: float, production: float) -> float:
@@ -17,22 +40,27 @@ def better_by(lower_is_better: bool, candidate: float, production: float) -> flo
     return production - candidate if lower_is_better else candidate - production
 
 
-def decide(gate: Gate, results: dict) -> tuple[bool, str]:
-    """``results``: {check: {"metric", "candidate", "production", "lower_is_better"}} for frozen_test,
-    new_test, general; a check that could not be made is {"skipped": why} and passes.
+def decide(gate: Gate, results: dict, checks: Checks = RETRAIN_CHECKS) -> tuple[bool, str]:
+    """``results``: {check: {"metric", "candidate", "production", "lower_is_better"}} for every check
+    ``checks`` names; a check that could not be made is {"skipped": why}: it passes where it must
+    only hold, and fails where it must improve (no evidence of an improvement is no improvement).
 
-    Returns (promote?, the reason, with the numbers it rests on).
+    Returns (promote?, the reason, with the numbers it rests on); each result gets its ``gain``.
     """
+    missing = [name for name in (*checks.improve, *checks.hold) if name not in results]
+    if missing:
+        raise KeyError(f"the gate has no result for {', '.join(missing)}")
     reasons, passed = [], True
-    for check in ("new_test", "frozen_test", "general"):
-        result = results[check]
+    for check in (*checks.improve, *checks.hold):
+        result, improves = results[check], check in checks.improve
         if "skipped" in result:
-            reasons.append(f"{check} skipped ({result['skipped']})")
+            passed &= not improves
+            reasons.append(f"{check} skipped ({result['skipped']}){' FAILED: it must improve' if improves else ''}")
             continue
         gain = better_by(result["lower_is_better"], result["candidate"], result["production"])
         result["gain"] = gain
-        ok = gain > gate.min_improvement if check == "new_test" else gain >= -gate.tolerance
+        ok = gain > gate.min_improvement if improves else gain >= -gate.tolerance
         passed &= ok
-        need = f"> {gate.min_improvement:g}" if check == "new_test" else f">= -{gate.tolerance:g}"
+        need = f"> {gate.min_improvement:g}" if improves else f">= -{gate.tolerance:g}"
         reasons.append(f"{check} {result['metric']}: {result['production']:.4f} -> {result['candidate']:.4f} (gain {gain:+.4f}, needs {need}) {'ok' if ok else 'FAILED'}")
     return passed, ("gate passed: " if passed else "gate failed: ") + "; ".join(reasons)

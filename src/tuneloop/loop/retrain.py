@@ -98,14 +98,24 @@ def train_candidate(config, production_run: Path, dataset: dict, out: Path, over
 
 def compare_on_checks(production_run: Path, candidate_run: Path, dataset: dict, config, gate: Gate) -> dict:
     """Scores of both models on the frozen test, the new test and the general check."""
-    task = get_task(config.task)
     production = RunDir(production_run)
     tests = {"frozen_test": production.split("test"), "new_test": load_split(Path(dataset["folder"]) / "new_test.jsonl")}
+    return compare_runs(production_run, candidate_run, tests, production, config, gate)
+
+
+def compare_runs(production_run: Path, candidate_run: Path, tests: dict, reference: RunDir, config, gate: Gate, also=None) -> dict:
+    """Both models scored by ``config``'s task on each of ``tests`` ({name: rows}) and on the general check,
+    planned from ``reference`` (the run whose training data and test split the suite reads).
+
+    ``also(role, model, tokenizer)``, when given, runs while each model is loaded (align generates its answers there).
+    """
+    task = get_task(config.task)
     suite = SUITES[GENERAL_CHECK[0]]
     # The gate checks general ability wherever the task allows it; eval.forgetting only switches the suite off in `tuneloop eval`.
     general_config = config.model_copy(update={"eval": config.eval.model_copy(update={"forgetting": True})})
     skipped = suite.applies(task, general_config)
-    plan = suite.plan(production, general_config, task, tests["frozen_test"]) if skipped is None else None
+    first_test = next(iter(tests.values()), [])
+    plan = suite.plan(reference, general_config, task, first_test) if skipped is None else None
     scores: dict[str, dict] = {name: {} for name in (*tests, "general")}
     for role, which, run in (("production", "base", production_run), ("candidate", "tuned", candidate_run)):
         model, tokenizer = load_tuned_model(run)
@@ -113,6 +123,8 @@ def compare_on_checks(production_run: Path, candidate_run: Path, dataset: dict, 
             scores[name][role] = task.score(model, tokenizer, rows, config, None, packs=False)["scores"]
         if skipped is None:
             scores["general"][role] = suite.score(plan, model, tokenizer, Scoring(task, general_config, which, packs=False))
+        if also is not None:
+            also(role, model, tokenizer)
         del model
     requested = gate.metric if gate.metric != "auto" else config.eval.primary
     requested = task.default_primary if requested == "auto" else requested

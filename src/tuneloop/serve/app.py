@@ -3,7 +3,9 @@
 Every endpoint but ``/healthz`` needs ``Authorization: Bearer <key>`` (``tuneloop keys create``).
 Errors use OpenAI's body ``{"error": {"message", "type", "param", "code"}}`` so the official
 client raises its usual exceptions. Each answer is logged in the store; its ``id`` is the logged
-request's id, which ``/v1/feedback`` refers to.
+request's id, which ``/v1/feedback`` refers to, and its ``system_fingerprint`` names the version that
+answered (``<project>:v<n>``, or ``base``), so an answer asked of ``<project>@production`` is
+attributable (the web page shows it beside every answer).
 """
 
 from __future__ import annotations
@@ -256,6 +258,11 @@ class Job:
     request_id: str = field(default_factory=new_request_id)  # known before the answer, so chunks carry it
 
     @property
+    def version(self) -> str:
+        """The version that answers (what the log records), whatever alias the client asked for."""
+        return self.target.version_id or "base"
+
+    @property
     def endpoint(self) -> str:
         return "chat.completions" if self.kind == "chat" else "completions"
 
@@ -268,22 +275,22 @@ class Job:
         usage = self.usage(generation)
         if self.kind == "chat":
             choice = {"index": 0, "message": {"role": "assistant", "content": generation.text}, "finish_reason": generation.finish_reason}
-            return {"id": self.request_id, "object": "chat.completion", "created": int(time.time()), "model": self.model, "choices": [choice], "usage": usage}
+            return {"id": self.request_id, "object": "chat.completion", "created": int(time.time()), "model": self.model, "system_fingerprint": self.version, "choices": [choice], "usage": usage}
         choice = {"index": 0, "text": generation.text, "finish_reason": generation.finish_reason, "logprobs": None}
-        return {"id": self.request_id, "object": "text_completion", "created": int(time.time()), "model": self.model, "choices": [choice], "usage": usage}
+        return {"id": self.request_id, "object": "text_completion", "created": int(time.time()), "model": self.model, "system_fingerprint": self.version, "choices": [choice], "usage": usage}
 
     def chunk(self, piece: str, finish_reason: str | None) -> dict:
         if self.kind == "chat":
             delta = {"content": piece} if piece or finish_reason is None else {}
             choice = {"index": 0, "delta": delta, "finish_reason": finish_reason}
-            return {"id": self.request_id, "object": "chat.completion.chunk", "created": int(time.time()), "model": self.model, "choices": [choice]}
+            return {"id": self.request_id, "object": "chat.completion.chunk", "created": int(time.time()), "model": self.model, "system_fingerprint": self.version, "choices": [choice]}
         choice = {"index": 0, "text": piece, "finish_reason": finish_reason, "logprobs": None}
-        return {"id": self.request_id, "object": "text_completion", "created": int(time.time()), "model": self.model, "choices": [choice]}
+        return {"id": self.request_id, "object": "text_completion", "created": int(time.time()), "model": self.model, "system_fingerprint": self.version, "choices": [choice]}
 
     def usage_chunk(self, generation) -> dict:
         """The last chunk of a stream asked for with ``stream_options.include_usage``: no choices, the usage."""
         kind = "chat.completion.chunk" if self.kind == "chat" else "text_completion"
-        return {"id": self.request_id, "object": kind, "created": int(time.time()), "model": self.model, "choices": [], "usage": self.usage(generation)}
+        return {"id": self.request_id, "object": kind, "created": int(time.time()), "model": self.model, "system_fingerprint": self.version, "choices": [], "usage": self.usage(generation)}
 
 
 def sse(payload: dict) -> str:

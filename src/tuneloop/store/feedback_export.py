@@ -151,6 +151,15 @@ def export_feedback(conn: sqlite3.Connection, name: str, kind: str) -> FeedbackE
     return export
 
 
+def export_window(conn: sqlite3.Connection, project: str, kind: str, feedback_ids: set[int]) -> FeedbackExport:
+    """The project's rows of ``kind`` made from the feedback records in ``feedback_ids`` (``tuneloop align``'s
+    window); unlike :func:`export_feedback`, an empty export is no error: the caller counts the rows."""
+    records = [r for r in conn.execute(KINDS[kind].query, {"project": project, "version_id": None}) if r["id"] in feedback_ids]
+    export = FeedbackExport(kind, KINDS[kind].format, Scope(project, None), records=len(records))
+    keep_readable_rows(export, [(record["id"], KINDS[kind].row(record)) for record in records])
+    return export
+
+
 def keep_readable_rows(export: FeedbackExport, rows: list[tuple[int, dict]]) -> None:
     """Each row read as ``tuneloop data check --format FORMAT`` reads it: the ones it would drop are left
     out with its reason, and a repeat of an earlier row joins that row's ``feedback`` list."""

@@ -90,6 +90,25 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         )
         """,
     ),
+    # 2: alignment rounds (`tuneloop align`): the feedback each round used, its scores and the decision.
+    (
+        """
+        CREATE TABLE align_rounds (
+            id               INTEGER PRIMARY KEY AUTOINCREMENT,
+            project          TEXT NOT NULL,
+            production_id    TEXT NOT NULL REFERENCES versions(id), -- the version the round started from
+            candidate_id     TEXT NOT NULL REFERENCES versions(id),
+            objective        TEXT NOT NULL,                          -- dpo or kto
+            feedback_ids     TEXT NOT NULL,                          -- JSON list of the feedback rows used
+            feedback_through INTEGER NOT NULL,                       -- the newest feedback id the round read
+            scores           TEXT NOT NULL,                          -- JSON: the gate's checks, win rate
+            promoted         INTEGER NOT NULL CHECK (promoted IN (0, 1)),
+            reason           TEXT NOT NULL,
+            created_at       REAL NOT NULL
+        )
+        """,
+        "CREATE INDEX align_rounds_project ON align_rounds(project, id)",
+    ),
 )
 
 # --- versions -------------------------------------------------------------------------------
@@ -222,6 +241,28 @@ EXPORT_PREFERENCES = """
       AND (:version_id IS NULL OR c.version_id = :version_id OR j.version_id = :version_id)
     ORDER BY f.id
 """
+
+# Feedback a round has not used yet: newer than :after (a feedback id) and, with :since, recorded since then.
+# A rating counts by the latest vote on its answer; a preference belongs to the project of either answer.
+NEW_FEEDBACK_IDS = """
+    SELECT f.id FROM feedback f
+    JOIN requests r ON r.id = f.request_id LEFT JOIN requests j ON j.id = f.rejected_id
+    WHERE f.id > :after AND (:since IS NULL OR f.created_at >= :since)
+      AND (r.project = :project OR j.project = :project)
+    ORDER BY f.id
+"""
+MAX_FEEDBACK_ID = "SELECT COALESCE(MAX(id), 0) FROM feedback"
+
+# --- alignment rounds -----------------------------------------------------------------------
+
+INSERT_ALIGN_ROUND = """
+    INSERT INTO align_rounds (project, production_id, candidate_id, objective, feedback_ids, feedback_through,
+                              scores, promoted, reason, created_at)
+    VALUES (:project, :production_id, :candidate_id, :objective, :feedback_ids, :feedback_through,
+            :scores, :promoted, :reason, :created_at)
+"""
+ALIGN_ROUNDS = "SELECT * FROM align_rounds WHERE project = ? ORDER BY id"
+LAST_ALIGN_ROUND = "SELECT * FROM align_rounds WHERE project = ? ORDER BY id DESC LIMIT 1"
 
 # --- API keys -------------------------------------------------------------------------------
 

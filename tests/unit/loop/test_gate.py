@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tuneloop.loop.gate import Gate, better_by, decide
+from tuneloop.loop.gate import RETRAIN_CHECKS, Checks, Gate, better_by, decide
 from tuneloop.text.metrics import LOWER_IS_BETTER
 
 # Values chosen to be exact in binary, so a gain lands exactly on a threshold where a test says so.
@@ -139,3 +139,52 @@ def test_a_general_regression_beyond_the_tolerance_fails_and_a_skipped_check_pas
     results["general"] = {"skipped": "not measured: task 'classify' predicts labels and does not generate text"}
     promoted, reason = decide(Gate(tolerance=0.01), results)
     assert promoted and "general skipped (not measured: task 'classify'" in reason
+
+
+# --- the checks are the caller's: align gates on the held-out reward ----------------------------
+
+ALIGN = Checks(improve=("reward",), hold=("frozen_test", "general"))
+
+
+def align_results(reward=(0.25, 0.5), frozen=(0.75, 0.75), general=(0.5, 0.5)) -> dict:
+    return {"reward": check("mean_reward", *reward, lower_is_better=False), "frozen_test": check("accuracy", *frozen),
+            "general": check("qa_accuracy", *general)}  # fmt: skip
+
+
+def test_retrain_checks_are_the_default():
+    assert RETRAIN_CHECKS == Checks(improve=("new_test",), hold=("frozen_test", "general"))
+    scored = results()
+    assert decide(Gate(), scored) == decide(Gate(), results(), RETRAIN_CHECKS)
+
+
+def test_align_checks_gate_on_the_reward_and_ignore_checks_not_named():
+    scored = {**align_results(), "win_rate": check("win_rate", 0.5, 0.0, lower_is_better=False)}  # recorded, not gated
+    passed, reason = decide(Gate(), scored, ALIGN)
+    assert passed, reason
+    assert verdicts(reason) == {"reward": "ok", "frozen_test": "ok", "general": "ok"}
+    assert "reward mean_reward: 0.2500 -> 0.5000 (gain +0.2500, needs > 0)" in reason and "win_rate" not in reason
+
+
+def test_align_refuses_a_reward_that_does_not_improve_and_a_frozen_regression():
+    assert verdicts(decide(Gate(), align_results(reward=(0.5, 0.5)), ALIGN)[1])["reward"] == "FAILED"
+    passed, reason = decide(Gate(tolerance=0.125), align_results(frozen=(0.75, 0.5)), ALIGN)
+    assert not passed and verdicts(reason) == {"reward": "ok", "frozen_test": "FAILED", "general": "ok"}
+
+
+def test_a_skipped_check_that_must_improve_fails_and_one_that_must_hold_passes():
+    scored = align_results()
+    scored["reward"] = {"skipped": "no held-out prompts"}
+    passed, reason = decide(Gate(), scored, ALIGN)
+    assert not passed and "reward skipped (no held-out prompts) FAILED: it must improve" in reason
+    scored = align_results()
+    scored["general"] = {"skipped": "task does not generate"}
+    assert decide(Gate(), scored, ALIGN)[0]
+
+
+def test_checks_must_name_an_improvement_and_exist_in_the_results():
+    with pytest.raises(ValueError, match="at least one check"):
+        Checks(improve=())
+    with pytest.raises(ValueError, match="both improve and hold"):
+        Checks(improve=("reward",), hold=("reward",))
+    with pytest.raises(KeyError, match="no result for new_test"):
+        decide(Gate(), align_results())
