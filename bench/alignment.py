@@ -123,7 +123,7 @@ def policy_row(run: str, judge: str) -> dict:
     """One objective's row: evaluated with the judge (once), then read back from metrics.json and alignment.jsonl."""
     folder = Path(run)
     metrics_file = folder / "metrics.json"
-    if not metrics_file.exists() or "alignment" not in json.loads(metrics_file.read_text()) or "skipped" in json.loads(metrics_file.read_text())["alignment"]:
+    if "sampled_mean_reward" not in (json.loads(metrics_file.read_text()).get("alignment", {}).get("base", {}) if metrics_file.exists() else {}):
         tuneloop("eval", run, "--judge-reward-run", judge)
     metrics = json.loads(metrics_file.read_text())
     answers = [json.loads(line) for line in (folder / "alignment.jsonl").read_text().splitlines()]
@@ -133,8 +133,12 @@ def policy_row(run: str, judge: str) -> dict:
     return {
         "rule_share": rule_share([row["tuned"] for row in answers], prompts),
         "sft_rule_share": rule_share([row["base"] for row in answers], prompts),
+        "sampled_rule_share": rule_share([row["tuned_sampled"] for row in answers], prompts),
+        "sft_sampled_rule_share": rule_share([row["base_sampled"] for row in answers], prompts),
         "mean_reward": alignment["tuned"]["mean_reward"],
         "sft_mean_reward": alignment["base"]["mean_reward"],
+        "sampled_mean_reward": alignment["tuned"]["sampled_mean_reward"],
+        "sft_sampled_mean_reward": alignment["base"]["sampled_mean_reward"],
         "win_rate": alignment["tuned"]["win_rate"],
         "kl_to_sft": alignment["tuned"]["kl_to_base"],
         "qa_accuracy": forgetting.get("tuned", {}).get("qa_accuracy"),
@@ -146,7 +150,10 @@ def policy_row(run: str, judge: str) -> dict:
 
 
 def sft_row(row: dict) -> dict:
-    return {"rule_share": row["sft_rule_share"], "mean_reward": row["sft_mean_reward"], "win_rate": 0.5, "kl_to_sft": 0.0, "qa_accuracy": row["sft_qa_accuracy"]}
+    return {
+        "rule_share": row["sft_rule_share"], "sampled_rule_share": row["sft_sampled_rule_share"], "mean_reward": row["sft_mean_reward"],
+        "sampled_mean_reward": row["sft_sampled_mean_reward"], "win_rate": 0.5, "kl_to_sft": 0.0, "qa_accuracy": row["sft_qa_accuracy"],
+    }  # fmt: skip
 
 
 def tuneloop(*args: str) -> None:
@@ -161,20 +168,31 @@ def markdown(results: dict) -> str:
     lines = [
         f"# Alignment objectives from one SFT model ({results['machine']['cpu']})",
         "",
-        f"`{results['command']}`; {results['heldout_prompts']} held-out tickets, answers judged by a reward model trained on other pairs.",
+        f"`{results['command']}`; {results['heldout_prompts']} held-out tickets, answers judged by a reward model trained on other "
+        "pairs. Rule share: the share of answers that are polite, cite the ticket and stay under 60 words; greedy answers, "
+        "and one answer per ticket sampled at temperature 1.",
         "",
-        "| model | rule share | judge's mean reward | win rate vs SFT | KL to SFT (nats/answer) | general QA accuracy | training (s) |",
-        "|---|---|---|---|---|---|---|",
+        "| model | rule share, greedy | rule share, sampled | judge's reward, greedy | judge's reward, sampled | win rate vs SFT | KL to SFT (nats/answer) | general QA accuracy | training (s) |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     sft = results["sft"]
     if sft:
-        lines.append(f"| SFT (start) | {sft['rule_share']:.3f} | {sft['mean_reward']:+.3f} | - | 0 | {fmt(sft['qa_accuracy'])} | - |")
+        lines.append(
+            f"| SFT (start) | {sft['rule_share']:.3f} | {sft['sampled_rule_share']:.3f} | {sft['mean_reward']:+.3f} | "
+            f"{sft['sampled_mean_reward']:+.3f} | - | 0 | {fmt(sft['qa_accuracy'])} | - |"
+        )
     for name, row in results["objectives"].items():
         lines.append(
-            f"| {name.upper()} | {row['rule_share']:.3f} ({100 * (row['rule_share'] - row['sft_rule_share']):+.0f} pts) | "
-            f"{row['mean_reward']:+.3f} | {row['win_rate']:.3f} | {row['kl_to_sft']:.2f} | {fmt(row['qa_accuracy'])} | {row['train_seconds']:.0f} |"
+            f"| {name.upper()} | {row['rule_share']:.3f} ({points(row['rule_share'], row['sft_rule_share'])}) | "
+            f"{row['sampled_rule_share']:.3f} ({points(row['sampled_rule_share'], row['sft_sampled_rule_share'])}) | "
+            f"{row['mean_reward']:+.3f} | {row['sampled_mean_reward']:+.3f} | {row['win_rate']:.3f} | {row['kl_to_sft']:.2f} | "
+            f"{fmt(row['qa_accuracy'])} | {row['train_seconds']:.0f} |"
         )
     return "\n".join(lines) + "\n"
+
+
+def points(share: float, start: float) -> str:
+    return f"{100 * (share - start):+.0f} pts"
 
 
 def fmt(value) -> str:

@@ -95,7 +95,8 @@ def test_a_judge_reward_run_scores_base_and_tuned_answers_in_eval(ppo_run, rewar
     assert section["base"]["win_rate"] == 0.5 and section["base"]["kl_to_base"] == 0.0
     assert 0.0 <= section["tuned"]["win_rate"] <= 1.0 and section["tuned"]["kl_to_base"] != 0.0
     rows = [json.loads(line) for line in (ppo_run / "alignment.jsonl").read_text().splitlines()]
-    assert len(rows) == 10 and {"prompt", "base", "tuned", "base_reward", "tuned_reward"} <= set(rows[0])
+    assert len(rows) == 10 and {"prompt", "base", "tuned", "base_reward", "tuned_reward", "base_sampled", "tuned_sampled"} <= set(rows[0])
+    assert section["base"]["sampled_mean_reward"] != section["base"]["mean_reward"]
     assert sum(r["base_reward"] for r in rows) / 10 == pytest.approx(section["base"]["mean_reward"], rel=1e-5)
     assert "Alignment: answers judged by a reward model" in (ppo_run / "report.md").read_text()
 

@@ -5,7 +5,8 @@ one trained on preferences the run never saw (a held-out judge), not the reward 
 run was trained against, which the policy may have learnt to exploit. On the test split's prompts
 (at most ``eval.judge_prompts``):
 
-* ``mean_reward``: the judge's mean score of each model's greedy answers;
+* ``mean_reward``: the judge's mean score of each model's greedy answers, and ``sampled_mean_reward`` of
+  one answer per prompt sampled at temperature 1 (seeded), what a chat served with sampling says;
 * ``win_rate``: the share of prompts where the tuned model's answer scores above the base model's
   (a tie counts half; the base's is 0.5 by definition);
 * ``kl_to_base``: KL(tuned ‖ base) of whole answers, estimated on one answer per prompt sampled from
@@ -29,11 +30,11 @@ from tuneloop.runs.folder import RunDir
 from tuneloop.runs.models import load_base_model
 from tuneloop.text.tokenize import render_ids
 
-KL_SEED = 0
+SAMPLING_SEED = 0
 NOTE = (
     "The test split's {prompts} prompts answered by both models (greedy, at most {max_new_tokens} tokens) and scored by "
     "the judge reward model {judge}: mean_reward, and win_rate, the share of prompts where the tuned answer scores "
-    "higher (ties half). kl_to_base estimates KL(tuned || base) of whole answers from one answer per prompt sampled "
+    "higher (ties half); sampled_mean_reward scores one answer per prompt sampled at temperature 1. kl_to_base estimates KL(tuned || base) of whole answers from one answer per prompt sampled "
     "from the tuned model (nats per answer)."
 )
 
@@ -77,24 +78,35 @@ def score(plan: AlignmentPlan, model, tokenizer, scoring: Scoring) -> dict:
     with status(f"Alignment: {len(plan.prompts)} prompts answered by the {scoring.which} model and judged"):
         answers = scoring.task.answer(model, tokenizer, plan.prompts, config.eval.max_new_tokens)
         rewards = plan.judge().scores(plan.prompts, answers).tolist()
-    scores = {"answers": answers, "rewards": rewards}
+        rollouts = sampled_rollouts(plan, model, tokenizer, config)
+        sampled = [answer for part in rollouts for answer in part.answers]
+        sampled_rewards = plan.judge().scores(plan.prompts, sampled).tolist()
+    scores = {"answers": answers, "rewards": rewards, "sampled": sampled, "sampled_rewards": sampled_rewards}
     if scoring.which == "tuned":
         with status("Alignment: KL of sampled answers to the base model"):
-            scores["kl_to_base"] = kl_to_base(plan, model, tokenizer, config)
+            scores["kl_to_base"] = kl_to_base(plan, model, rollouts)
     return scores
 
 
-def kl_to_base(plan: AlignmentPlan, model, tokenizer, config) -> float:
-    """Mean over prompts of Σ (log π_tuned − log π_base) over one answer sampled from the tuned model."""
+def sampled_rollouts(plan: AlignmentPlan, model, tokenizer, config) -> list:
+    """One answer per prompt sampled at temperature 1 (seeded), in batches of ``eval.batch_size``."""
     import torch
 
-    from tuneloop.rl.rollouts import sample_rollouts, token_logprobs_and_values
+    from tuneloop.rl.rollouts import sample_rollouts
 
     prompt_ids = [render_ids(tokenizer, turns, add_generation_prompt=True) for turns in plan.prompts]
     batch = config.eval.batch_size
     with torch.random.fork_rng(devices=[]):  # seeded sampling leaves the caller's random state alone
-        torch.default_generator.manual_seed(KL_SEED)
-        rollouts = [sample_rollouts(model, tokenizer, prompt_ids[i : i + batch], config.eval.max_new_tokens, 1.0) for i in range(0, len(prompt_ids), batch)]
+        torch.default_generator.manual_seed(SAMPLING_SEED)
+        return [sample_rollouts(model, tokenizer, prompt_ids[i : i + batch], config.eval.max_new_tokens, 1.0) for i in range(0, len(prompt_ids), batch)]
+
+
+def kl_to_base(plan: AlignmentPlan, model, rollouts: list) -> float:
+    """Mean over the tuned model's sampled answers of Σ (log π_tuned − log π_base) over each answer's tokens."""
+    import torch
+
+    from tuneloop.rl.rollouts import token_logprobs_and_values
+
     with torch.no_grad():
         tuned = [token_logprobs_and_values(model, None, part)[0] for part in rollouts]
         base_model, _ = load_base_model(plan.run.path)
@@ -107,8 +119,11 @@ def section(plan: AlignmentPlan, base: dict, tuned: dict, config) -> dict:
     pairs = list(zip(tuned["rewards"], base["rewards"], strict=True))
     win_rate = sum((t > b) + 0.5 * (t == b) for t, b in pairs) / len(pairs)
     return {
-        "base": {"mean_reward": mean(base["rewards"]), "win_rate": 0.5, "kl_to_base": 0.0},
-        "tuned": {"mean_reward": mean(tuned["rewards"]), "win_rate": win_rate, "kl_to_base": tuned["kl_to_base"]},
+        "base": {"mean_reward": mean(base["rewards"]), "sampled_mean_reward": mean(base["sampled_rewards"]), "win_rate": 0.5, "kl_to_base": 0.0},
+        "tuned": {
+            "mean_reward": mean(tuned["rewards"]), "sampled_mean_reward": mean(tuned["sampled_rewards"]),
+            "win_rate": win_rate, "kl_to_base": tuned["kl_to_base"],
+        },  # fmt: skip
         "judge": plan.judge_run,
         "prompts": len(pairs),
         "max_new_tokens": config.eval.max_new_tokens,
@@ -135,8 +150,10 @@ def gate_measures(section: dict) -> dict[str, Measure]:
 
 def answer_files(plan: AlignmentPlan, base: dict, tuned: dict) -> dict[str, list[dict]]:
     rows = [
-        {"prompt": turns, "base": b, "tuned": t, "base_reward": br, "tuned_reward": tr}
-        for turns, b, t, br, tr in zip(plan.prompts, base["answers"], tuned["answers"], base["rewards"], tuned["rewards"])
+        {"prompt": turns, "base": b, "tuned": t, "base_reward": br, "tuned_reward": tr, "base_sampled": bs, "tuned_sampled": ts}
+        for turns, b, t, br, tr, bs, ts in zip(
+            plan.prompts, base["answers"], tuned["answers"], base["rewards"], tuned["rewards"], base["sampled"], tuned["sampled"]
+        )
     ]
     return {"alignment.jsonl": rows}
 
