@@ -18,7 +18,7 @@ from tuneloop.methods import METHODS, get_method, methods_where
 from tuneloop.methods.lora import LoraSettings
 
 FORMATS = ("chat", "prompt_completion", "alpaca", "sharegpt", "text", "label", "pairs", "ratings")
-TASKS = ("sft", "qa", "cpt", "classify", "seq2seq", "reward", "dpo", "kto", "ppo", "grpo")
+TASKS = ("sft", "qa", "cpt", "classify", "seq2seq", "reward", "dpo", "kto", "orpo", "ppo", "grpo")
 
 
 class _Section(BaseModel):
@@ -257,6 +257,17 @@ class KtoConfig(_Section):
     )  # fmt: skip
 
 
+class OrpoConfig(_Section):
+    """Settings of the orpo task; refused when the run trains another task."""
+
+    beta: float = Field(
+        0.1, gt=0,
+        description="ORPO: lambda, the weight of the odds-ratio term beside the chosen reply's NLL (loss = NLL + "
+        "beta x -log sigmoid(log-odds(chosen) - log-odds(rejected))). Larger pushes the rejected reply down harder; "
+        "no reference model is involved.",
+    )  # fmt: skip
+
+
 class PpoConfig(_Section):
     """Settings of the ppo task; refused when the run trains another task."""
 
@@ -346,7 +357,7 @@ class GrpoConfig(_Section):
 
 
 # One section per objective that has settings of its own; each is refused when changed for another task.
-OBJECTIVE_SECTIONS = {"dpo": DpoConfig, "kto": KtoConfig, "ppo": PpoConfig, "grpo": GrpoConfig}
+OBJECTIVE_SECTIONS = {"dpo": DpoConfig, "kto": KtoConfig, "orpo": OrpoConfig, "ppo": PpoConfig, "grpo": GrpoConfig}
 
 
 class EvalConfig(_Section):
@@ -447,6 +458,7 @@ class RunConfig(_Section):
         "reward (reward model: one score per reply, learnt from preference pairs), "
         "dpo (direct preference optimisation of a chat model on preference pairs), "
         "kto (a chat model trained on answers rated good or bad), "
+        "orpo (odds-ratio preference optimisation of a chat model on preference pairs, no reference model), "
         "ppo (a chat model trained by reinforcement learning against a reward run: sampled answers, KL penalty, value head), "
         "grpo (the same without a value head, through TRL's GRPOTrainer: each answer's reward against its group's mean).",
     )
@@ -457,6 +469,7 @@ class RunConfig(_Section):
     train: TrainConfig = Field(default_factory=TrainConfig)
     dpo: DpoConfig = Field(default_factory=DpoConfig)
     kto: KtoConfig = Field(default_factory=KtoConfig)
+    orpo: OrpoConfig = Field(default_factory=OrpoConfig)
     ppo: PpoConfig = Field(default_factory=PpoConfig)
     grpo: GrpoConfig = Field(default_factory=GrpoConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)

@@ -23,6 +23,7 @@ TASKS: dict[str, str] = {
     "reward": "tuneloop.objectives.reward:REWARD",
     "dpo": "tuneloop.objectives.dpo:DPO",
     "kto": "tuneloop.objectives.kto:KTO",
+    "orpo": "tuneloop.objectives.orpo:ORPO",
     # Tasks whose training loop samples answers and scores them with another run live in rl/, above runs/.
     "ppo": "tuneloop.rl.ppo:PPO",
     "grpo": "tuneloop.rl.grpo:GRPO",
