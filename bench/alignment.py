@@ -1,6 +1,6 @@
 """DPO, KTO, PPO and GRPO from the same SFT model, side by side, on the support-reply rule.
 
-    python bench/alignment.py [--work bench/work/alignment] [--objectives dpo,kto,ppo,grpo] [--ppo-steps 30]
+    python bench/alignment.py [--work bench/work/alignment] [--objectives dpo,kto,ppo,grpo] [--ppo-steps 30] [--grpo-steps 30]
 
 The chain, each step through the `tuneloop` CLI as a user runs it (a finished step is reused when
 its folder is complete, so an interrupted bench continues):
@@ -48,7 +48,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--work", type=Path, default=ROOT / "bench" / "work" / "alignment", help="folder for data and runs (reused)")
     parser.add_argument("--objectives", default=",".join(OBJECTIVES), help="which objectives to train, comma-separated")
-    parser.add_argument("--ppo-steps", type=int, default=30, help="PPO steps (and GRPO steps)")
+    parser.add_argument("--ppo-steps", type=int, default=30, help="PPO steps (16 sampled answers each)")
+    parser.add_argument("--grpo-steps", type=int, default=30, help="GRPO steps (16 sampled answers each)")
     args = parser.parse_args()
     work = args.work
     work.mkdir(parents=True, exist_ok=True)
@@ -58,7 +59,7 @@ def main() -> None:
     judge = trained(work / "judge", "configs/support_reward.yaml", "--data", data["judge"])
     rows = {}
     for objective in [o.strip() for o in args.objectives.split(",") if o.strip()]:
-        run = train_policy(work, objective, sft_full, data, reward, args.ppo_steps)
+        run = train_policy(work, objective, sft_full, data, reward, args.grpo_steps if objective == "grpo" else args.ppo_steps)
         rows[objective] = policy_row(run, judge)
     results = {
         "machine": {"cpu": cpu_name(), "python": platform.python_version()},
