@@ -15,6 +15,7 @@ import typer
 
 from tuneloop.atomic import write_json_atomic
 from tuneloop.chat import answer_prompts, chat_loop
+from tuneloop.cli.audit import audit_app
 from tuneloop.cli.store import feedback_app, keys_app, models_app
 from tuneloop.cli.support import user_errors
 from tuneloop.config import FORMATS, DataConfig, RunConfig, format_validation_error, load_config
@@ -50,6 +51,7 @@ app.add_typer(data_app, name="data")
 app.add_typer(models_app, name="models")
 app.add_typer(keys_app, name="keys")
 app.add_typer(feedback_app, name="feedback")
+app.add_typer(audit_app, name="audit")
 
 
 @data_app.command("check")
