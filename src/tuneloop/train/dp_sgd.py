@@ -29,7 +29,8 @@ import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from tuneloop.errors import ConfigError, DataError
+from tuneloop.errors import ConfigError, DataError, TuneloopError
+from tuneloop.methods import get_method, methods_where
 from tuneloop.objectives import TASKS, get_task
 from tuneloop.progress import console, generation_progress
 from tuneloop.runs.folder import RunDir
@@ -65,6 +66,9 @@ def check_dp_settings(config, task, resume: bool) -> None:
         (not task.dp_trainable,
          f"task {task.name} has no per-example loss to clip (a row of it is not one example's own loss); "
          f"DP-SGD trains: {', '.join(dp_tasks())}"),
+        (not get_method(config.method.name).per_example_grads,
+         f"method {config.method.name} trains parameters without a correct per-example gradient in Opacus; "
+         f"DP-SGD trains with: {', '.join(methods_where('per_example_grads'))}"),
         (t.nproc > 1, "train.nproc: DP-SGD runs in one process here (per-example clipping and the noise are not set up across processes); use nproc 1"),
         (resume, "--resume: a DP run keeps no checkpoints (the accountant's state would have to resume with them); start a new run"),
         (t.save_steps > 0, "train.save_steps: a DP run keeps no checkpoints; leave it 0"),
@@ -178,7 +182,16 @@ class PrivateTraining:
                 p.grad_sample = p.new_zeros((0, *p.shape))
         else:
             losses.mean().backward()
+            self.check_one_gradient_per_row(len(losses))
         self.optimizer.step()
+
+    def check_one_gradient_per_row(self, rows: int) -> None:
+        """Every trainable parameter must have one gradient per sampled row: a parameter shared across the
+        batch (a gradient of batch size 1) would be clipped once for all rows, weakening the guarantee."""
+        for name, p in self.model.named_parameters():
+            if p.requires_grad and (p.grad_sample is None or len(p.grad_sample) != rows):
+                found = "none" if p.grad_sample is None else f"{len(p.grad_sample)} rows"
+                raise TuneloopError(f"DP-SGD: parameter {name} got per-example gradients for {found}, not the batch's {rows} rows")
 
     def epsilon(self) -> float:
         return float(self.accountant.get_epsilon(delta=self.plan.delta)) if self.accountant.history else 0.0
