@@ -92,15 +92,18 @@ def dp_switched_off(config, packs: bool) -> list[str]:
     return reasons
 
 
-def check_one_piece_per_row(data) -> None:
+def check_one_piece_per_row(data, task, tokenizer, max_length: int) -> None:
     """A cpt document cut into several pieces would train as several examples: refuse it, naming the row."""
     if len(data.train_tokens) == len(data.splits.train):
         return
-    raise DataError(
-        f"train.dp_epsilon: {len(data.splits.train)} training rows became {len(data.train_tokens)} examples "
-        "(documents longer than data.max_length are cut into pieces), so one row would weigh as several; "
-        "raise data.max_length above the longest document or split the documents into rows of their own"
-    )
+    for example in data.splits.train:
+        pieces = len(task.pieces(task.tokenize(tokenizer, example, data.labels), max_length))
+        if pieces > 1:
+            raise DataError(
+                f"{example.source}:{example.line}: this training row is longer than data.max_length ({max_length} tokens) "
+                f"and would train as {pieces} pieces, so under train.dp_epsilon it would weigh as {pieces} rows; raise "
+                "data.max_length above the longest document or split the documents into rows of their own"
+            )
 
 
 def plan_dp(config, rows: int, rows_per_step: int) -> DpPlan:

@@ -110,7 +110,7 @@ def train_in_task_loop(task, model, tokenizer, data: PreparedData, config: RunCo
 def train_privately(task, model, tokenizer, data: PreparedData, config: RunConfig, out: Path, packs: bool) -> Path:
     """DP-SGD (:mod:`tuneloop.train.dp_sgd`): the plan, the memory check and the per-example gradient
     hooks before the run folder is written (a refusal leaves nothing), then its loop, saving and summary."""
-    check_one_piece_per_row(data)
+    check_one_piece_per_row(data, task, tokenizer, config.data.max_length)
     longest = max(len(row) for row in data.train_tokens)
     plan = plan_dp(config, len(data.train_tokens), max(1, config.train.tokens_per_batch // longest))
     check_grad_sample_memory(model, plan, config.train.dp_grad_sample_memory_gb)
