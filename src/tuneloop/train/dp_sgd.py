@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -160,6 +161,9 @@ class PrivateTraining:
         from opacus.optimizers import DPOptimizer
 
         self.model, self.plan = model.to(training_device()), plan
+        # The frozen embeddings give the first hooked layer inputs without gradients; its hook still gets
+        # the gradient of its output, which is all a per-example gradient needs.
+        warnings.filterwarnings("ignore", message="Full backward hook is firing when gradients are computed with respect to module outputs")
         try:
             self.hooks = GradSampleModule(model, batch_first=True, loss_reduction="mean", strict=True)
         except NotImplementedError as err:

@@ -24,7 +24,8 @@ from tuneloop.tune.study import check_trials_can_run
 
 @pytest.fixture(scope="module")
 def dp_run(tiny_model_dir, tmp_path_factory):
-    """A tiny DP run through the CLI flags the privacy bench uses (--dp-epsilon ...)."""
+    """A tiny DP run through the CLI flags the privacy bench uses (--dp-epsilon ...); shared by the tests that
+    read its train.json (about 15 s, most of it the first import of transformers, peft and opacus)."""
     folder = tmp_path_factory.mktemp("dp")
     data = write_jsonl(folder / "toy.jsonl", toy_chat_rows(60))
     out = folder / "run"
