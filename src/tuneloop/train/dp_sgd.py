@@ -206,7 +206,7 @@ class PrivateTraining:
     def close(self) -> None:
         """Remove the hooks and per-example gradients, leaving the model as it was given (for saving)."""
         self.optimizer.zero_grad(set_to_none=True)
-        self.hooks._close()
+        self.hooks.cleanup()
 
 
 def training_device() -> str:
