@@ -9,7 +9,7 @@ import math
 import pytest
 import torch
 
-from helpers import run_cli, tiny_config, toy_chat_rows, write_jsonl
+from helpers import run_cli, tiny_config, toy_chat_rows, toy_label_rows, write_jsonl
 from tuneloop.errors import ConfigError, DataError
 from tuneloop.evaluate.heldout import training_privacy
 from tuneloop.evaluate.report import run_facts
@@ -97,17 +97,20 @@ def test_poisson_sampling_draws_each_row_independently():
     assert seen.mean() / 400 == pytest.approx(0.05, abs=0.003)
 
 
-def private_setup(tiny_model_dir, tmp_path, method: str = "lora", noise: float = 0.0, max_grad_norm: float = 1.0):
+def private_setup(model_dir, tmp_path, method: str = "lora", noise: float = 0.0, max_grad_norm: float = 1.0, task_name: str = "sft"):
     """(task, tokenizer, 4 tokenised training rows, the model with the method applied, its PrivateTraining)."""
-    data = write_jsonl(tmp_path / "toy.jsonl", toy_chat_rows(20))
-    config = tiny_config(tiny_model_dir, data, tmp_path / "run", dp_epsilon=1.0)
+    classify = task_name == "classify"
+    data = write_jsonl(tmp_path / "toy.jsonl", toy_label_rows(30) if classify else toy_chat_rows(20))
+    config = tiny_config(model_dir, data, tmp_path / "run", dp_epsilon=1.0)
     raw = config.model_dump()
     raw["method"] = {"name": method}
+    raw["task"], raw["data"]["format"] = task_name, "label" if classify else "chat"
     config = type(config).model_validate(raw)
-    task = get_task("sft")
+    task = get_task(task_name)
     tokenizer = task.load_tokenizer(config.model)
-    rows = prepare_dataset(config.data, tokenizer, task).train_tokens[:4]
-    model = load_model_with_method(task, config, None)
+    prepared = prepare_dataset(config.data, tokenizer, task)
+    rows = prepared.train_tokens[:4]
+    model = load_model_with_method(task, config, prepared.labels)
     plan = DpPlan(1.0, 1e-5, noise, 0.25, 4, 10, max_grad_norm, "rdp", 16)
     return task, tokenizer, rows, model, PrivateTraining(model, plan, config)
 
@@ -125,6 +128,11 @@ def per_example_gradients(task, tokenizer, rows, model) -> list[dict]:
     for p in model.parameters():
         p.grad_sample = None
     return grads
+
+
+def assert_close_to_scale(actual, expected):
+    """Equal up to float error relative to the gradient's own scale (padding changes the summation order)."""
+    torch.testing.assert_close(actual, expected, rtol=1e-3, atol=1e-4 * float(expected.abs().max()) + 1e-9)
 
 
 def test_clipping_bounds_each_example_gradient(tiny_model_dir, tmp_path, one_torch_thread):
@@ -168,7 +176,25 @@ def test_every_method_allowed_gets_each_rows_own_gradient(tiny_model_dir, tmp_pa
     for name, p in model.named_parameters():
         if p.requires_grad:
             for i, grad in enumerate(grads):
-                torch.testing.assert_close(p.grad_sample[i], grad[name], rtol=1e-3, atol=1e-6)
+                assert_close_to_scale(p.grad_sample[i], grad[name])
+
+
+def test_a_classifier_head_gets_each_rows_own_gradient(tiny_bert_dir, tmp_path, one_torch_thread):
+    """classify: LoRA on an encoder and the new head (peft's modules_to_save copy), per row as by plain autograd."""
+    task, tokenizer, rows, model, private = private_setup(tiny_bert_dir, tmp_path, task_name="classify")
+    model.train()
+    for module in model.modules():  # BERT's dropout would draw other masks for the batch than for each row
+        if isinstance(module, torch.nn.Dropout):
+            module.p = 0.0
+    grads = per_example_gradients(task, tokenizer, rows, model)
+    assert any("classifier" in name for name in grads[0])
+    batch = task.collate(rows, tokenizer.pad_token_id)
+    batch.pop("real_tokens")
+    task.per_example_losses(model, batch).mean().backward()
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            for i, grad in enumerate(grads):
+                assert_close_to_scale(p.grad_sample[i], grad[name])
 
 
 # --- refusals: each before anything is written ------------------------------------------------
