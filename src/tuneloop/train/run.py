@@ -59,6 +59,8 @@ def train(config: RunConfig, resume: bool = False, callbacks: tuple = ()) -> Pat
     private = config.train.dp_epsilon is not None
     if private:
         check_dp_settings(config, task, resume)
+        if callbacks:
+            raise ConfigError("train.dp_epsilon: DP-SGD trains in a loop of its own, which takes no Trainer callbacks")
     if resume and task.trains_itself:
         raise ConfigError(
             f"--resume: task {task.name} trains in a loop of its own, which keeps no checkpoints to continue from; "
