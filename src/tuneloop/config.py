@@ -240,7 +240,7 @@ class TrainConfig(_Section):
         1.0, gt=0, description="Differential privacy: each example's gradient (of its mean token loss) is clipped to this L2 norm."
     )
     dp_accountant: Literal["rdp", "prv"] = Field(
-        "rdp", description="Differential privacy: the accountant that calibrates the noise and reports epsilon (Renyi DP, or PRV: tighter)."
+        "rdp", description="Differential privacy: the accountant that calibrates the noise and reports epsilon: rdp (Renyi DP) or prv (tighter)."
     )
     dp_grad_sample_memory_gb: float = Field(
         8.0,
