@@ -223,6 +223,31 @@ class TrainConfig(_Section):
     accelerate_config: str | None = Field(
         None, description="accelerate config file for --nproc (FSDP, DeepSpeed ZeRO: see configs/accelerate/)."
     )
+    dp_epsilon: float | None = Field(
+        None,
+        gt=0,
+        description="Differential privacy: train with DP-SGD (Opacus) to this (epsilon, delta) over the training rows; "
+        "the noise is calibrated so the accountant's epsilon after all planned steps is at most this (none: no DP).",
+    )
+    dp_delta: float | None = Field(
+        None,
+        gt=0,
+        lt=1,
+        description="Differential privacy: delta of the guarantee; must be below 1/(training rows) "
+        "(none: min(1e-5, 0.1/training rows)).",
+    )
+    dp_max_grad_norm: float = Field(
+        1.0, gt=0, description="Differential privacy: each example's gradient (of its mean token loss) is clipped to this L2 norm."
+    )
+    dp_accountant: Literal["rdp", "prv"] = Field(
+        "rdp", description="Differential privacy: the accountant that calibrates the noise and reports epsilon: rdp (Renyi DP) or prv (tighter)."
+    )
+    dp_grad_sample_memory_gb: float = Field(
+        8.0,
+        gt=0,
+        description="Differential privacy: most memory the per-example gradients may take (trainable parameters x "
+        "expected batch x 4 bytes); a run needing more is refused before anything is written.",
+    )
 
 
 class DpoConfig(_Section):

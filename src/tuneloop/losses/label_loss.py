@@ -61,6 +61,21 @@ def packed_label_loss(model, input_ids: torch.Tensor, position_ids: torch.Tensor
     return fused["loss"], targets.numel()
 
 
+def per_row_label_losses(model, batch: dict) -> torch.Tensor:
+    """``[rows]``: each padded row's mean token loss over its labels (one example per row).
+
+    From the model's full logits, never the fused head or a ``logits_to_keep`` mask: both drop the
+    row dimension, and per-example gradient hooks (DP-SGD) must see one row per example at every
+    layer, a trainable head included.
+    """
+    labels = batch["labels"]
+    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False).logits
+    logits = logits[:, -labels.shape[1] :].float()  # prompt-learning methods put virtual tokens in front
+    targets = labels[:, 1:]
+    token_losses = F.cross_entropy(logits[:, :-1].transpose(1, 2), targets, ignore_index=IGNORE, reduction="none")
+    return token_losses.sum(1) / (targets != IGNORE).sum(1).clamp(min=1)
+
+
 def padded_label_loss(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, labels: torch.Tensor):
     """For methods that prepend virtual tokens (prompt learning): the model's own shifted loss.
 

@@ -23,6 +23,7 @@ class Task:
     packs: bool = True  # several examples may share a row (causal LMs with position_ids)
     perplexity: bool = True  # the loss is a per-token cross-entropy of text, so exp(loss) is a perplexity
     trains_itself: bool = False  # True: the task runs its own training loop (:meth:`fit`), not the Trainer's (ppo, grpo)
+    dp_trainable: bool = False  # True: :meth:`per_example_losses` gives each row's own loss, so DP-SGD can clip it per example
 
     # --- checks before anything is written --------------------------------------------------
     def check_config(self, config) -> None:
@@ -83,6 +84,11 @@ class Task:
     def summed_loss(self, model, batch: dict):
         """(sum of per-label losses, number of labels) of one batch."""
         return summed_label_loss(model, batch)
+
+    def per_example_losses(self, model, batch: dict):
+        """``[rows]`` float: each row's own loss (one example per row, unpacked), for a task with
+        ``dp_trainable``: DP-SGD clips the gradient of each of them on its own."""
+        raise NotImplementedError(f"task {self.name} has no per-example loss")
 
     # --- held-out evaluation ----------------------------------------------------------------
     def primary_metric(self, requested: str, references: list[str]) -> str:
