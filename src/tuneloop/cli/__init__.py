@@ -391,6 +391,11 @@ def serve_command(
     max_batch: int = typer.Option(8, help="Requests generated together in one batch."),
     max_prompt_tokens: int = typer.Option(2048, help="Longest prompt accepted, in tokens."),
     max_tokens: int = typer.Option(512, help="Largest max_tokens a request may ask for."),
+    log_prompts: str = typer.Option(
+        "scrubbed", help="What the request log keeps of each prompt and answer: scrubbed (personal data replaced by "
+        "<EMAIL_1>, <NAME_1>, ... placeholders, as data.scrub_pii does), full (as sent), or none (no text; monitoring "
+        "and feedback export then have none either)."
+    ),
 ):
     """OpenAI-compatible API (/v1/chat/completions, /v1/completions, /v1/models, /v1/feedback) and the web page at /.
 
@@ -399,7 +404,7 @@ def serve_command(
     """
     from tuneloop.serve.run import serve
 
-    serve(base, host, port, store, max_batch, max_prompt_tokens, max_tokens)
+    serve(base, host, port, store, max_batch, max_prompt_tokens, max_tokens, log_prompts)
 
 
 @app.command("monitor")

@@ -43,6 +43,7 @@ PII_TYPES = tuple(PLACEHOLDER_TYPES.values())
 # name, 0.6 an IP or street address, 0.5 an SSN/NINO shape, 0.4 a valid phone number (raised by a
 # context word such as "call"). Below 0.4 lie the "very weak" patterns (any 9 digits as an SSN).
 MIN_SCORE = 0.4
+MAX_REMEMBERED = 20_000  # texts whose findings a detector keeps (a dataset's system prompt repeats on every row)
 
 
 @dataclass(frozen=True)
@@ -78,6 +79,8 @@ class PiiDetector:
         self._found: dict[str, list[PiiSpan]] = {}
 
     def find(self, text: str) -> list[PiiSpan]:
+        if len(self._found) >= MAX_REMEMBERED:  # a server scrubs texts without end
+            self._found.clear()
         if text not in self._found:
             spans = [span for span in self._analyse(text) if not self.is_allowed(text[span.start : span.end])]
             self._found[text] = without_overlaps(spans)
