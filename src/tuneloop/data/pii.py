@@ -9,7 +9,7 @@ recognizers and the NER model); this module turns its findings into a scrubbed r
 Placeholders are numbered per row, in order of first appearance, and the same value gets the
 same placeholder in every text field of that row (prompt, answer, system turn), so a model still
 learns that the address in the answer is the one in the question. Overlapping detections keep
-the highest score, then the longest span. A card number that fails the Luhn check, or an IBAN
+the longest span, then the more reliable type, then the highest score (:func:`without_overlaps`). A card number that fails the Luhn check, or an IBAN
 that fails mod-97, is not a card or an IBAN and stays as it is.
 
 >>> scrub_texts(["Call Ana Lima on +1 415 555 0132."], PiiDetector())  # doctest: +SKIP
@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import re
 from collections import Counter
 from dataclasses import dataclass
 
@@ -56,13 +57,46 @@ class PiiSpan:
     score: float
 
 
+# Which detection wins an overlap of equal length: checksum-validated first, the NER model's names last.
+PRECEDENCE = {kind: rank for rank, kind in enumerate(("CARD", "IBAN", "EMAIL", "IP", "SSN", "NINO", "ADDRESS", "PHONE", "NAME"))}
+
+
 def without_overlaps(spans: list[PiiSpan]) -> list[PiiSpan]:
-    """Spans that overlap none of the kept ones, preferring the highest score, then the longest; in text order."""
+    """Spans that overlap none of the kept ones, preferring the longest, then the more reliable type
+    (:data:`PRECEDENCE`), then the highest score; in text order. "EJ 33 33 24 A" is one NINO, not a
+    NINO with a phone number inside; an IPv4 address is an IP even where it also parses as a phone number."""
     kept: list[PiiSpan] = []
-    for span in sorted(spans, key=lambda s: (-s.score, -(s.end - s.start), s.start)):
+    for span in sorted(spans, key=lambda s: (-(s.end - s.start), PRECEDENCE[s.kind], -s.score, s.start)):
         if all(span.end <= other.start or span.start >= other.end for other in kept):
             kept.append(span)
     return sorted(kept, key=lambda s: s.start)
+
+
+NUMBER_TYPES = ("CARD", "PHONE", "SSN")
+# Digits joined to the span by at most one space, dash, dot or slash: the span is part of a longer number.
+LONGER_NUMBER_BEFORE = re.compile(r"\d[ ./-]?$")
+LONGER_NUMBER_AFTER = re.compile(r"^[ ./-]?\d")
+# Shaped like an IBAN (country, two digits, groups of four): one that failed mod-97 is an account-like
+# code, and the digits or letters inside it are not a phone number or a name.
+IBAN_SHAPE = re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?\b")
+# E.164 numbers have at most 15 digits; no region's numbers have fewer than 7 with their area code.
+PHONE_DIGITS = range(7, 16)
+
+
+def is_plausible(text: str, span: PiiSpan) -> bool:
+    """Whether a detection can be what its type says: a name has no digits; a card, phone or social
+    security number is not a piece of a longer number; a phone number has 7 to 15 digits; nothing but
+    an IBAN lies inside an IBAN-shaped code."""
+    value = text[span.start : span.end]
+    if span.kind != "IBAN" and any(m.start() <= span.start and span.end <= m.end() for m in IBAN_SHAPE.finditer(text)):
+        return False
+    if span.kind == "NAME":
+        return not any(char.isdigit() for char in value)
+    if span.kind == "PHONE" and sum(char.isdigit() for char in value) not in PHONE_DIGITS:
+        return False
+    if span.kind in NUMBER_TYPES:
+        return not (LONGER_NUMBER_BEFORE.search(text[: span.start]) or LONGER_NUMBER_AFTER.search(text[span.end :]))
+    return True
 
 
 class PiiDetector:
@@ -82,7 +116,7 @@ class PiiDetector:
         if len(self._found) >= MAX_REMEMBERED:  # a server scrubs texts without end
             self._found.clear()
         if text not in self._found:
-            spans = [span for span in self._analyse(text) if not self.is_allowed(text[span.start : span.end])]
+            spans = [s for s in self._analyse(text) if is_plausible(text, s) and not self.is_allowed(text[s.start : s.end])]
             self._found[text] = without_overlaps(spans)
         return self._found[text]
 
