@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import tldextract
 from presidio_analyzer import AnalyzerEngine, Pattern, PatternRecognizer, RecognizerRegistry
-from presidio_analyzer.nlp_engine import SpacyNlpEngine
+from presidio_analyzer.nlp_engine import NerModelConfiguration, SpacyNlpEngine
 from presidio_analyzer.predefined_recognizers import (
     CreditCardRecognizer,
     EmailRecognizer,
@@ -62,7 +62,7 @@ class StreetAddressRecognizer(PatternRecognizer):
     PATTERNS = [
         Pattern(
             "street address",
-            rf"\b\d{{1,5}}[a-z]?\s+(?:[a-z][a-z'-]+\.?\s+){{1,3}}(?:{STREET_SUFFIXES})\b\.?"
+            rf"\b\d{{1,5}}[a-z]?\s+(?:[a-z][a-z'-]+\.?\s+){{1,3}}(?:{STREET_SUFFIXES})\b"
             r"(?:,?\s+(?:apt|apartment|suite|unit|flat)\.?\s*#?\w{1,5}\b)?",
             0.6,
         )
@@ -73,6 +73,14 @@ class StreetAddressRecognizer(PatternRecognizer):
         super().__init__(supported_entity="STREET_ADDRESS", patterns=self.PATTERNS, context=self.CONTEXT, name="StreetAddressRecognizer")
 
 
+# spaCy's OntoNotes labels other than PERSON: ignored (not merely unmapped, which warns on every text).
+PERSONS_ONLY = NerModelConfiguration(
+    model_to_presidio_entity_mapping={"PERSON": "PERSON"},
+    labels_to_ignore=["CARDINAL", "DATE", "EVENT", "FAC", "GPE", "LANGUAGE", "LAW", "LOC", "MONEY", "NORP",
+                      "ORDINAL", "ORG", "PERCENT", "PRODUCT", "QUANTITY", "TIME", "WORK_OF_ART"],
+)  # fmt: skip
+
+
 def build_analyzer() -> AnalyzerEngine:
     """A Presidio analyzer with exactly the recognizers above, on spaCy's NER model (which also gives
     the lemmas Presidio's context words are matched against: "call" raises a phone number's score)."""
@@ -81,5 +89,5 @@ def build_analyzer() -> AnalyzerEngine:
                        IpRecognizer(), UsSsnRecognizer(), UkNinoRecognizer(), StreetAddressRecognizer(),
                        SpacyRecognizer(supported_entities=["PERSON"])):  # fmt: skip
         registry.add_recognizer(recognizer)
-    nlp_engine = SpacyNlpEngine(models=[{"lang_code": "en", "model_name": NER_MODEL}])
+    nlp_engine = SpacyNlpEngine(models=[{"lang_code": "en", "model_name": NER_MODEL}], ner_model_configuration=PERSONS_ONLY)
     return AnalyzerEngine(registry=registry, nlp_engine=nlp_engine, supported_languages=["en"])
