@@ -41,8 +41,8 @@ class DataReport:
     dropped: list[DroppedRow] = field(default_factory=list)
     rows_read: int = 0
     pii_scrubbed: bool = False  # data.scrub_pii was on
-    pii: Counter = field(default_factory=Counter)  # placeholders put in, by type
-    pii_rows: list[str] = field(default_factory=list)  # file:line of every row that had personal data
+    pii: Counter = field(default_factory=Counter)  # placeholders put in the kept rows, by type
+    pii_rows: list[str] = field(default_factory=list)  # file:line of every kept row that had personal data
 
     def dropped_by_reason(self) -> Counter:
         """Dropped rows counted by kind of problem, e.g. 'text: empty', 'duplicate'."""
@@ -69,10 +69,13 @@ def load_examples(cfg: DataConfig) -> DataReport:
         for row in read_rows(path):
             report.rows_read += 1
             example = normalise_row(row, normalise, cfg, report)
-            if example is not None and detector is not None:
-                example = scrubbed(example, detector, report)
-            if example is not None:
-                keep_unless_duplicate(example, first_seen, report)
+            if example is None:
+                continue
+            # scrubbed before the duplicate check: rows that differ only in personal data are duplicates
+            example, found = scrub_example(example, detector) if detector else (example, Counter())
+            if keep_unless_duplicate(example, first_seen, report) and found:
+                report.pii.update(found)
+                report.pii_rows.append(f"{example.source}:{example.line}")
     if not report.examples:
         raise DataError(no_usable_rows_message(cfg, report))
     return report
@@ -106,25 +109,16 @@ def normalise_row(row: RawRow | BadRow, normalise: Normaliser, cfg: DataConfig, 
     return dataclasses.replace(example, source=row.source, line=row.line)
 
 
-def scrubbed(example: Example, detector: PiiDetector, report: DataReport) -> Example:
-    """``example`` with its personal data replaced by placeholders, counted in ``report``. Rows that
-    differ only in personal data then count as duplicates."""
-    example, counts = scrub_example(example, detector)
-    if counts:
-        report.pii.update(counts)
-        report.pii_rows.append(f"{example.source}:{example.line}")
-    return example
-
-
-def keep_unless_duplicate(example: Example, first_seen: dict[tuple, str], report: DataReport) -> None:
+def keep_unless_duplicate(example: Example, first_seen: dict[tuple, str], report: DataReport) -> bool:
     """Same normalised input and same answer (and rejected answer or rating) as an earlier row: drop it,
-    naming the first."""
+    naming the first. Whether it was kept."""
     key = example.duplicate_key()
     if key in first_seen:
         report.dropped.append(DroppedRow(example.source, example.line, None, f"duplicate of {first_seen[key]}"))
-        return
+        return False
     first_seen[key] = f"{example.source}:{example.line}"
     report.examples.append(example)
+    return True
 
 
 def no_usable_rows_message(cfg: DataConfig, report: DataReport) -> str:
