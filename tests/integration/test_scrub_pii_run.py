@@ -1,12 +1,12 @@
 """A run with data.scrub_pii on a tiny model: the run folder's copy is scrubbed, the user's file is not,
-data.json and the evaluation report carry the counts."""
+data.json and the evaluation report (its trust entry) carry the counts."""
 
 from __future__ import annotations
 
 import json
 
 from helpers import tiny_config, write_jsonl
-from tuneloop.evaluate.heldout import PII_SECTION, evaluate_run
+from tuneloop.evaluate.heldout import evaluate_run
 from tuneloop.train.run import train
 
 
@@ -28,6 +28,6 @@ def test_a_scrubbed_run_trains_on_placeholders_and_reports_the_counts(tiny_model
     assert manifest["rows_kept"] == 30 and manifest["pii"]["placeholders"]["EMAIL"] == 60 and manifest["pii"]["rows_with_pii"] == 30
     split_text = "".join((out / "splits" / f"{name}.jsonl").read_text() for name in ("train", "val", "test"))
     assert "@acme.com" not in split_text and split_text.count("<EMAIL_1>") == 60
-    metrics = evaluate_run(out)
-    assert metrics[PII_SECTION]["EMAIL"] == 60 and metrics[PII_SECTION]["rows with personal data"] == 30
-    assert PII_SECTION in (out / "report.md").read_text()
+    personal_data = evaluate_run(out)["trust"]["personal_data"]  # the report's and the model card's source
+    assert personal_data["scrubbed"] and personal_data["placeholders"]["EMAIL"] == 60 and personal_data["rows_with_pii"] == 30
+    assert "(data.scrub_pii): EMAIL 60; 30 rows had some" in (out / "report.md").read_text()

@@ -57,7 +57,6 @@ def evaluate_run(run_dir: str | Path, max_examples: int | None = None, judge_rew
     metrics.update(suite_sections(plans, skipped, base_suites, tuned_suites, config))
     metrics[TRUST_KEY] = run_trust_section(run, metrics)
     metrics.update(per_task_scores(task, test, base["predictions"], tuned["predictions"], config))
-    metrics.update(personal_data_replaced(run))
     rows = prediction_rows(test, base["predictions"], tuned["predictions"])
     run.write_rows(run.predictions_file.name, rows)
     for name, plan in plans.items():
@@ -95,15 +94,6 @@ def suite_sections(plans: dict, skipped: dict[str, str], base: dict, tuned: dict
         else:
             sections[name] = {"skipped": skipped[name]}
     return sections
-
-
-def personal_data_replaced(run: RunDir) -> dict:
-    """The report's data section on scrubbing: placeholders put in per type (data.scrub_pii), from data.json."""
-    pii = run.manifest().get("pii")
-    return {PII_SECTION: {**pii["placeholders"], "rows with personal data": pii["rows_with_pii"]}} if pii else {}
-
-
-PII_SECTION = "personal data replaced in the data (data.scrub_pii)"
 
 
 def merged_for_inference(model):
