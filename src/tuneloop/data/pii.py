@@ -9,8 +9,9 @@ recognizers and the NER model); this module turns its findings into a scrubbed r
 Placeholders are numbered per row, in order of first appearance, and the same value gets the
 same placeholder in every text field of that row (prompt, answer, system turn), so a model still
 learns that the address in the answer is the one in the question. Overlapping detections keep
-the longest span, then the more reliable type, then the highest score (:func:`without_overlaps`). A card number that fails the Luhn check, or an IBAN
-that fails mod-97, is not a card or an IBAN and stays as it is.
+the longest span, then the more reliable type, then the highest score (:func:`without_overlaps`).
+A card number that fails the Luhn check, or an IBAN that fails mod-97, is not a card or an IBAN
+and stays as it is.
 
 >>> scrub_texts(["Call Ana Lima on +1 415 555 0132."], PiiDetector())  # doctest: +SKIP
 (['Call <NAME_1> on <PHONE_1>.'], Counter({'NAME': 1, 'PHONE': 1}))
