@@ -125,6 +125,17 @@ class DataConfig(SourceConfig):
         "proportional", description="Multi-task sampling: proportional to weight x rows, or temperature (weight x rows^(1/T))."
     )
     mixing_temperature: float = Field(2.0, ge=1.0, description="Multi-task temperature T (1 = proportional; higher lifts small tasks).")
+    scrub_pii: bool = Field(
+        False,
+        description="Replace personal data in every text field of every row by typed placeholders (<EMAIL_1>, <PHONE_1>, "
+        "<CARD_1>, <IBAN_1>, <IP_1>, <SSN_1>, <NINO_1>, <ADDRESS_1>, <NAME_1>; numbered per row) before the split: the "
+        "run folder's copy is scrubbed, your files are not. Counts per type go into data.json.",
+    )
+    pii_allow: list[str] = Field(
+        default_factory=list,
+        description="With data.scrub_pii: words that are never personal data, e.g. product names the name finder "
+        "takes for people (a detection made only of these words is kept as it is; case does not matter).",
+    )
 
     @model_validator(mode="after")
     def _task_names_differ(self) -> "DataConfig":

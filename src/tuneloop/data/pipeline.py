@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections import Counter
 from pathlib import Path
 from typing import Callable
 
@@ -40,6 +41,9 @@ def merged_report(reports: list):
         examples=[e for r in reports for e in r.examples],
         dropped=[d for r in reports for d in r.dropped],
         rows_read=sum(r.rows_read for r in reports),
+        pii_scrubbed=any(r.pii_scrubbed for r in reports),
+        pii=sum((r.pii for r in reports), Counter()),
+        pii_rows=[where for r in reports for where in r.pii_rows],
     )
 
 
