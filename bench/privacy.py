@@ -10,7 +10,7 @@ exposure in bits, beside the task metric (json_field_accuracy on the test rows).
 
     python bench/privacy.py                         # runs/privacy/*, bench/results/privacy.{json,md}
     python bench/privacy.py --epsilons ""           # the non-DP arm alone
-    python bench/privacy.py --steps 10 --quick      # plumbing only: results/privacy_quick.*
+    python bench/privacy.py --quick --out /tmp/privacy-quick   # plumbing only, tiny model: results/privacy_quick.*
 
 An arm whose folder holds a finished run of the same commands is not re-run; one of other settings
 stops the bench.
@@ -46,6 +46,8 @@ def commands(name: str, flags: list[str], out: Path, args) -> list[list[str]]:
         "--canaries", str(args.canaries), "--canary-repeats", str(args.repeats),
         "--few-shot", "", "--no-forgetting", "--privacy-rows", str(args.rows), "--privacy-candidates", str(args.candidates), *flags,
     ]  # fmt: skip
+    if args.model:
+        train += ["--model", str(args.model)]
     return [train, ["tuneloop", "eval", str(run), "--max-examples", str(args.test_rows)]]
 
 
@@ -105,7 +107,7 @@ def render_markdown(result: dict) -> str:
     lines = [
         "# Privacy audit: membership inference and canary exposure, without and with DP-SGD",
         "",
-        f"Measured {result['date']} on {result['machine']} (CPU only, shared with other work): smollm2-135m-instruct, "
+        f"Measured {result['date']} on {result['machine']} (CPU only, shared with other work): {result['model']}, "
         f"LoRA, on the support-triage job (`{CONFIG}`), {result['steps']} steps for every arm, with "
         f"{result['canaries']} canaries (made-up 9-digit account PINs, a {fmt(first['space_bits'], 1)}-bit space), "
         f"each in {result['repeats']} training rows. Membership inference on {first['mia_rows']} training and "
@@ -152,8 +154,18 @@ def parse_args(argv=None):
     parser.add_argument("--test-rows", type=int, default=40, help="test rows the task metric is measured on (tuneloop eval --max-examples)")
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "privacy", help="folder of the arms' runs")
     parser.add_argument("--results", type=Path, default=ROOT / "bench" / "results", help="folder of privacy.json and privacy.md")
-    parser.add_argument("--quick", action="store_true", help="a plumbing check: results named privacy_quick.*")
-    return parser.parse_args(argv)
+    parser.add_argument("--model", type=Path, default=None, help="another model than the config's smollm2-135m-instruct")
+    parser.add_argument(
+        "--quick", action="store_true",
+        help="a plumbing check on a tiny random model (2 steps, few rows and candidates): results named privacy_quick.*",
+    )  # fmt: skip
+    args = parser.parse_args(argv)
+    if args.quick:
+        from tuneloop.models.tiny import build_tiny_llama
+
+        args.model = args.model or build_tiny_llama(args.out / "tiny-model")
+        args.steps, args.test_rows, args.rows, args.candidates = 2, 4, 8, 20
+    return args
 
 
 def main(argv=None) -> None:
@@ -167,6 +179,7 @@ def main(argv=None) -> None:
     result = {
         "date": datetime.date.today().isoformat(),
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
+        "model": str(args.model) if args.model else "smollm2-135m-instruct",
         "steps": args.steps,
         "canaries": args.canaries,
         "repeats": args.repeats,
