@@ -397,7 +397,7 @@ class EvalConfig(_Section):
         "the membership-inference attack separates.",
     )  # fmt: skip
     privacy_candidates: int = Field(
-        1000, ge=1,
+        1000, ge=1, le=1_000_000,
         description="Privacy audit: random secrets each canary is ranked among by log-perplexity; the exposure measured "
         "by rank is at most log2(candidates + 1) bits (1000: 9.97).",
     )  # fmt: skip

@@ -10,7 +10,8 @@ import pytest
 from helpers import toy_chat_rows, toy_label_rows, write_jsonl
 from tuneloop.config import DataConfig, load_config
 from tuneloop.data.canaries import CANARY_SOURCE, canary_example, draw_canaries
-from tuneloop.data.pipeline import split_sources
+from tuneloop.data.mixing import task_of
+from tuneloop.data.pipeline import load_sources, split_sources
 from tuneloop.data.split import split_manifest
 from tuneloop.data.validate import load_examples
 from tuneloop.errors import ConfigError
@@ -77,3 +78,13 @@ def test_tasks_that_do_not_learn_text_refuse_canaries_with_the_reason(tmp_path):
         get_task("dpo").check_config(dpo)
     get_task("sft").check_config(load_config(None, {"data.canaries": 2}))
     get_task("cpt").check_config(load_config(None, {"task": "cpt", "data.format": "text", "data.canaries": 2}))
+
+
+def test_in_a_multi_task_run_the_canaries_belong_to_the_main_dataset(tmp_path):
+    other = write_jsonl(tmp_path / "other.jsonl", toy_chat_rows(20))
+    cfg = chat_config(tmp_path, canaries=1, canary_repeats=3, task_name="tickets", mix=[{"name": "fruit", "path": [str(other)], "format": "chat"}])
+    sources, reports = load_sources(cfg)
+    splits, record = split_sources(cfg, sources, reports)
+    planted = [e for e in splits.train if e.source == CANARY_SOURCE]
+    assert len(planted) == 3 and {task_of(e) for e in planted} == {"tickets"} and record is not None
+    assert not any(e.source == CANARY_SOURCE for e in splits.val + splits.test)
