@@ -210,3 +210,23 @@ def test_auditing_an_unfinished_run_exits_2_and_writes_nothing(tmp_path):
     assert result.exit_code == 2
     assert "has no adapter/: training did not finish" in result.output
     assert sorted(p.relative_to(run.path) for p in run.path.rglob("*")) == before
+
+
+def test_per_row_losses_skip_the_virtual_tokens_of_prompt_learning(tiny_model_dir, one_torch_thread):
+    import torch
+
+    from tuneloop.losses.label_loss import padded_label_loss, per_row_label_loss
+    from tuneloop.methods import get_method
+    from tuneloop.models.load import load_causal_lm
+    from tuneloop.text.tokenize import collate_padded, tokenize_chat
+
+    model, tokenizer = load_causal_lm(str(tiny_model_dir))
+    method = get_method("prompt")
+    model = method.build(model, method.settings(name="prompt"), "CAUSAL_LM")  # virtual tokens before every row
+    rows = [tokenize_chat(tokenizer, Example("f", i, messages=tuple(r["messages"]))) for i, r in enumerate(toy_chat_rows(3))]
+    batch = collate_padded(rows, tokenizer.pad_token_id)
+    with torch.no_grad():
+        sums, counts = per_row_label_loss(model, batch["input_ids"], batch["attention_mask"], batch["labels"])
+        alone = [padded_label_loss(model, *(collate_padded([r], tokenizer.pad_token_id)[k] for k in ("input_ids", "attention_mask", "labels"))) for r in rows]
+    assert sums.tolist() == pytest.approx([float(s) for s, _ in alone], rel=1e-5)  # peft's own loss, row by row
+    assert counts.tolist() == [n for _, n in alone]
