@@ -136,6 +136,13 @@ class DataConfig(SourceConfig):
         description="With data.scrub_pii: words that are never personal data, e.g. product names the name finder "
         "takes for people (a detection made only of these words is kept as it is; case does not matter).",
     )
+    canaries: int = Field(
+        0, ge=0, le=120,
+        description="Privacy audit: plant this many canaries, random secrets (a made-up person's 9-digit account PIN, "
+        "10^9 possible), in the training split only; the privacy suite measures how far the model memorised them "
+        "(exposure in bits). 0: none. sft, qa and cpt.",
+    )  # fmt: skip
+    canary_repeats: int = Field(10, ge=1, description="Privacy audit: training rows per canary (each canary is repeated this many times).")
 
     @model_validator(mode="after")
     def _task_names_differ(self) -> "DataConfig":
@@ -417,6 +424,19 @@ class EvalConfig(_Section):
         "win rate, KL to the base); best one trained on preferences the run never saw.",
     )
     judge_prompts: int = Field(64, ge=1, description="Alignment: test prompts answered and judged (at most).")
+    privacy: bool = Field(
+        True, description="Privacy audit: membership inference on training vs test rows and the exposure of data.canaries (sft, qa, cpt)."
+    )
+    privacy_rows: int = Field(
+        64, ge=1,
+        description="Privacy audit: training rows and test rows (as many of each, drawn at random, seeded) whose losses "
+        "the membership-inference attack separates.",
+    )  # fmt: skip
+    privacy_candidates: int = Field(
+        1000, ge=1, le=1_000_000,
+        description="Privacy audit: random secrets each canary is ranked among by log-perplexity; the exposure measured "
+        "by rank is at most log2(candidates + 1) bits (1000: 9.97).",
+    )  # fmt: skip
 
     @field_validator("few_shot")
     @classmethod

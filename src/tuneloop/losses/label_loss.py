@@ -85,3 +85,19 @@ def padded_label_loss(model, input_ids: torch.Tensor, attention_mask: torch.Tens
     count = int((labels[:, 1:] != IGNORE).sum())
     outputs = model(input_ids=input_ids, attention_mask=attention_mask, labels=labels, use_cache=False)
     return outputs.loss.float() * count, count
+
+
+def per_row_label_loss(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, labels: torch.Tensor):
+    """Each row's summed token loss and label count, on a padded batch (one example per row).
+
+    ``summed_label_loss`` sums a batch; a privacy audit needs each row on its own (one loss per
+    training or held-out row, one log-perplexity per candidate secret). input_ids, attention_mask,
+    labels: ``[batch, seq]`` -> (sums ``[batch]`` float, counts ``[batch]`` long). Methods that prepend
+    virtual tokens give logits for those too: the last ``seq`` positions are the rows' own.
+    """
+    logits = model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits
+    logits = logits[:, -input_ids.shape[1] :].float()
+    keep, targets = label_positions(labels)
+    token_losses = torch.zeros(labels.shape, dtype=torch.float32, device=logits.device)
+    token_losses[keep] = F.cross_entropy(logits[keep], targets, reduction="none")
+    return token_losses.sum(dim=1), keep.sum(dim=1)

@@ -6,6 +6,7 @@ from tuneloop.errors import ConfigError, DataError
 from tuneloop.losses.label_loss import summed_label_loss
 from tuneloop.methods import get_method, methods_where
 from tuneloop.models.load import load_causal_lm, load_tokenizer
+from tuneloop.objectives import TASKS, get_task
 from tuneloop.text.generate import generate_texts
 from tuneloop.text.tokenize import batch_rows, collate_rows, ensure_chat_template, render_prompt
 
@@ -32,6 +33,19 @@ class Task:
                 f"data.format {config.data.format!r} does not fit task {self.name!r}; "
                 f"it reads: {', '.join(self.formats)}"
             )
+        if config.data.canaries and not self.learns_text:
+            raise ConfigError(
+                f"data.canaries: task {self.name!r} cannot carry canaries: a canary is a secret the model may memorise "
+                "as text, and its exposure is measured by a causal language model's per-token loss; this task "
+                + ("trains a model that outputs no text" if self.peft_task_type != "CAUSAL_LM" else "is not trained by a per-token loss on its rows")
+                + f" (canaries apply to {', '.join(canary_tasks())})"
+            )
+
+    @property
+    def learns_text(self) -> bool:
+        """Whether the task trains a causal LM by the per-token loss of its rows' text (so canaries can be
+        planted in them, and the privacy suite can score rows by that loss)."""
+        return self.perplexity and self.peft_task_type == "CAUSAL_LM" and not self.trains_itself
 
     def check_model(self, model_config) -> None:
         """Refuse an architecture the task cannot train, before any weights are loaded."""
@@ -106,6 +120,11 @@ class Task:
         template renders it and the model continues it."""
         rendered = [render_prompt(tokenizer, conversation) for conversation in conversations]
         return generate_texts(model, tokenizer, rendered, max_new_tokens)
+
+
+def canary_tasks() -> list[str]:
+    """The registered tasks that can carry canaries (:attr:`Task.learns_text`)."""
+    return [name for name in TASKS if get_task(name).learns_text]
 
 
 def check_labels_shared(splits, labels: list[str]) -> None:
