@@ -18,7 +18,9 @@ from typing import Callable
 from tuneloop.errors import TuneloopError
 
 # Metrics where a smaller number is better; every other computed metric is higher-is-better.
-LOWER_IS_BETTER = frozenset({"loss", "perplexity", "general_perplexity", "qa_forgotten", "chosen_nll"})
+LOWER_IS_BETTER = frozenset(
+    {"loss", "perplexity", "general_perplexity", "qa_forgotten", "chosen_nll", "hallucination_rate", "unsupported_share", "false_abstention_rate"}
+)
 
 MetricHook = Callable[[list[str], list[str]], dict[str, float]]
 
