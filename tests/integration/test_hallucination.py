@@ -12,8 +12,8 @@ from tuneloop.config import RunConfig
 from tuneloop.train.run import train
 
 CITIES = ["Paris", "Oslo", "Lima", "Cairo", "Quito", "Hanoi", "Dakar", "Riga"]
-SECTION_KEYS = {"base", "tuned", "reference", "rows", "unanswerable_rows", "grounded_fields", "truthfulqa_file", "truthfulqa_questions", "entailment"}
-MEASURES = {"hallucination_rate", "unsupported_share", "false_abstention_rate", "abstention_rate"}
+SECTION_KEYS = {"base", "tuned", "reference", "rows", "quoted_rows", "unanswerable_rows", "grounded_fields", "truthfulqa_file", "truthfulqa_questions", "entailment"}
+MEASURES = {"hallucination_rate", "hallucination_rate_quoted_rows", "unsupported_share", "false_abstention_rate", "abstention_rate"}
 
 
 def office_rows(n: int = 40) -> list[dict]:

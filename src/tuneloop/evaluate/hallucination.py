@@ -8,7 +8,8 @@ triage; ``eval.hallucination``), on the first ``eval.hallucination_rows`` test r
   field values of a JSON one, only ``eval.grounded_fields`` when set), and ``unsupported_share``:
   per answer with content, the share of its units not found, averaged. The reference answers are
   measured the same way: lexical support cannot see paraphrase or inference, and their rate is
-  the floor a model that answers exactly like the data reaches.
+  the floor a model that answers exactly like the data reaches. ``hallucination_rate_quoted_rows``
+  counts only the rows whose reference is found in its prompt, where that floor is 0.
 * ``abstention_rate``: on unanswerable rows made from the test rows, the share of answers that
   decline (an abstention phrase, or a JSON answer whose fields say "unknown"). A row whose last user
   turn has a context and a question (``eval.context_pattern``) gets another row's context that does
@@ -51,7 +52,7 @@ NOTE = (
     "The first {rows} test rows: hallucination_rate is the share of answers with content (quoted strings, numbers, "
     "content words; for JSON answers the values of {fields}) not found in their prompt, unsupported_share the share "
     "of such content per answer; the reference answers score {reference_rate} and {reference_share} (lexical support "
-    "misses paraphrase and inference: that is the floor). abstention_rate: the share of {unanswerable} unanswerable "
+    "misses paraphrase and inference: that is the floor); hallucination_rate_quoted_rows counts only the {quoted} rows whose reference is found in its prompt. abstention_rate: the share of {unanswerable} unanswerable "
     "rows (the answer taken out of the prompt) answered with an abstention; false_abstention_rate: answerable rows "
     "declined.{probe} Entailment: {entailment}."
 )
@@ -258,8 +259,11 @@ def support_measures(supports: list[dict]) -> dict:
 def model_measures(plan: HallucinationPlan, scores: dict) -> dict:
     supports = [answer_support(answer, row, plan.fields) for answer, row in zip(scores["answers"], plan.rows, strict=True)]
     declined = [abstains(answer, plan.fields) for answer in scores["unanswerable_answers"]]
+    quoted = [support for support, row in zip(supports, plan.rows) if not answer_support(row.reference, row, plan.fields)["unsupported"]]
     measures = {
         **support_measures(supports),
+        # where the reference itself is quoted from the prompt, lexical support's floor is 0: what remains is the model's
+        "hallucination_rate_quoted_rows": support_measures(quoted)["hallucination_rate"],
         "false_abstention_rate": sum(s["abstains"] for s in supports) / len(supports) if supports else None,
         "abstention_rate": sum(declined) / len(declined) if declined else None,
     }
@@ -270,12 +274,14 @@ def model_measures(plan: HallucinationPlan, scores: dict) -> dict:
 
 
 def section(plan: HallucinationPlan, base: dict, tuned: dict, config) -> dict:
-    reference = support_measures([answer_support(row.reference, row, plan.fields) for row in plan.rows])
+    references = [answer_support(row.reference, row, plan.fields) for row in plan.rows]
+    reference = support_measures(references)
     return {
         "base": model_measures(plan, base),
         "tuned": model_measures(plan, tuned),
         "reference": reference,
         "rows": len(plan.rows),
+        "quoted_rows": sum(not support["unsupported"] for support in references),
         "unanswerable_rows": len(plan.unanswerable),
         "grounded_fields": plan.fields,
         "truthfulqa_file": plan.probe_file,
@@ -292,6 +298,7 @@ def report_rows(section: dict, metrics: dict) -> ReportTable:
         fields=", ".join(section["grounded_fields"]) if section["grounded_fields"] else "every field",
         reference_rate=f"{reference['hallucination_rate']:.3f}" if reference["hallucination_rate"] is not None else "–",
         reference_share=f"{reference['unsupported_share']:.3f}",
+        quoted=section["quoted_rows"],
         unanswerable=section["unanswerable_rows"],
         probe=probe,
         entailment=section["entailment"],

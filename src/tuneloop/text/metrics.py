@@ -19,7 +19,7 @@ from tuneloop.errors import TuneloopError
 
 # Metrics where a smaller number is better; every other computed metric is higher-is-better.
 LOWER_IS_BETTER = frozenset(
-    {"loss", "perplexity", "general_perplexity", "qa_forgotten", "chosen_nll", "hallucination_rate", "unsupported_share", "false_abstention_rate"}
+    {"loss", "perplexity", "general_perplexity", "qa_forgotten", "chosen_nll", "hallucination_rate", "hallucination_rate_quoted_rows", "unsupported_share", "false_abstention_rate"}
 )
 
 MetricHook = Callable[[list[str], list[str]], dict[str, float]]

@@ -147,10 +147,16 @@ def test_the_section_holds_base_tuned_and_reference_rates_and_the_file_every_ans
     base = {"answers": ["Oslo, Norway", "2019"], "unanswerable_answers": ["Lima", "I don't know"], "probe_choices": [1]}
     tuned = {"answers": ["Oslo", "I do not know"], "unanswerable_answers": ["Not stated.", "I don't know"], "probe_choices": [0]}
     section = hallucination.section(plan, base, tuned, load_config(None, {}))
-    assert section["base"] == {"hallucination_rate": 0.5, "unsupported_share": 0.25, "false_abstention_rate": 0.0, "abstention_rate": 0.5, "truthfulqa_mc1": 0.0}
-    assert section["tuned"] == {"hallucination_rate": 0.0, "unsupported_share": 0.0, "false_abstention_rate": 0.5, "abstention_rate": 1.0, "truthfulqa_mc1": 1.0}
+    assert section["base"] == {
+        "hallucination_rate": 0.5, "hallucination_rate_quoted_rows": 0.5, "unsupported_share": 0.25,
+        "false_abstention_rate": 0.0, "abstention_rate": 0.5, "truthfulqa_mc1": 0.0,
+    }  # fmt: skip
+    assert section["tuned"] == {
+        "hallucination_rate": 0.0, "hallucination_rate_quoted_rows": 0.0, "unsupported_share": 0.0,
+        "false_abstention_rate": 0.5, "abstention_rate": 1.0, "truthfulqa_mc1": 1.0,
+    }  # fmt: skip
     assert section["reference"] == {"hallucination_rate": 0.0, "unsupported_share": 0.0}
-    assert (section["rows"], section["unanswerable_rows"], section["truthfulqa_questions"]) == (2, 2, 1)
+    assert (section["rows"], section["quoted_rows"], section["unanswerable_rows"], section["truthfulqa_questions"]) == (2, 2, 2, 1)
     assert section["entailment"].startswith("not measured: no NLI model")
     rows_written = hallucination.answer_files(plan, base, tuned)["hallucination.jsonl"]
     assert [r["kind"] for r in rows_written] == ["answerable", "answerable", "unanswerable", "unanswerable", "truthfulqa"]
@@ -205,3 +211,16 @@ def test_choice_log_likelihoods_match_one_unpadded_forward_pass_each(tiny_model_
         assert got == pytest.approx(expected, abs=1e-4)
     best = hallucination.best_choice(model, tokenizer, McQuestion("What colour is the sky?", choices, 0, 1))
     assert best == max(range(3), key=scores.__getitem__)
+
+
+def test_rows_whose_reference_is_not_in_the_prompt_drop_out_of_the_quoted_rows_rate():
+    rows = [
+        row("Subject: Vault backups fail", '{"product": "Vault"}', "t.csv:2"),
+        row("Subject: restore points are gone", '{"product": "Vault"}', "t.csv:3"),  # the product is only implied
+    ]
+    plan = HallucinationPlan(rows, [], ["product"], [], None)
+    answers = {"answers": ['{"product": "Relay"}', '{"product": "Vault"}'], "unanswerable_answers": []}
+    section = hallucination.section(plan, answers, answers, load_config(None, {}))
+    assert section["reference"] == {"hallucination_rate": 0.5, "unsupported_share": 0.5} and section["quoted_rows"] == 1
+    assert section["tuned"]["hallucination_rate"] == 1.0 and section["tuned"]["hallucination_rate_quoted_rows"] == 1.0
+    assert section["tuned"]["abstention_rate"] is None and "abstention_rate" not in hallucination.gate_measures(section)
