@@ -260,10 +260,12 @@ def model_measures(plan: HallucinationPlan, scores: dict) -> dict:
     supports = [answer_support(answer, row, plan.fields) for answer, row in zip(scores["answers"], plan.rows, strict=True)]
     declined = [abstains(answer, plan.fields) for answer in scores["unanswerable_answers"]]
     quoted = [support for support, row in zip(supports, plan.rows) if not answer_support(row.reference, row, plan.fields)["unsupported"]]
+    overall = support_measures(supports)
     measures = {
-        **support_measures(supports),
+        "hallucination_rate": overall["hallucination_rate"],
         # where the reference itself is quoted from the prompt, lexical support's floor is 0: what remains is the model's
         "hallucination_rate_quoted_rows": support_measures(quoted)["hallucination_rate"],
+        "unsupported_share": overall["unsupported_share"],
         "false_abstention_rate": sum(s["abstains"] for s in supports) / len(supports) if supports else None,
         "abstention_rate": sum(declined) / len(declined) if declined else None,
     }
