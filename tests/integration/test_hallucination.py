@@ -54,6 +54,22 @@ def test_eval_of_a_qa_run_reports_the_hallucination_section(qa_run):
     assert "hallucination: 6 grounded rows, 6 unanswerable" in result.output
 
 
+def test_rescoring_the_saved_answers_gives_the_sections_answer_checks(qa_run):
+    """bench/hallucination_rescore.py reads predictions.jsonl: the same numbers as the suite's, no model loaded."""
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location("hallucination_rescore", Path(__file__).parents[2] / "bench" / "hallucination_rescore.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    section = json.loads((qa_run / "metrics.json").read_text())["hallucination"]
+    assert section["rows"] == 6  # as `tuneloop eval` above left it (the audit below rewrites it)
+    rescored = script.rescore(str(qa_run), None, 6)
+    for which in ("base", "tuned"):
+        assert {k: v for k, v in rescored[which].items() if k != "abstention_rate"} == {k: v for k, v in section[which].items() if k != "abstention_rate"}
+    assert rescored["reference"] == section["reference"] and rescored["quoted_rows"] == section["quoted_rows"]
+
+
 def test_the_audit_with_a_probe_updates_the_evaluated_run_and_names_a_bad_probe_line(qa_run, tmp_path):
     probe = write_jsonl(tmp_path / "probe.jsonl", [
         {"question": "Is the sky green?", "mc1_targets": {"choices": ["No", "Yes"], "labels": [1, 0]}},
@@ -68,3 +84,26 @@ def test_the_audit_with_a_probe_updates_the_evaluated_run_and_names_a_bad_probe_
     bad = write_jsonl(tmp_path / "bad.jsonl", [{"question": "Q?"}])
     result = run_cli("audit", "hallucination", str(qa_run), "--truthfulqa", str(bad))
     assert result.exit_code == 2 and f"{bad}:1: mc1_targets: missing" in result.output
+
+
+def test_the_demo_config_checks_the_product_against_the_ticket(tmp_path, tiny_model_dir):
+    """The demo's own settings on 40 generated tickets (a tiny model, 2 steps): about 30 s, the tickets' long prompts."""
+    from tuneloop.demo.run import demo_config
+    from tuneloop.demo.tickets import write_tickets_csv
+    from tuneloop.evaluate.heldout import evaluate_run
+
+    config = demo_config(write_tickets_csv(tmp_path / "tickets.csv", n=40, seed=0), tmp_path / "run", seed=0)
+    raw = config.model_dump()
+    raw["model"]["name"] = str(tiny_model_dir)
+    raw["train"].update(max_steps=2, eval_steps=2)
+    raw["eval"].update(max_examples=8, max_new_tokens=4, few_shot=[], forgetting=False, hallucination_rows=8)
+    metrics = evaluate_run(train(RunConfig.model_validate(raw)))
+    section = metrics["hallucination"]
+    assert section["grounded_fields"] == ["product"] and section["rows"] == metrics["test_examples"]
+    checked = [json.loads(line) for line in (tmp_path / "run" / "hallucination.jsonl").read_text().splitlines()]
+    unanswerable = [row for row in checked if row["kind"] == "unanswerable"]
+    assert len(unanswerable) == section["unanswerable_rows"] > 0
+    for row in unanswerable:  # the ticket with its product's name cut out
+        product = json.loads(row["reference"])["product"]
+        assert row["context_from"] == "removed" and product.lower() not in row["prompt"][-1]["content"].lower()
+    assert "Hallucination: answers grounded in their prompt" in (tmp_path / "run" / "report.md").read_text()
