@@ -35,6 +35,7 @@ from dataclasses import dataclass
 
 from tuneloop.data.schema import Example
 from tuneloop.data.truthfulqa import McQuestion, read_mc_questions
+from tuneloop.errors import TuneloopError
 from tuneloop.evaluate.suite import Measure, ReportTable, Scoring, Suite
 from tuneloop.evaluate.table_cells import comparison_cells, rich_table
 from tuneloop.progress import status
@@ -101,6 +102,8 @@ def applies(task, config) -> str | None:
 
 def plan(run: RunDir, config, task, test: list[Example]) -> HallucinationPlan:
     settings = config.eval
+    if not test:  # e.g. an audit of a folder written by `tuneloop merge`
+        raise TuneloopError(f"{run.path if run else 'the run'}: no test rows whose answers could be checked")
     rows = [grounded_row(example) for example in test[: settings.hallucination_rows]]
     probe = read_mc_questions(settings.truthfulqa_file) if settings.truthfulqa_file else []
     unanswerable = unanswerable_rows(rows, re.compile(settings.context_pattern, re.DOTALL), settings.grounded_fields)
@@ -316,10 +319,8 @@ def terminal_table(section: dict, metrics: dict):
 def gate_measures(section: dict) -> dict[str, Measure]:
     """``hallucination_rate`` (lower is better) and ``abstention_rate`` on unanswerable rows (higher is better)."""
     base, tuned = section["base"], section["tuned"]
-    measures = {}
-    if base["hallucination_rate"] is not None:
-        measures["hallucination_rate"] = Measure(base["hallucination_rate"], tuned["hallucination_rate"], True)
-    if base["abstention_rate"] is not None:
+    measures = {"hallucination_rate": Measure(base["hallucination_rate"], tuned["hallucination_rate"], True)}
+    if base["abstention_rate"] is not None:  # None: no test row gave an unanswerable one
         measures["abstention_rate"] = Measure(base["abstention_rate"], tuned["abstention_rate"], False)
     return measures
 

@@ -224,3 +224,11 @@ def test_rows_whose_reference_is_not_in_the_prompt_drop_out_of_the_quoted_rows_r
     assert section["reference"] == {"hallucination_rate": 0.5, "unsupported_share": 0.5} and section["quoted_rows"] == 1
     assert section["tuned"]["hallucination_rate"] == 1.0 and section["tuned"]["hallucination_rate_quoted_rows"] == 1.0
     assert section["tuned"]["abstention_rate"] is None and "abstention_rate" not in hallucination.gate_measures(section)
+
+
+def test_a_run_without_test_rows_is_refused_before_any_model_loads(tmp_path):
+    from tuneloop.errors import TuneloopError
+    from tuneloop.runs.folder import RunDir
+
+    with pytest.raises(TuneloopError, match="no test rows whose answers could be checked"):
+        hallucination.plan(RunDir(tmp_path), load_config(None, {"task": "qa"}), None, [])
