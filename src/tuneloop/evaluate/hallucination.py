@@ -53,9 +53,10 @@ NOTE = (
     "The first {rows} test rows: hallucination_rate is the share of answers with content (quoted strings, numbers, "
     "content words; for JSON answers the values of {fields}) not found in their prompt, unsupported_share the share "
     "of such content per answer; the reference answers score {reference_rate} and {reference_share} (lexical support "
-    "misses paraphrase and inference: that is the floor); hallucination_rate_quoted_rows counts only the {quoted} rows whose reference is found in its prompt. abstention_rate: the share of {unanswerable} unanswerable "
-    "rows (the answer taken out of the prompt) answered with an abstention; false_abstention_rate: answerable rows "
-    "declined.{probe} Entailment: {entailment}."
+    "misses paraphrase and inference: that is the floor); hallucination_rate_quoted_rows counts only the {quoted} rows "
+    "whose reference is found in its prompt. abstention_rate: the share of {unanswerable} unanswerable rows (the answer "
+    "taken out of the prompt) answered with an abstention; false_abstention_rate: answerable rows declined.{probe} "
+    "Entailment: {entailment}."
 )
 
 
