@@ -7,6 +7,7 @@ Field descriptions double as ``--help`` text.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
@@ -437,6 +438,43 @@ class EvalConfig(_Section):
         description="Privacy audit: random secrets each canary is ranked among by log-perplexity; the exposure measured "
         "by rank is at most log2(candidates + 1) bits (1000: 9.97).",
     )  # fmt: skip
+    hallucination: bool | None = Field(
+        None,
+        description="Hallucination audit: are answers supported by their prompt, and do models abstain when the prompt "
+        "lacks the answer? Default: on for task qa; set true for any chat task whose answers must come from the prompt "
+        "(extraction, questions over a context), false to switch it off.",
+    )
+    hallucination_rows: int = Field(
+        64, ge=1, description="Hallucination audit: test rows whose answers are checked, and at most as many unanswerable rows made from them."
+    )
+    context_pattern: str = Field(
+        r"Context:\s*(?P<context>.*?)\s*\n\s*Question:\s*(?P<question>.*)",
+        description="Hallucination audit: a regular expression, searched in a row's last user turn, whose group 'context' "
+        "is the passage and optional group 'question' the question (default: the layout of `tuneloop data synth`); "
+        "unanswerable rows pair a question with another row's context. Where it does not match, the whole turn is "
+        "the context (extraction) and unanswerable rows have the answer's words removed from it.",
+    )
+    grounded_fields: list[str] | None = Field(
+        None,
+        description="Hallucination audit, JSON answers: the fields whose values must come from the prompt (default: "
+        "every field); labels a model chooses from a fixed set (a category, a priority) are not quotes of the prompt.",
+    )
+    truthfulqa_file: str | None = Field(
+        None,
+        description="Hallucination audit: a TruthfulQA-style multiple-choice file (JSON, JSONL or CSV: question and "
+        "mc1_targets {choices, labels}, or question, best_answer, incorrect_answers); MC1 accuracy of base and tuned.",
+    )
+
+    @field_validator("context_pattern")
+    @classmethod
+    def _pattern_names_the_context(cls, value: str) -> str:
+        try:
+            compiled = re.compile(value)
+        except re.error as err:
+            raise ValueError(f"not a regular expression: {err}") from None
+        if "context" not in compiled.groupindex:
+            raise ValueError("needs a named group (?P<context>...) for the passage")
+        return value
 
     @field_validator("few_shot")
     @classmethod

@@ -43,3 +43,33 @@ def privacy_command(
     console().print(suite_table(suite, section, {}))
     console().print(suite.report_rows(section, {}).note)
     console().print(f"audit: {Path(run) / AUDIT_FILE}")
+
+
+@audit_app.command("hallucination")
+@user_errors
+def audit_hallucination(
+    run: Path = typer.Argument(..., help="A finished run folder (written by `tuneloop train`)."),
+    truthfulqa: Optional[Path] = typer.Option(
+        None, "--truthfulqa", help="A TruthfulQA-style multiple-choice file (JSON, JSONL or CSV): MC1 accuracy of base and tuned "
+        "(default: the run's eval.truthfulqa_file).",
+    ),  # fmt: skip
+    fields: Optional[str] = typer.Option(
+        None, help="JSON answers: comma-separated fields whose values must come from the prompt, e.g. 'product' (default: the run's eval.grounded_fields, else every field)."
+    ),
+    rows: Optional[int] = typer.Option(None, min=1, help="Test rows checked, and at most as many unanswerable rows made (default: the run's eval.hallucination_rows)."),
+):
+    """Hallucination: answers supported by their prompt, abstention where the prompt lacks the answer, base vs tuned.
+
+    Runs on any chat run (the run's own eval.hallucination setting is overridden); the section goes to
+    RUN/audit.json, RUN/hallucination.jsonl and, when the run was evaluated, metrics.json and the report.
+    """
+    overrides: dict = {"hallucination": True}
+    if truthfulqa is not None:
+        overrides["truthfulqa_file"] = str(truthfulqa)
+    if fields is not None:
+        overrides["grounded_fields"] = [name.strip() for name in fields.split(",") if name.strip()]
+    if rows is not None:
+        overrides["hallucination_rows"] = rows
+    section = audit_run(run, "hallucination", overrides)
+    console().print(SUITES["hallucination"].table(section, {}))
+    typer.echo(f"per-answer checks: {run / 'hallucination.jsonl'}")

@@ -117,10 +117,12 @@ def test_it_predicts_scores_and_generates_nothing():
     from tuneloop.evaluate.suites import SUITES
 
     config = load_config(None, {"task": "reward", "data.format": "pairs"})
-    few_shot, forgetting, alignment, privacy = (SUITES[name].applies(REWARD, config) for name in ("few_shot", "forgetting", "alignment", "privacy"))
+    names = ("few_shot", "forgetting", "alignment", "privacy", "hallucination")
+    few_shot, forgetting, alignment, privacy, hallucination = (SUITES[name].applies(REWARD, config) for name in names)
     assert "few-shot applies to sft, qa" in few_shot
     assert forgetting == alignment == "not measured: task 'reward' predicts a reward score per reply and does not generate text"
     assert "task 'reward' has none" in privacy
+    assert hallucination == "not measured: task 'reward' does not generate text with a causal language model"
 
 
 def test_a_conversational_prompt_is_rendered_with_its_turns(tiny_reward):
