@@ -126,7 +126,7 @@ def swap_prompt(original: list[dict] | str, dimension: str) -> list[dict] | str 
     if isinstance(original, str):
         return counterfactual(original, dimension)
     turns = [{**turn, "content": counterfactual(turn["content"], dimension) or turn["content"]} for turn in original]
-    return turns if turns != original else None
+    return turns if turns != list(original) else None
 
 
 def take_turns(found: list[list[CounterfactualPair]], limit: int) -> list[CounterfactualPair]:

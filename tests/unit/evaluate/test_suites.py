@@ -8,18 +8,18 @@ from tuneloop.evaluate.suites import SUITES
 from tuneloop.objectives import get_task
 
 
-def test_few_shot_forgetting_and_alignment_are_registered_in_report_order():
-    assert list(SUITES) == ["few_shot", "forgetting", "alignment"]
+def test_few_shot_forgetting_alignment_and_bias_are_registered_in_report_order():
+    assert list(SUITES) == ["few_shot", "forgetting", "alignment", "bias"]
     assert all(name == suite.name for name, suite in SUITES.items())
 
 
 def test_each_suite_says_why_it_does_not_apply():
     config = load_config(None, {})
-    few_shot, forgetting, alignment = (suite.applies(get_task("sft"), config) for suite in SUITES.values())
-    assert few_shot is forgetting is None and "set eval.judge_reward_run to a reward run" in alignment
+    few_shot, forgetting, alignment, bias = (suite.applies(get_task("sft"), config) for suite in SUITES.values())
+    assert few_shot is forgetting is bias is None and "set eval.judge_reward_run to a reward run" in alignment
     assert SUITES["alignment"].applies(get_task("sft"), load_config(None, {"eval.judge_reward_run": "runs/judge"})) is None
-    few_shot, forgetting, alignment = (suite.applies(get_task("classify"), config) for suite in SUITES.values())
-    assert "few-shot applies to sft, qa" in few_shot and "does not generate text" in forgetting and "does not generate text" in alignment
+    few_shot, forgetting, alignment, bias = (suite.applies(get_task("classify"), config) for suite in SUITES.values())
+    assert bias is None and "few-shot applies to sft, qa" in few_shot and "does not generate text" in forgetting and "does not generate text" in alignment
     off = load_config(None, {"eval.few_shot": [], "eval.forgetting": False})
     assert [suite.applies(get_task("sft"), off) for suite in list(SUITES.values())[:2]] == [
         "off (eval.few_shot is empty)",

@@ -117,9 +117,10 @@ def test_it_predicts_scores_and_generates_nothing():
     from tuneloop.evaluate.suites import SUITES
 
     config = load_config(None, {"task": "reward", "data.format": "pairs"})
-    few_shot, forgetting, alignment = (suite.applies(REWARD, config) for suite in SUITES.values())
+    few_shot, forgetting, alignment, bias = (suite.applies(REWARD, config) for suite in SUITES.values())
     assert "few-shot applies to sft, qa" in few_shot
     assert forgetting == alignment == "not measured: task 'reward' predicts a reward score per reply and does not generate text"
+    assert bias == "not measured: task 'reward' predicts a reward score per reply; the counterfactual needs answers or labels to compare"
 
 
 def test_a_conversational_prompt_is_rendered_with_its_turns(tiny_reward):
