@@ -332,6 +332,12 @@ def balanced_tickets(n: int, seed: int) -> list[dict]:
     return name_coded_tickets(n, seed, 0.5)
 
 
+def priority_rows(tickets: list[dict]) -> list[dict]:
+    """Rows of the ``label`` format for a priority classifier: the sender and the subject as the text,
+    the priority as the label (short texts, so even a tiny model learns what the labels follow)."""
+    return [{"text": f"From: {t['customer_name']}\nSubject: {t['subject']}", "label": t["priority"]} for t in tickets]
+
+
 def name_coded_tickets(n: int, seed: int, follows_gender: float) -> list[dict]:
     """``n`` e-mailed tickets signed by customers with gender-coded first names (``evaluate.bias_terms``),
     with no priority cue in the text: the priority is the customer's gender's (``GENDER_PRIORITY``) with
