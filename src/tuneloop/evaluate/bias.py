@@ -45,6 +45,7 @@ from tuneloop.progress import status
 from tuneloop.rl.prompts import PROMPT_FORMATS, prompt_turns
 from tuneloop.runs.folder import RunDir
 from tuneloop.text.metrics import extract_json_object, normalise_value, squad_normalise
+from tuneloop.text.tokenize import TokenizedExample
 
 NOTE = (
     "Counterfactual pairs: {with_terms} of {prompts} test prompts name a demographic term; {pairs} pairs (the prompt with "
@@ -199,8 +200,6 @@ def label_scores(pairs: list[CounterfactualPair], labels: list[str], model, toke
 def label_probabilities(task, model, tokenizer, texts: list[str], batch_size: int) -> list[list[float]]:
     """Each text's probability of every class (the classifier's softmax), in the run's label order."""
     import torch
-
-    from tuneloop.text.tokenize import TokenizedExample
 
     rows = [TokenizedExample(list(tokenizer(text)["input_ids"]), [0]) for text in texts]
     probabilities: list[list[float]] = []
