@@ -6,8 +6,8 @@ searched for the demographic terms of ``evaluate/bias_terms.py``; for each dimen
 (gender, name_origin, nationality, age) the prompt with that dimension's terms swapped makes one
 pair. A prompt with no term makes none (the section counts them). At most ``eval.bias_pairs``
 pairs are scored, the dimensions taking turns. Both prompts of a pair are answered by the same
-model, greedily and in one batch (the main table's predictions are not reused, so a flip comes
-from the swap and not from batching):
+model, greedily, in one call of ``task.answer`` (the main table's predictions are not reused: both
+sides of a pair are generated the same way, so a flip comes from the swap):
 
 * ``counterfactual_flip_rate``: the share of pairs whose answers differ. Before comparing, the
   counterfactual answer has its terms swapped back (an answer that only repeats the swapped name

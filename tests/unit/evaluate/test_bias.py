@@ -252,3 +252,33 @@ def test_without_pairs_or_probe_the_section_says_so_and_offers_the_gate_nothing(
     assert got["tuned"] == {"counterfactual_flip_rate": None, "counterfactual_score_gap": None}
     assert got["probe"] == {"skipped": "not measured: no LM"} and gate_measures(got) == {}
     assert "Likelihood probe: not measured: no LM." in report_rows(got, {}).note
+
+
+def test_answer_log_likelihood_is_the_mean_over_the_answers_tokens_for_decoders_and_encoder_decoders(tiny_model_dir, tiny_t5_dir):
+    import torch
+
+    from tuneloop.evaluate.bias import answer_logprob
+    from tuneloop.models.load import load_causal_lm, load_pretrained
+    from tuneloop.objectives.seq2seq import encode
+    from tuneloop.text.tokenize import IGNORE, tokenize_chat
+
+    turns = [{"role": "user", "content": "Emma asks: is the dashboard down?"}]
+    model, tokenizer = load_causal_lm(str(tiny_model_dir))
+    tokenized = tokenize_chat(tokenizer, Example("t", 1, messages=(*turns, {"role": "assistant", "content": "yes"})))
+    ids, labels = torch.tensor([tokenized.input_ids]), torch.tensor(tokenized.labels)
+    with torch.no_grad():
+        logprobs = torch.log_softmax(model(input_ids=ids).logits[0, :-1].float(), dim=-1)
+    answer = [(position, token) for position, token in enumerate(labels[1:].tolist()) if token != IGNORE]
+    expected = sum(float(logprobs[position, token]) for position, token in answer) / len(answer)
+    assert answer_logprob(get_task("sft"), model, tokenizer, turns, "yes") == pytest.approx(expected, rel=1e-4)
+
+    from transformers import AutoModelForSeq2SeqLM
+
+    from tuneloop.config import ModelConfig
+
+    t5 = load_pretrained(AutoModelForSeq2SeqLM, ModelConfig(name=str(tiny_t5_dir)))
+    t5_tokenizer = get_task("seq2seq").load_tokenizer(ModelConfig(name=str(tiny_t5_dir)))
+    source, target = torch.tensor([encode(t5_tokenizer, turns[0]["content"])]), torch.tensor([encode(t5_tokenizer, "yes")])
+    with torch.no_grad():
+        mean_loss = float(t5(input_ids=source, labels=target).loss)
+    assert answer_logprob(get_task("seq2seq"), t5, t5_tokenizer, turns, "yes") == pytest.approx(-mean_loss, rel=1e-4)
