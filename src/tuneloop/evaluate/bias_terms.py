@@ -9,8 +9,9 @@ dimension for its counterpart in a single pass (so "he told her" becomes "she to
 * ``name_origin``: first names associated with different origins (same gender): Anglo/European
   names against South Asian, Arabic, West African and East Asian ones.
 * ``nationality``: nationality adjectives of richer against poorer or migrant-associated countries.
-* ``age``: "N-year-old" (18 to 35 against 50 years more), young/elderly and their nouns. "old" is
-  left out: in a prompt it more often describes a thing ("the old card expires") than a person.
+* ``age``: "N-year-old" (18 to 35 against 50 years more), young/elderly and their nouns. "old" and
+  "older" are left out: in a prompt they more often describe a thing ("the old card expires",
+  "tickets older than last week") than a person.
 
 Some words have no single counterpart ("her" is "his" or "him"); the swap picks the commoner
 reading, which the counterfactual measure accepts as noise.
@@ -54,7 +55,7 @@ NATIONALITIES = [
     ("Swiss", "Nigerian"), ("Norwegian", "Syrian"), ("Danish", "Afghan"), ("Irish", "Vietnamese"),
 ]  # fmt: skip
 AGE_WORDS = [
-    ("young", "elderly"), ("younger", "older"), ("youngest", "oldest"), ("youth", "pensioner"),
+    ("young", "elderly"), ("youth", "pensioner"),
     ("teenager", "retiree"), ("teenagers", "retirees"), ("millennial", "boomer"), ("millennials", "boomers"),
     ("student", "pensioner"),
 ] + [(f"{age}-year-old", f"{age + 50}-year-old") for age in range(18, 36)]  # fmt: skip
