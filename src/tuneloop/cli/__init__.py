@@ -16,6 +16,7 @@ import typer
 from tuneloop.atomic import write_json_atomic
 from tuneloop.chat import answer_prompts, chat_loop
 from tuneloop.cli.audit import audit_app
+from tuneloop.cli.gate_options import MAX_BIAS_INCREASE, MAX_HALLUCINATION_INCREASE, MAX_MIA_AUC, REQUIRE_DP, trust_limits
 from tuneloop.cli.store import feedback_app, keys_app, models_app
 from tuneloop.cli.support import user_errors
 from tuneloop.config import FORMATS, DataConfig, RunConfig, format_validation_error, load_config
@@ -421,7 +422,10 @@ def retrain_command(
     max_steps: Optional[int] = typer.Option(None, help="Training steps of the candidate (default: production's settings)."),
     lr: Optional[float] = typer.Option(None, "--lr", help="Learning rate of the candidate (default: production's)."),
     align: bool = typer.Option(False, "--align/--no-align", help="Then run `tuneloop align`'s round (default settings) into OUT/align when enough preferences are waiting."),
-    min_preferences: int = typer.Option(16, help="With --align: fewest preference pairs waiting for the round to run (fewer: it is skipped)."),
+    min_preferences: int = typer.Option(16, help="With --align: fewest preference pairs waiting for the round to run (fewer: it is skipped)."),    max_bias_increase: Optional[float] = MAX_BIAS_INCREASE,
+    max_mia_auc: Optional[float] = MAX_MIA_AUC,
+    max_hallucination_increase: Optional[float] = MAX_HALLUCINATION_INCREASE,
+    require_dp: bool = REQUIRE_DP,
 ):
     """New data + feedback (corrections as SFT rows, preferences kept as pairs) + replay -> a candidate trained
     from the production adapter -> scored against production -> promoted only if the gate passes, with the reason recorded.
@@ -435,10 +439,11 @@ def retrain_command(
     overrides = {key: value for key, value in (("train.max_steps", max_steps), ("train.learning_rate", lr)) if value is not None}
     settings = AlignSettings(min_preferences=min_preferences)
     with contextlib.closing(connect(store)) as conn:
-        record = retrain(conn, project, [str(p) for p in data], out, Gate(gate_metric, tolerance, min_improvement), replay, overrides)
+        trust = trust_limits(max_bias_increase, max_mia_auc, max_hallucination_increase, require_dp)
+        record = retrain(conn, project, [str(p) for p in data], out, Gate(gate_metric, tolerance, min_improvement, trust), replay, overrides)
         print_retrain(record)
         if align:
-            aligned = align_after_retrain(conn, record, out, Gate(tolerance=tolerance), settings)
+            aligned = align_after_retrain(conn, record, out, Gate(tolerance=tolerance, trust=trust), settings)
             record["align"] = aligned if "skipped" in aligned else {k: aligned[k] for k in ("candidate", "promoted", "reason")}
             write_json_atomic(out / "retrain.json", record)
             print_align(aligned) if "skipped" not in aligned else typer.echo(f"align skipped: {aligned['skipped']}")
@@ -470,7 +475,10 @@ def align_command(
     tolerance: float = typer.Option(0.01, help="Largest regression allowed on the frozen test set and the general-ability check."),
     min_improvement: float = typer.Option(0.0, help="The candidate's mean held-out reward must beat production's by more than this."),
     gate_metric: str = typer.Option("auto", help="Frozen-test metric: the task's headline metric (auto) or any computed one, e.g. loss."),
-    seed: int = typer.Option(0, help="Seed of the held-out split."),
+    seed: int = typer.Option(0, help="Seed of the held-out split."),    max_bias_increase: Optional[float] = MAX_BIAS_INCREASE,
+    max_mia_auc: Optional[float] = MAX_MIA_AUC,
+    max_hallucination_increase: Optional[float] = MAX_HALLUCINATION_INCREASE,
+    require_dp: bool = REQUIRE_DP,
 ):
     """One alignment round: the feedback since the last round -> a reward model and a DPO/KTO candidate from the
     production adapter -> both models scored (held-out reward and win rate, frozen test, general check) -> promoted
@@ -488,7 +496,8 @@ def align_command(
         reward_learning_rate=reward_lr, max_new_tokens=max_new_tokens,
     )  # fmt: skip
     with contextlib.closing(connect(store)) as conn:
-        record = align(conn, project, out, Gate(gate_metric, tolerance, min_improvement), settings)
+        trust = trust_limits(max_bias_increase, max_mia_auc, max_hallucination_increase, require_dp)
+        record = align(conn, project, out, Gate(gate_metric, tolerance, min_improvement, trust), settings)
     print_align(record)
     typer.echo(f"details: {out / 'align.json'}")
 

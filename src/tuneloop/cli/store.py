@@ -13,7 +13,9 @@ from typing import Iterator, Optional
 
 import typer
 
+from tuneloop.cli.gate_options import MAX_BIAS_INCREASE, MAX_HALLUCINATION_INCREASE, MAX_MIA_AUC, REQUIRE_DP, trust_limits
 from tuneloop.cli.support import user_errors
+from tuneloop.errors import TuneloopError
 from tuneloop.store import feedback_export, keys, versions
 from tuneloop.store.db import connect
 
@@ -72,9 +74,18 @@ def show_command(version: str = typer.Argument(..., help="<project>:v<n>, <proje
 def promote_command(
     version: str = typer.Argument(..., help="<project>:v<n> or <project>@candidate."),
     reason: str = typer.Option(..., "--reason", help="Why (kept in the stage history)."),
+    max_bias_increase: Optional[float] = MAX_BIAS_INCREASE,
+    max_mia_auc: Optional[float] = MAX_MIA_AUC,
+    max_hallucination_increase: Optional[float] = MAX_HALLUCINATION_INCREASE,
+    require_dp: bool = REQUIRE_DP,
 ):
-    """Make a version production; the current production version is archived."""
+    """Make a version production; the current production version is archived. With trust limits, the version's
+    audits (bias, privacy, hallucination: read from its run, or run now) must hold them, else it stays a candidate
+    with the reason recorded, and the command exits 2."""
+    limits = trust_limits(max_bias_increase, max_mia_auc, max_hallucination_increase, require_dp)
     with open_store() as conn:
+        if limits.active():
+            check_trust(conn, versions.resolve(conn, version), limits)
         change = versions.promote(conn, version, reason)
     archived = f"; {change.archived.id} archived" if change.archived else ""
     typer.echo(f"{change.production.id} is now production{archived}")
@@ -90,6 +101,18 @@ def rollback_command(
     with open_store() as conn:
         change = versions.rollback(conn, project, reason)
     typer.echo(f"{change.production.id} is production again; {change.archived.id} archived")
+
+
+def check_trust(conn, version, limits) -> None:
+    """Refuse the promotion (recorded in the store, then a user error) when a trust limit fails."""
+    from tuneloop.loop.trust_gate import decide_trust, trust_results
+
+    trusted, why = decide_trust(trust_results(limits, version.run_path))
+    if not trusted:
+        if version.stage == "candidate":
+            versions.refuse(conn, version.id, why)
+        raise TuneloopError(f"{version.id} not promoted: {why}")
+    typer.echo(why)
 
 
 # --- tuneloop keys --------------------------------------------------------------------------

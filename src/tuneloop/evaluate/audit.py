@@ -15,10 +15,12 @@ from pathlib import Path
 from tuneloop.atomic import write_json_atomic
 from tuneloop.errors import ConfigError, TuneloopError
 from tuneloop.evaluate.heldout import merged_for_inference
+from tuneloop.evaluate.model_card import write_model_card
 from tuneloop.evaluate.per_task import limit_rows
 from tuneloop.evaluate.report import write_report
 from tuneloop.evaluate.suite import Scoring
 from tuneloop.evaluate.suites import SUITES
+from tuneloop.evaluate.trust import TRUST_KEY, run_trust_section
 from tuneloop.methods import get_method
 from tuneloop.objectives import get_task
 from tuneloop.runs.folder import RunDir, read_json
@@ -66,8 +68,10 @@ def record_section(run: RunDir, name: str, section: dict) -> None:
     write_json_atomic(audit_file, {**audits, name: section})
     if run.has_metrics():
         metrics = {**run.metrics(), name: section}
+        metrics[TRUST_KEY] = run_trust_section(run, metrics)
         run.write_metrics(metrics)
         write_report(run.path, metrics, run.log_records(), prediction_samples(run.predictions_file))
+        write_model_card(run, metrics)
 
 
 def prediction_samples(path: Path, count: int = 8) -> list[dict]:

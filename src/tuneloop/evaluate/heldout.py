@@ -9,10 +9,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from tuneloop.errors import TuneloopError
+from tuneloop.evaluate.model_card import write_model_card
 from tuneloop.evaluate.per_task import limit_rows, per_task_scores
 from tuneloop.evaluate.report import write_report
 from tuneloop.evaluate.suite import Scoring
 from tuneloop.evaluate.suites import SUITES
+from tuneloop.evaluate.trust import TRUST_KEY, run_trust_section
 from tuneloop.methods import get_method
 from tuneloop.objectives import get_task
 from tuneloop.progress import status
@@ -53,6 +55,7 @@ def evaluate_run(run_dir: str | Path, max_examples: int | None = None, judge_rew
     tuned_suites = score_suites(plans, model, tokenizer, Scoring(task, config, "tuned", packs, tuned["predictions"]))
     metrics = assemble_metrics(base, tuned, test, config, task)
     metrics.update(suite_sections(plans, skipped, base_suites, tuned_suites, config))
+    metrics[TRUST_KEY] = run_trust_section(run, metrics)
     metrics.update(per_task_scores(task, test, base["predictions"], tuned["predictions"], config))
     rows = prediction_rows(test, base["predictions"], tuned["predictions"])
     run.write_rows(run.predictions_file.name, rows)
@@ -61,6 +64,7 @@ def evaluate_run(run_dir: str | Path, max_examples: int | None = None, judge_rew
             run.write_rows(filename, file_rows)
     run.write_metrics(metrics)
     write_report(run.path, metrics, run.log_records(), rows[:8])
+    write_model_card(run, metrics)
     return metrics
 
 

@@ -14,9 +14,11 @@ from pathlib import Path
 from tuneloop.atomic import write_bytes_atomic, write_text_atomic
 from tuneloop.evaluate.suite import ReportTable
 from tuneloop.evaluate.suites import SUITES
+from tuneloop.evaluate.trust import TRUST_KEY, trust_rows
 from tuneloop.evaluate.table_cells import cell_text, change, fmt, fmt_delta, is_number
 from tuneloop.text.metrics import LOWER_IS_BETTER
 
+TRUST_HEADING = "Trust: personal data, privacy, bias, hallucination and forgetting"
 PLOT_TITLES = {
     "loss": "Training and validation loss",
     "base_vs_tuned": "Base vs tuned on the held-out test split",
@@ -24,7 +26,7 @@ PLOT_TITLES = {
 MAX_SAMPLES = 10
 MAX_PROMPT_CHARS = 800
 # Top-level keys rendered in their own place, not as "other results" (and every suite's).
-_MAIN_KEYS = {"base", "tuned", "primary"}
+_MAIN_KEYS = {"base", "tuned", "primary", TRUST_KEY}
 
 CSS = """
 body { font-family: -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; color: #1f2328; margin: 0; background: #f6f8fa; }
@@ -116,8 +118,8 @@ def confusion_tables(confusion: dict) -> list[tuple[str, list[str], list[list[st
 
 
 def suite_sections(metrics: dict) -> list[tuple[str, ReportTable]]:
-    """(heading, note and table) of every suite in ``metrics``, in the registry's order."""
-    shown = []
+    """(heading, note and table) of the Trust summary, then of every suite in ``metrics``, in the registry's order."""
+    shown = [(TRUST_HEADING, trust_rows(metrics[TRUST_KEY]))] if TRUST_KEY in metrics else []
     for name, suite in SUITES.items():
         section = metrics.get(name)
         if not section:

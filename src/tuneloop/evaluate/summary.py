@@ -6,6 +6,7 @@ from pathlib import Path
 
 from tuneloop.evaluate.suites import SUITES
 from tuneloop.evaluate.table_cells import rich_table
+from tuneloop.evaluate.trust import TRUST_KEY, trust_facts, trust_rows
 from tuneloop.text.metrics import LOWER_IS_BETTER
 
 
@@ -28,6 +29,12 @@ def print_metrics(metrics: dict, run_dir: Path | None = None, rows_named: str = 
         extra = suite_table(suite, metrics.get(name), metrics)
         if extra is not None:
             console.print(extra)
+    if TRUST_KEY in metrics:
+        note, header, rows = trust_rows(metrics[TRUST_KEY])
+        if rows:
+            console.print(rich_table("trust: the risks of fine-tuning, base vs tuned", header, rows))
+        for fact in trust_facts(metrics[TRUST_KEY]):
+            console.print(fact, highlight=False)
     if run_dir is not None:
         console.print(f"report: {Path(run_dir) / 'report.html'}  (markdown: {Path(run_dir) / 'report.md'})")
 

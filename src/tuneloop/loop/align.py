@@ -38,6 +38,7 @@ from tuneloop.config import DataConfig, build_config
 from tuneloop.data.formats import FORMATS
 from tuneloop.data.split import split_train_val_test
 from tuneloop.errors import NotFoundError, TuneloopError
+from tuneloop.loop.trust_gate import settle_candidate
 from tuneloop.loop.gate import Checks, Gate, decide
 from tuneloop.loop.retrain import compare_runs
 from tuneloop.methods import get_method, methods_where
@@ -46,7 +47,7 @@ from tuneloop.runs.folder import RunDir
 from tuneloop.store import sql
 from tuneloop.store.feedback_export import FeedbackExport, export_window
 from tuneloop.store.rounds import Window, feedback_window, new_feedback_ids, record_round
-from tuneloop.store.versions import archive, lineage, production, promote, register
+from tuneloop.store.versions import lineage, production, register
 from tuneloop.store.versions import get as get_version
 from tuneloop.text.generate import generate_texts
 from tuneloop.text.tokenize import render_prompt
@@ -372,11 +373,7 @@ def win_rate(production_rewards: list[float], candidate_rewards: list[float]) ->
 
 def record_round_decision(conn, current, candidate_run, objective, feedback: Feedback, results, heldout, gate, settings, out: Path) -> dict:
     candidate = register(conn, candidate_run, current.project, parent=current.id)
-    promoted, reason = decide(gate, results, ALIGN_CHECKS)
-    if promoted:
-        promote(conn, candidate.id, reason)
-    else:
-        archive(conn, candidate.id, reason)
+    promoted, reason, trust = settle_candidate(conn, candidate.id, candidate_run, gate.trust, *decide(gate, results, ALIGN_CHECKS))
     used = sorted({source["feedback_id"] for export in (feedback.pairs, feedback.ratings) for row in export.rows for source in row["feedback"]})
     stored = record_round(
         conn, project=current.project, production_id=current.id, candidate_id=candidate.id, objective=objective,
@@ -385,7 +382,7 @@ def record_round_decision(conn, current, candidate_run, objective, feedback: Fee
     record = {
         "project": current.project, "round": stored.id, "production_before": current.id, "candidate": candidate.id,
         "objective": objective, "promoted": promoted, "reason": reason, "gate": dataclasses.asdict(gate),
-        "settings": dataclasses.asdict(settings), "checks": results,
+        "settings": dataclasses.asdict(settings), "checks": results, "trust": trust,
         "feedback": {"ids": used, "through": feedback.window.through, "pairs": len(feedback.pairs.rows), "ratings": len(feedback.ratings.rows),
                      "left_out": [str(left) for left in feedback.pairs.left_out + feedback.ratings.left_out]},
         "heldout": heldout, "runs": {"reward": str(out / "reward"), "candidate": str(candidate_run)},

@@ -3,11 +3,39 @@
 Which checks must improve and which must only hold is the caller's: ``retrain`` asks the new data's
 test split to improve and the frozen test and the general check to hold (:data:`RETRAIN_CHECKS`);
 ``align`` asks the held-out reward to improve and the frozen test and the general check to hold.
+Then the candidate's trust audits must stay within ``Gate.trust`` (bias, membership inference,
+hallucination, differential privacy): see ``loop/trust_gate.py``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
+
+from tuneloop.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class TrustLimits:
+    """Limits on the candidate's own trust audits (``loop/trust_gate.py`` checks them); None: no limit.
+
+    An increase is the candidate's change from its base model, as its report shows it.
+    """
+
+    max_bias_increase: float | None = None  # counterfactual flip rate, tuned minus base
+    max_mia_auc: float | None = None  # membership-inference AUC of the candidate (0.5: nothing learnt about members)
+    max_hallucination_increase: float | None = None  # share of answers with unsupported content, tuned minus base
+    require_dp: bool = False  # the candidate must have been trained with differential privacy
+
+    def __post_init__(self):
+        for name in ("max_bias_increase", "max_hallucination_increase"):
+            value = getattr(self, name)
+            if value is not None and not 0 <= value <= 1:
+                raise ConfigError(f"{name} is a change of a share: between 0 and 1, got {value}")
+        if self.max_mia_auc is not None and not 0.5 <= self.max_mia_auc <= 1:
+            raise ConfigError(f"max_mia_auc is an AUC between 0.5 (chance) and 1, got {self.max_mia_auc}")
+
+    def active(self) -> bool:
+        return self.require_dp or any(getattr(self, f.name) is not None for f in fields(self) if f.name != "require_dp")
 
 
 @dataclass(frozen=True)
@@ -15,6 +43,7 @@ class Gate:
     metric: str = "auto"  # the task's headline metric, or any computed one (e.g. "loss")
     tolerance: float = 0.01  # largest allowed regression on the checks that must hold
     min_improvement: float = 0.0  # the candidate must beat production on the checks that must improve by more than this
+    trust: TrustLimits = field(default_factory=TrustLimits)  # the candidate's own audits must stay within these
 
 
 @dataclass(frozen=True)

@@ -109,6 +109,26 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         """,
         "CREATE INDEX align_rounds_project ON align_rounds(project, id)",
     ),
+    # 3: a 'refuse' stage event: the gate's trust limits kept a candidate from production (it stays a candidate).
+    # SQLite cannot change a CHECK constraint in place: the table is rebuilt with its rows.
+    (
+        """
+        CREATE TABLE stage_events_new (
+            id         INTEGER PRIMARY KEY AUTOINCREMENT,
+            version_id TEXT NOT NULL REFERENCES versions(id),
+            action     TEXT NOT NULL CHECK (action IN ('register', 'promote', 'rollback', 'archive', 'refuse')),
+            from_stage TEXT,
+            to_stage   TEXT NOT NULL,
+            reason     TEXT NOT NULL,
+            at         REAL NOT NULL
+        )
+        """,
+        "INSERT INTO stage_events_new (id, version_id, action, from_stage, to_stage, reason, at) "
+        "SELECT id, version_id, action, from_stage, to_stage, reason, at FROM stage_events",
+        "DROP TABLE stage_events",
+        "ALTER TABLE stage_events_new RENAME TO stage_events",
+        "CREATE INDEX stage_events_version ON stage_events(version_id)",
+    ),
 )
 
 # --- versions -------------------------------------------------------------------------------

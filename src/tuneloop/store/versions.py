@@ -312,6 +312,17 @@ def archive(conn: sqlite3.Connection, ref: str, reason: str) -> Version:
     return get(conn, version.id)
 
 
+def refuse(conn: sqlite3.Connection, ref: str, reason: str) -> Version:
+    """Record why a candidate was kept from production; it stays a candidate (a 'refuse' stage event)."""
+    reason = _check_reason(reason)
+    with write_transaction(conn):
+        version = resolve(conn, ref)
+        if version.stage != "candidate":
+            raise StoreError(f"{version.id} is {version.stage}; only a candidate can be refused promotion")
+        _record_event(conn, version.id, "refuse", "candidate", "candidate", reason)
+    return get(conn, version.id)
+
+
 def check_servable(version: Version, action: str = "serve") -> None:
     """Refuse a version whose run folder or trained artefact is no longer on disk."""
     if not version.run_path.is_dir():

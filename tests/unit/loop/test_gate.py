@@ -188,3 +188,30 @@ def test_checks_must_name_an_improvement_and_exist_in_the_results():
         Checks(improve=("reward",), hold=("reward",))
     with pytest.raises(KeyError, match="no result for new_test"):
         decide(Gate(), align_results())
+
+
+def test_trust_limits_are_checked_when_set_and_only_then_active():
+    from tuneloop.errors import ConfigError
+    from tuneloop.loop.gate import TrustLimits
+
+    assert not TrustLimits().active() and TrustLimits(require_dp=True).active() and TrustLimits(max_bias_increase=0.0).active()
+    with pytest.raises(ConfigError, match="max_bias_increase is a change of a share"):
+        TrustLimits(max_bias_increase=1.5)
+    with pytest.raises(ConfigError, match="between 0.5 \\(chance\\) and 1"):
+        TrustLimits(max_mia_auc=0.4)
+
+
+def test_decide_trust_fails_on_any_limit_and_says_each_with_its_numbers():
+    from tuneloop.loop.trust_gate import decide_trust
+
+    results = {
+        "max_bias_increase": {"measure": "counterfactual_flip_rate", "base": 0.1, "candidate": 0.3, "value": 0.2, "limit": 0.05, "ok": False},
+        "max_mia_auc": {"measure": "mia_auc", "candidate": 0.55, "value": 0.55, "limit": 0.6, "ok": True},
+        "require_dp": {"measure": "dp_epsilon", "ok": False, "why": "trained without differential privacy"},
+    }
+    passed, reason = decide_trust(results)
+    assert not passed and reason.startswith("trust limits failed: ")
+    assert "max_bias_increase counterfactual_flip_rate: 0.1000 -> 0.3000 (worse by +0.2000, limit 0.05) FAILED" in reason
+    assert "max_mia_auc mia_auc: 0.5500 (limit 0.6) ok" in reason
+    assert "require_dp: trained without differential privacy FAILED" in reason
+    assert decide_trust({"max_mia_auc": results["max_mia_auc"]})[0]

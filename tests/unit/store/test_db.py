@@ -110,3 +110,23 @@ def test_store_gives_each_thread_its_own_connection(store_file):
         thread.join()
         assert store.connection() is mine
         assert theirs[0] is not mine
+
+
+def test_the_refuse_migration_keeps_every_stage_event(store_file, monkeypatch):
+    """A store made before 'refuse' existed (schema 2) keeps its history through the table rebuild."""
+    migrations = db.MIGRATIONS
+    monkeypatch.setattr(db, "MIGRATIONS", migrations[:2])
+    monkeypatch.setattr(db, "SCHEMA_VERSION", 2)
+    with contextlib.closing(db.connect()) as conn:
+        with db.write_transaction(conn):
+            conn.execute("INSERT INTO versions VALUES ('p:v1', 'p', 1, '/r', '/r/adapter', NULL, NULL, 'h', NULL, 'candidate', 1.0)")
+            conn.execute("INSERT INTO stage_events (version_id, action, from_stage, to_stage, reason, at) VALUES ('p:v1', 'register', NULL, 'candidate', 'r', 1.0)")
+        with pytest.raises(sqlite3.IntegrityError):
+            conn.execute("INSERT INTO stage_events (version_id, action, to_stage, reason, at) VALUES ('p:v1', 'refuse', 'candidate', 'x', 2.0)")
+    monkeypatch.setattr(db, "MIGRATIONS", migrations)
+    monkeypatch.setattr(db, "SCHEMA_VERSION", len(migrations))
+    with contextlib.closing(db.connect()) as conn:
+        assert db.schema_version(conn) == db.SCHEMA_VERSION == 3
+        assert [tuple(row) for row in conn.execute("SELECT id, action, reason FROM stage_events")] == [(1, "register", "r")]
+        conn.execute("INSERT INTO stage_events (version_id, action, from_stage, to_stage, reason, at) VALUES ('p:v1', 'refuse', 'candidate', 'candidate', 'x', 2.0)")
+        assert "stage_events_version" in {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}

@@ -180,3 +180,17 @@ def test_the_schema_itself_allows_one_production_per_project(conn, three):
     conn.execute("UPDATE versions SET stage = 'production' WHERE id = ?", (v1.id,))
     with pytest.raises(sqlite3.IntegrityError):
         conn.execute("UPDATE versions SET stage = 'production' WHERE id = ?", (v2.id,))
+
+
+def test_refuse_keeps_a_candidate_with_the_reason_and_refuses_other_stages(conn, three):
+    v1, v2, _ = three
+    refused = versions.refuse(conn, v2.id, "trust limits failed: bias")
+    assert refused.stage == "candidate"
+    assert [(e.action, e.from_stage, e.to_stage, e.reason) for e in versions.history(conn, v2.id)][-1] == (
+        "refuse", "candidate", "candidate", "trust limits failed: bias",
+    )  # fmt: skip
+    versions.promote(conn, v1.id, "first")
+    with pytest.raises(StoreError, match="only a candidate can be refused"):
+        versions.refuse(conn, v1.id, "too late")
+    with pytest.raises(StoreError, match="needs a reason"):
+        versions.refuse(conn, v2.id, " ")
