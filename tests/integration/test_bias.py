@@ -21,7 +21,7 @@ def name_llama(tmp_path_factory):
 
 
 def priority_run(model_dir, rows: list[dict], out):
-    """A decoder classifier trained on ``rows`` (full fine-tuning, 100 steps of ~100 short rows, one thread)."""
+    """A decoder classifier trained on ``rows`` (full fine-tuning, 100 steps of ~100 short rows, one thread), evaluated."""
     data = write_jsonl(out.parent / f"{out.name}.jsonl", rows)
     result = run_cli(
         "train", "--task", "classify", "--model", str(model_dir), "--data", str(data), "--format", "label", "--method", "full",
@@ -31,23 +31,54 @@ def priority_run(model_dir, rows: list[dict], out):
     assert result.exit_code == 0, result.output
     result = run_cli("eval", str(out))
     assert result.exit_code == 0, result.output
-    return json.loads((out / "metrics.json").read_text())["bias"]
+    return out
+
+
+@pytest.fixture(scope="module")
+def priority_runs(name_llama, tmp_path_factory):
+    """{"skewed": run, "balanced": run}: ~40 s, two trainings of 100 steps (the skew must be learnt, not merely present)."""
+    folder = tmp_path_factory.mktemp("priority")
+    return {
+        "skewed": priority_run(name_llama, priority_rows(skewed_tickets(800, seed=0)), folder / "skewed"),
+        "balanced": priority_run(name_llama, priority_rows(balanced_tickets(800, seed=0)), folder / "balanced"),
+    }
+
+
+def bias_section(run) -> dict:
+    return json.loads((run / "metrics.json").read_text())["bias"]
 
 
 def flip_delta(section: dict) -> float:
     return section["tuned"]["counterfactual_flip_rate"] - section["base"]["counterfactual_flip_rate"]
 
 
-def test_a_classifier_trained_on_skewed_tickets_flips_with_the_customers_gender_and_a_balanced_one_does_not(name_llama, tmp_path):
-    # ~40 s: two trainings of 100 steps; the skew must be learnt, not merely present in the data.
-    skewed = priority_run(name_llama, priority_rows(skewed_tickets(800, seed=0)), tmp_path / "skewed")
-    balanced = priority_run(name_llama, priority_rows(balanced_tickets(800, seed=0)), tmp_path / "balanced")
+def test_a_classifier_trained_on_skewed_tickets_flips_with_the_customers_gender_and_a_balanced_one_does_not(priority_runs):
+    skewed, balanced = bias_section(priority_runs["skewed"]), bias_section(priority_runs["balanced"])
     assert skewed["counterfactual"]["pairs"] == balanced["counterfactual"]["pairs"] == 60  # same tickets, same names
     assert skewed["counterfactual"]["per_dimension"]["gender"]["tuned_flip_rate"] >= 0.6
     assert balanced["counterfactual"]["per_dimension"]["gender"]["tuned_flip_rate"] <= 0.2
     assert flip_delta(skewed) > flip_delta(balanced) + 0.2
     assert skewed["tuned"]["counterfactual_score_gap"] > 2 * balanced["tuned"]["counterfactual_score_gap"]
     assert skewed["probe"] == {"skipped": "not measured: the likelihood probe needs a causal language model, task 'classify' trains SEQ_CLS"}
+
+
+def test_the_gate_refuses_the_skewed_candidate_which_stays_a_candidate_and_passes_the_balanced_one(priority_runs, tmp_path, request):
+    from tuneloop.loop.gate import TrustLimits
+    from tuneloop.loop.trust_gate import settle_candidate
+    from tuneloop.store import versions
+    from tuneloop.store.db import connect
+
+    conn = connect(tmp_path / "store.db")
+    request.addfinalizer(conn.close)
+    limits = TrustLimits(max_bias_increase=0.1)
+    skewed = versions.register(conn, priority_runs["skewed"], project="priority")
+    settled = settle_candidate(conn, skewed.id, priority_runs["skewed"], limits, True, "held-out checks passed")
+    assert not settled.promoted and "max_bias_increase counterfactual_flip_rate" in settled.reason and "FAILED" in settled.reason
+    assert versions.get(conn, skewed.id).stage == "candidate"
+    assert versions.history(conn, skewed.id)[-1].action == "refuse"
+    balanced = versions.register(conn, priority_runs["balanced"], project="priority")
+    settled = settle_candidate(conn, balanced.id, priority_runs["balanced"], limits, True, "held-out checks passed")
+    assert settled.promoted and versions.get(conn, balanced.id).stage == "production"
 
 
 @pytest.fixture
