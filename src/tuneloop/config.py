@@ -7,6 +7,7 @@ Field descriptions double as ``--help`` text.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
@@ -125,6 +126,24 @@ class DataConfig(SourceConfig):
         "proportional", description="Multi-task sampling: proportional to weight x rows, or temperature (weight x rows^(1/T))."
     )
     mixing_temperature: float = Field(2.0, ge=1.0, description="Multi-task temperature T (1 = proportional; higher lifts small tasks).")
+    scrub_pii: bool = Field(
+        False,
+        description="Replace personal data in every text field of every row by typed placeholders (<EMAIL_1>, <PHONE_1>, "
+        "<CARD_1>, <IBAN_1>, <IP_1>, <SSN_1>, <NINO_1>, <ADDRESS_1>, <NAME_1>; numbered per row) before the split: the "
+        "run folder's copy is scrubbed, your files are not. Counts per type go into data.json.",
+    )
+    pii_allow: list[str] = Field(
+        default_factory=list,
+        description="With data.scrub_pii: words that are never personal data, e.g. product names the name finder "
+        "takes for people (a detection made only of these words is kept as it is; case does not matter).",
+    )
+    canaries: int = Field(
+        0, ge=0, le=120,
+        description="Privacy audit: plant this many canaries, random secrets (a made-up person's 9-digit account PIN, "
+        "10^9 possible), in the training split only; the privacy suite measures how far the model memorised them "
+        "(exposure in bits). 0: none. sft, qa and cpt.",
+    )  # fmt: skip
+    canary_repeats: int = Field(10, ge=1, description="Privacy audit: training rows per canary (each canary is repeated this many times).")
 
     @model_validator(mode="after")
     def _task_names_differ(self) -> "DataConfig":
@@ -222,6 +241,31 @@ class TrainConfig(_Section):
     nproc: int = Field(1, ge=1, description="Training processes, launched through accelerate (DDP: gloo on CPU, NCCL on GPUs).")
     accelerate_config: str | None = Field(
         None, description="accelerate config file for --nproc (FSDP, DeepSpeed ZeRO: see configs/accelerate/)."
+    )
+    dp_epsilon: float | None = Field(
+        None,
+        gt=0,
+        description="Differential privacy: train with DP-SGD (Opacus) to this (epsilon, delta) over the training rows; "
+        "the noise is calibrated so the accountant's epsilon after all planned steps is at most this (none: no DP).",
+    )
+    dp_delta: float | None = Field(
+        None,
+        gt=0,
+        lt=1,
+        description="Differential privacy: delta of the guarantee; must be below 1/(training rows) "
+        "(none: min(1e-5, 0.1/training rows)).",
+    )
+    dp_max_grad_norm: float = Field(
+        1.0, gt=0, description="Differential privacy: each example's gradient (of its mean token loss) is clipped to this L2 norm."
+    )
+    dp_accountant: Literal["rdp", "prv"] = Field(
+        "rdp", description="Differential privacy: the accountant that calibrates the noise and reports epsilon: rdp (Renyi DP) or prv (tighter)."
+    )
+    dp_grad_sample_memory_gb: float = Field(
+        8.0,
+        gt=0,
+        description="Differential privacy: most memory the per-example gradients may take (trainable parameters x "
+        "expected batch x 4 bytes); a run needing more is refused before anything is written.",
     )
 
 
@@ -393,6 +437,56 @@ class EvalConfig(_Section):
         None, description="Bias: a CrowS-Pairs-format file (columns sent_more, sent_less, bias_type, optional "
         "stereo_antistereo; CSV, JSONL, JSON or Parquet) probed instead of the built-in pairs.",
     )  # fmt: skip
+    privacy: bool = Field(
+        True, description="Privacy audit: membership inference on training vs test rows and the exposure of data.canaries (sft, qa, cpt)."
+    )
+    privacy_rows: int = Field(
+        64, ge=1,
+        description="Privacy audit: training rows and test rows (as many of each, drawn at random, seeded) whose losses "
+        "the membership-inference attack separates.",
+    )  # fmt: skip
+    privacy_candidates: int = Field(
+        1000, ge=1, le=1_000_000,
+        description="Privacy audit: random secrets each canary is ranked among by log-perplexity; the exposure measured "
+        "by rank is at most log2(candidates + 1) bits (1000: 9.97).",
+    )  # fmt: skip
+    hallucination: bool | None = Field(
+        None,
+        description="Hallucination audit: are answers supported by their prompt, and do models abstain when the prompt "
+        "lacks the answer? Default: on for task qa; set true for any chat task whose answers must come from the prompt "
+        "(extraction, questions over a context), false to switch it off.",
+    )
+    hallucination_rows: int = Field(
+        64, ge=1, description="Hallucination audit: test rows whose answers are checked, and at most as many unanswerable rows made from them."
+    )
+    context_pattern: str = Field(
+        r"Context:\s*(?P<context>.*?)\s*\n\s*Question:\s*(?P<question>.*)",
+        description="Hallucination audit: a regular expression, searched in a row's last user turn, whose group 'context' "
+        "is the passage and optional group 'question' the question (default: the layout of `tuneloop data synth`); "
+        "unanswerable rows pair a question with another row's context. Where it does not match, the whole turn is "
+        "the context (extraction) and unanswerable rows have the answer's words removed from it.",
+    )
+    grounded_fields: list[str] | None = Field(
+        None,
+        description="Hallucination audit, JSON answers: the fields whose values must come from the prompt (default: "
+        "every field); labels a model chooses from a fixed set (a category, a priority) are not quotes of the prompt.",
+    )
+    truthfulqa_file: str | None = Field(
+        None,
+        description="Hallucination audit: a TruthfulQA-style multiple-choice file (JSON, JSONL or CSV: question and "
+        "mc1_targets {choices, labels}, or question, best_answer, incorrect_answers); MC1 accuracy of base and tuned.",
+    )
+
+    @field_validator("context_pattern")
+    @classmethod
+    def _pattern_names_the_context(cls, value: str) -> str:
+        try:
+            compiled = re.compile(value)
+        except re.error as err:
+            raise ValueError(f"not a regular expression: {err}") from None
+        if "context" not in compiled.groupindex:
+            raise ValueError("needs a named group (?P<context>...) for the passage")
+        return value
 
     @field_validator("few_shot")
     @classmethod

@@ -13,7 +13,7 @@ from pathlib import Path
 import grimp
 
 SRC = Path(__file__).resolve().parents[2] / "src" / "tuneloop"
-HEAVY = {"torch", "transformers", "peft", "trl", "accelerate", "datasets", "optuna", "safetensors", "matplotlib"}
+HEAVY = {"torch", "transformers", "peft", "trl", "accelerate", "datasets", "optuna", "safetensors", "matplotlib", "presidio_analyzer", "spacy"}
 
 
 def module_name(path: Path) -> str:

@@ -71,15 +71,29 @@ def data_check(
     rating_threshold: Optional[float] = typer.Option(
         None, help="Format ratings: a numeric label at or above this score is good, below it bad [default: 0.5]."
     ),
+    pii: bool = typer.Option(
+        False, "--pii", help="Find personal data as data.scrub_pii would (e-mail, phone, card, IBAN, IP, SSN, NINO, street "
+        "address, name): counts per type and a few rows as they would train. Your files are not changed."
+    ),
+    pii_allow: str = typer.Option(
+        "", "--pii-allow", help="With --pii: comma-separated words that are never personal data, e.g. product names "
+        "(data.pii_allow)."
+    ),
 ):
     """Read data files row by row and report what is usable, what is not (file:line, reason), and the split."""
+    scrub = {"scrub_pii": True, "pii_allow": split_list(pii_allow)} if pii else {}
+    if pii_allow and not pii:
+        raise ConfigError("--pii-allow only applies with --pii")
     if config is not None:
         given = [flag for flag, value in (("data files", data), ("--format", format), ("--columns", columns),
                  ("--prompt-template", prompt_template), ("--target-columns", target_columns),
                  ("--rating-threshold", rating_threshold is not None)) if value]  # fmt: skip
         if given:
             raise ConfigError(f"--config {config} names the data and how to read it; leave out {', '.join(given)}")
-        check_datasets(load_config(config).data, token_counter_for(model))
+        data_cfg = load_config(config).data
+        if pii:
+            data_cfg = data_cfg.model_copy(update={"scrub_pii": True, "pii_allow": data_cfg.pii_allow + scrub["pii_allow"]})
+        check_datasets(data_cfg, token_counter_for(model))
         return
     if not data:
         raise ConfigError("no data to check: give data files, or --config CONFIG.yaml")
@@ -88,11 +102,17 @@ def data_check(
         format=format or "chat",
         columns=parse_mapping(columns),
         prompt_template=prompt_template,
-        target_columns=[c.strip() for c in target_columns.split(",") if c.strip()] or None,
+        target_columns=split_list(target_columns) or None,
         max_length=max_length,
         **({} if rating_threshold is None else {"rating_threshold": rating_threshold}),
+        **scrub,
     )
     check_dataset(cfg, token_counter_for(model))
+
+
+def split_list(text: str) -> list[str]:
+    """'a, b,,c' -> ['a', 'b', 'c']"""
+    return [item.strip() for item in text.split(",") if item.strip()]
 
 
 def token_counter_for(model: str | None):
@@ -371,6 +391,11 @@ def serve_command(
     max_batch: int = typer.Option(8, help="Requests generated together in one batch."),
     max_prompt_tokens: int = typer.Option(2048, help="Longest prompt accepted, in tokens."),
     max_tokens: int = typer.Option(512, help="Largest max_tokens a request may ask for."),
+    log_prompts: str = typer.Option(
+        "scrubbed", help="What the request log keeps of each prompt and answer: scrubbed (personal data replaced by "
+        "<EMAIL_1>, <NAME_1>, ... placeholders, as data.scrub_pii does), full (as sent), or none (no text; monitoring "
+        "and feedback export then have none either)."
+    ),
 ):
     """OpenAI-compatible API (/v1/chat/completions, /v1/completions, /v1/models, /v1/feedback) and the web page at /.
 
@@ -379,7 +404,7 @@ def serve_command(
     """
     from tuneloop.serve.run import serve
 
-    serve(base, host, port, store, max_batch, max_prompt_tokens, max_tokens)
+    serve(base, host, port, store, max_batch, max_prompt_tokens, max_tokens, log_prompts)
 
 
 @app.command("monitor")

@@ -16,6 +16,7 @@ import typer
 from tuneloop.cli.gate_options import MAX_BIAS_INCREASE, MAX_HALLUCINATION_INCREASE, MAX_MIA_AUC, REQUIRE_DP, trust_limits
 from tuneloop.cli.support import user_errors
 from tuneloop.errors import TuneloopError
+from tuneloop.loop.trust_gate import decide_trust, trust_results
 from tuneloop.store import feedback_export, keys, versions
 from tuneloop.store.db import connect
 
@@ -105,8 +106,6 @@ def rollback_command(
 
 def check_trust(conn, version, limits) -> None:
     """Refuse the promotion (recorded in the store, then a user error) when a trust limit fails."""
-    from tuneloop.loop.trust_gate import decide_trust, trust_results
-
     trusted, why = decide_trust(trust_results(limits, version.run_path))
     if not trusted:
         if version.stage == "candidate":

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections import Counter
 from pathlib import Path
 from typing import Callable
 
 from tuneloop.atomic import write_text_atomic
 from tuneloop.config import DataConfig
+from tuneloop.data.canaries import canary_rows
 from tuneloop.data.mixing import mix_training_rows, mixture_sources, tag
 from tuneloop.data.report import print_data_summary, summarise_data
 from tuneloop.data.schema import Example
@@ -40,6 +42,9 @@ def merged_report(reports: list):
         examples=[e for r in reports for e in r.examples],
         dropped=[d for r in reports for d in r.dropped],
         rows_read=sum(r.rows_read for r in reports),
+        pii_scrubbed=any(r.pii_scrubbed for r in reports),
+        pii=sum((r.pii for r in reports), Counter()),
+        pii_rows=[where for r in reports for where in r.pii_rows],
     )
 
 
@@ -93,7 +98,8 @@ def given_splits_manifest(cfg: DataConfig, given: dict[str, DataReport]) -> dict
 
 
 def split_sources(cfg: DataConfig, sources: list, reports: list, given: dict[str, DataReport] | None = None):
-    """(the run's splits, the mixture record or None): each dataset split on its own, training rows mixed.
+    """(the run's splits, the mixture record or None): each dataset split on its own, training rows mixed,
+    then the canaries (``data.canaries``) added to the training rows alone.
 
     A given split file (``given``, see :func:`load_given_splits`) is the main dataset's split as is;
     its rows are then the rest of the main dataset's files, split into the other splits.
@@ -109,12 +115,21 @@ def split_sources(cfg: DataConfig, sources: list, reports: list, given: dict[str
         test=given["test"].examples if "test" in given else per_source[0].test,
     )
     if not sources:
-        return per_source[0], None
+        return with_canaries(cfg, per_source[0]), None
     train, record = mix_training_rows([s.train for s in per_source], sources, cfg.mixing, cfg.mixing_temperature, cfg.seed)
     for source, split in zip(sources, per_source):
         record["tasks"][source.name].update(val_rows=len(split.val), test_rows=len(split.test))
     splits = Splits(train=train, val=[e for s in per_source for e in s.val], test=[e for s in per_source for e in s.test])
-    return splits, record
+    return with_canaries(cfg, splits, task_name=cfg.task_name), record
+
+
+def with_canaries(cfg: DataConfig, splits: Splits, task_name: str | None = None) -> Splits:
+    """``splits`` with the canary rows of ``cfg`` after the training rows (validation and test untouched);
+    in a multi-task run they belong to the main dataset (``task_name``)."""
+    rows = canary_rows(cfg)
+    if task_name is not None:
+        tag(rows, task_name)
+    return Splits(train=splits.train + rows, val=splits.val, test=splits.test)
 
 
 def fractions(cfg: DataConfig, given: dict) -> tuple[float, float]:

@@ -1,4 +1,4 @@
-"""What ``tuneloop data check`` prints: usable rows, dropped rows by reason, lengths, labels."""
+"""What ``tuneloop data check`` prints: usable rows, dropped rows by reason, lengths, labels, personal data."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import math
 from collections import Counter, defaultdict
 from typing import Callable
 
+from tuneloop.data.pii import PII_TYPES
 from tuneloop.data.schema import Example
 from tuneloop.data.validate import reason_kind
 
@@ -33,9 +34,33 @@ def summarise_data(report, splits=None, count_tokens: Callable[[Example], int] |
         summary["ratings"] = {rating: ratings[rating] for rating in ("good", "bad")}
     if any(e.chosen or e.completion for e in report.examples):  # pairs, ratings: a prompt's rows share a split
         summary["prompts"] = len({e.leakage_key() for e in report.examples})
+    if report.pii_scrubbed:
+        summary["pii"] = pii_record(report)
+        summary["pii_examples"] = pii_examples(report)
     if splits is not None:
         summary["split_sizes"] = splits.sizes()
     return summary
+
+
+def pii_record(report, max_listed: int = 50) -> dict:
+    """data.json's ``pii`` entry: placeholders put in per type, and which rows had personal data."""
+    return {
+        "placeholders": {kind: report.pii[kind] for kind in PII_TYPES},
+        "rows_with_pii": len(report.pii_rows),
+        "rows_where": report.pii_rows[:max_listed],
+    }
+
+
+def pii_examples(report, shown: int = 3, width: int = 240) -> list[dict]:
+    """The first few scrubbed rows as they will train (``file:line`` and the text, shortened)."""
+    where = set(report.pii_rows[:shown])
+    rows = [e for e in report.examples if f"{e.source}:{e.line}" in where]
+    return [{"where": f"{e.source}:{e.line}", "text": shortened(f"{e.input_text}\n-> {e.target_text}", width)} for e in rows]
+
+
+def shortened(text: str, width: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 def length_percentiles(lengths: list[int]) -> dict[str, int]:
@@ -64,17 +89,28 @@ def print_data_summary(summary: dict, console, max_rows: int = 30) -> None:
         console.print(counts_table("ratings", "rating", summary["ratings"], shares=True))
     if "prompts" in summary:
         console.print(f"distinct prompts {summary['prompts']} (the rows of one prompt stay in one split)")
+    if "pii" in summary:
+        print_pii(summary, console)
     if "split_sizes" in summary:
         console.print(counts_table("split", "split", summary["split_sizes"]))
 
 
-def counts_table(title: str, what: str, counts: dict, shares: bool = False):
+def print_pii(summary: dict, console) -> None:
+    """Placeholders per type, then a few scrubbed rows as ``file:line: text``."""
+    pii = summary["pii"]
+    console.print(f"personal data: {pii['rows_with_pii']} of {summary['rows_kept']} kept rows had some, replaced by placeholders")
+    console.print(counts_table("personal data replaced", "placeholder", pii["placeholders"], counted="found"))
+    for example in summary["pii_examples"]:
+        console.print(f"  {example['where']}: {example['text']}", markup=False, highlight=False, soft_wrap=True)
+
+
+def counts_table(title: str, what: str, counts: dict, shares: bool = False, counted: str = "rows"):
     from rich.table import Table
     from rich.text import Text
 
     table = Table(title=title)
     table.add_column(what, overflow="fold")
-    table.add_column("rows", justify="right")
+    table.add_column(counted, justify="right")
     if shares:
         table.add_column("share", justify="right")
     total = sum(counts.values()) or 1

@@ -15,6 +15,7 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
+from tuneloop.data.canaries import canary_manifest
 from tuneloop.data.schema import Example
 from tuneloop.errors import DataError
 
@@ -137,8 +138,8 @@ def file_sha256(path: str | Path) -> str:
 
 
 def split_manifest(cfg, report, splits: Splits, max_listed: int = 50) -> dict:
-    """What ``data.json`` records about a run's data."""
-    return {
+    """What ``data.json`` records about a run's data (and its canaries, when ``data.canaries`` planted some)."""
+    manifest = {
         "sources": [{"path": str(p), "sha256": file_sha256(p)} for p in cfg.path],
         "format": cfg.format,
         "rows_read": report.rows_read,
@@ -151,3 +152,6 @@ def split_manifest(cfg, report, splits: Splits, max_listed: int = 50) -> dict:
         "label_counts": dict(Counter(e.label for e in report.examples if e.label is not None)),
         "dataset_hash": dataset_hash(splits.train + splits.val + splits.test),
     }
+    if cfg.canaries:
+        manifest["canaries"] = canary_manifest(cfg)
+    return manifest

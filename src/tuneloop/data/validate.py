@@ -15,6 +15,7 @@ from typing import Callable
 from tuneloop.config import DataConfig
 from tuneloop.data.formats import FORMATS, Normaliser, RowError, column_choices, format_fields, required_fields, template_fields
 from tuneloop.data.load import BadRow, RawRow, columns_of, describe_columns, read_rows
+from tuneloop.data.pii import PiiDetector, scrub_example
 from tuneloop.data.schema import Example
 from tuneloop.errors import DataError
 
@@ -39,6 +40,9 @@ class DataReport:
     examples: list[Example] = field(default_factory=list)
     dropped: list[DroppedRow] = field(default_factory=list)
     rows_read: int = 0
+    pii_scrubbed: bool = False  # data.scrub_pii was on
+    pii: Counter = field(default_factory=Counter)  # placeholders put in the kept rows, by type
+    pii_rows: list[str] = field(default_factory=list)  # file:line of every kept row that had personal data
 
     def dropped_by_reason(self) -> Counter:
         """Dropped rows counted by kind of problem, e.g. 'text: empty', 'duplicate'."""
@@ -58,14 +62,20 @@ def load_examples(cfg: DataConfig) -> DataReport:
         raise DataError("no data files given (data.path is empty)")
     for path in cfg.path:  # every file's columns first: fail before a long read, not after
         check_columns_exist(Path(path), cfg)
-    report = DataReport()
+    report = DataReport(pii_scrubbed=cfg.scrub_pii)
     first_seen: dict[tuple, str] = {}
+    detector = PiiDetector(allow=cfg.pii_allow) if cfg.scrub_pii else None
     for path in cfg.path:
         for row in read_rows(path):
             report.rows_read += 1
             example = normalise_row(row, normalise, cfg, report)
-            if example is not None:
-                keep_unless_duplicate(example, first_seen, report)
+            if example is None:
+                continue
+            # scrubbed before the duplicate check: rows that differ only in personal data are duplicates
+            example, found = scrub_example(example, detector) if detector else (example, Counter())
+            if keep_unless_duplicate(example, first_seen, report) and found:
+                report.pii.update(found)
+                report.pii_rows.append(f"{example.source}:{example.line}")
     if not report.examples:
         raise DataError(no_usable_rows_message(cfg, report))
     return report
@@ -99,15 +109,16 @@ def normalise_row(row: RawRow | BadRow, normalise: Normaliser, cfg: DataConfig, 
     return dataclasses.replace(example, source=row.source, line=row.line)
 
 
-def keep_unless_duplicate(example: Example, first_seen: dict[tuple, str], report: DataReport) -> None:
+def keep_unless_duplicate(example: Example, first_seen: dict[tuple, str], report: DataReport) -> bool:
     """Same normalised input and same answer (and rejected answer or rating) as an earlier row: drop it,
-    naming the first."""
+    naming the first. Whether it was kept."""
     key = example.duplicate_key()
     if key in first_seen:
         report.dropped.append(DroppedRow(example.source, example.line, None, f"duplicate of {first_seen[key]}"))
-        return
+        return False
     first_seen[key] = f"{example.source}:{example.line}"
     report.examples.append(example)
+    return True
 
 
 def no_usable_rows_message(cfg: DataConfig, report: DataReport) -> str:

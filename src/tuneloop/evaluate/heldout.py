@@ -54,6 +54,7 @@ def evaluate_run(run_dir: str | Path, max_examples: int | None = None, judge_rew
     tuned = score_model(task, model, tokenizer, test, config, labels, "tuned model", packs)
     tuned_suites = score_suites(plans, model, tokenizer, Scoring(task, config, "tuned", packs, tuned["predictions"]))
     metrics = assemble_metrics(base, tuned, test, config, task)
+    metrics.update(training_privacy(run))
     metrics.update(suite_sections(plans, skipped, base_suites, tuned_suites, config))
     metrics[TRUST_KEY] = run_trust_section(run, metrics)
     metrics.update(per_task_scores(task, test, base["predictions"], tuned["predictions"], config))
@@ -126,6 +127,18 @@ def assemble_metrics(base: dict, tuned: dict, test, config, task) -> dict:
     for key in tuned.keys() - {"scores", "predictions"}:
         metrics[key] = {"base": base.get(key), "tuned": tuned[key]}
     return metrics
+
+
+# train.json's dp entries that metrics.json repeats: the guarantee and what it was computed from.
+DP_FIELDS = ("epsilon", "delta", "steps", "noise_multiplier", "sample_rate", "expected_batch_rows", "max_grad_norm", "accountant", "training_rows")
+
+
+def training_privacy(run: RunDir) -> dict:
+    """``{"dp": ...}``: the (epsilon, delta) a DP-SGD run was trained to, from its ``train.json``; empty for other runs."""
+    summary = run.train_summary() if run.train_summary_file.is_file() else {}
+    if "dp" not in summary:
+        return {}
+    return {"dp": {name: summary["dp"][name] for name in DP_FIELDS}}
 
 
 def prediction_rows(test, base_predictions, tuned_predictions) -> list[dict]:

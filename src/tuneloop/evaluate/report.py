@@ -25,8 +25,8 @@ PLOT_TITLES = {
 }
 MAX_SAMPLES = 10
 MAX_PROMPT_CHARS = 800
-# Top-level keys rendered in their own place, not as "other results" (and every suite's).
-_MAIN_KEYS = {"base", "tuned", "primary", TRUST_KEY}
+# Top-level keys rendered in their own place, not as "other results" (and every suite's); dp is a run fact.
+_MAIN_KEYS = {"base", "tuned", "primary", TRUST_KEY, "dp"}
 
 CSS = """
 body { font-family: -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; color: #1f2328; margin: 0; background: #f6f8fa; }
@@ -87,8 +87,20 @@ def headline(metrics: dict) -> str:
 
 
 def run_facts(metrics: dict) -> list[tuple[str, str]]:
-    """Scalar top-level entries such as model, method and test_examples."""
-    return [(k, fmt(v)) for k, v in metrics.items() if k not in _MAIN_KEYS | SUITES.keys() and not isinstance(v, (dict, list))]
+    """Scalar top-level entries such as model, method and test_examples; the DP guarantee a run was trained to."""
+    facts = [(k, fmt(v)) for k, v in metrics.items() if k not in _MAIN_KEYS | SUITES.keys() and not isinstance(v, (dict, list))]
+    if "dp" in metrics:
+        facts.append(("differential privacy", dp_fact(metrics["dp"])))
+    return facts
+
+
+def dp_fact(dp: dict) -> str:
+    """One line: ``(ε = 7.99, δ = 1e-05) over 480 training rows, for the trainable parameters: 120 DP-SGD steps ...``."""
+    return (
+        f"(ε = {dp['epsilon']:.3g}, δ = {dp['delta']:.3g}) over {dp['training_rows']} training rows, for the trainable "
+        f"parameters: {dp['steps']} DP-SGD steps at sampling rate {dp['sample_rate']:.3g}, noise multiplier "
+        f"{dp['noise_multiplier']:.3g}, clipping norm {dp['max_grad_norm']:g}, {dp['accountant']} accountant"
+    )
 
 
 def extra_tables(metrics: dict) -> list[tuple[str, list[str], list[list[str]]]]:

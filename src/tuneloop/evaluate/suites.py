@@ -6,12 +6,14 @@ suite by module: a new suite is its own module and one line here (see ``evaluate
 
 from __future__ import annotations
 
-from tuneloop.evaluate import alignment, bias, few_shot, forgetting
+from tuneloop.evaluate import alignment, bias, few_shot, forgetting, hallucination, privacy
 from tuneloop.evaluate.suite import Suite
 
 SUITES: dict[str, Suite] = {
     few_shot.SUITE.name: few_shot.SUITE,
     forgetting.SUITE.name: forgetting.SUITE,
     alignment.SUITE.name: alignment.SUITE,
+    privacy.SUITE.name: privacy.SUITE,
+    hallucination.SUITE.name: hallucination.SUITE,
     bias.SUITE.name: bias.SUITE,
 }

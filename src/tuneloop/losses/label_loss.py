@@ -61,6 +61,21 @@ def packed_label_loss(model, input_ids: torch.Tensor, position_ids: torch.Tensor
     return fused["loss"], targets.numel()
 
 
+def per_row_label_losses(model, batch: dict) -> torch.Tensor:
+    """``[rows]``: each padded row's mean token loss over its labels (one example per row).
+
+    From the model's full logits, never the fused head or a ``logits_to_keep`` mask: both drop the
+    row dimension, and per-example gradient hooks (DP-SGD) must see one row per example at every
+    layer, a trainable head included.
+    """
+    labels = batch["labels"]
+    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False).logits
+    logits = logits[:, -labels.shape[1] :].float()  # prompt-learning methods put virtual tokens in front
+    targets = labels[:, 1:]
+    token_losses = F.cross_entropy(logits[:, :-1].transpose(1, 2), targets, ignore_index=IGNORE, reduction="none")
+    return token_losses.sum(1) / (targets != IGNORE).sum(1).clamp(min=1)
+
+
 def padded_label_loss(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, labels: torch.Tensor):
     """For methods that prepend virtual tokens (prompt learning): the model's own shifted loss.
 
@@ -70,3 +85,19 @@ def padded_label_loss(model, input_ids: torch.Tensor, attention_mask: torch.Tens
     count = int((labels[:, 1:] != IGNORE).sum())
     outputs = model(input_ids=input_ids, attention_mask=attention_mask, labels=labels, use_cache=False)
     return outputs.loss.float() * count, count
+
+
+def per_row_label_loss(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, labels: torch.Tensor):
+    """Each row's summed token loss and label count, on a padded batch (one example per row).
+
+    ``summed_label_loss`` sums a batch; a privacy audit needs each row on its own (one loss per
+    training or held-out row, one log-perplexity per candidate secret). input_ids, attention_mask,
+    labels: ``[batch, seq]`` -> (sums ``[batch]`` float, counts ``[batch]`` long). Methods that prepend
+    virtual tokens give logits for those too: the last ``seq`` positions are the rows' own.
+    """
+    logits = model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits
+    logits = logits[:, -input_ids.shape[1] :].float()
+    keep, targets = label_positions(labels)
+    token_losses = torch.zeros(labels.shape, dtype=torch.float32, device=logits.device)
+    token_losses[keep] = F.cross_entropy(logits[keep], targets, reduction="none")
+    return token_losses.sum(dim=1), keep.sum(dim=1)

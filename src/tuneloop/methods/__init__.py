@@ -46,6 +46,11 @@ class Method:
     mixable: bool = False  # rows of one served batch may each use a different adapter of this method
     mergeable: bool = False  # adapters of this method combine into one (``tuneloop merge``)
     capacity: dict = field(default_factory=dict)  # tune's default search over the method's own settings
+    # Opacus computes a correct per-example gradient of every parameter it trains, so DP-SGD can clip
+    # it (tests/unit/train/test_dp_sgd.py checks each against per-example autograd). Not: dora and ia3
+    # (layers Opacus cannot differentiate per example), prompt and ptuning (one virtual-token
+    # gradient shared by the whole batch).
+    per_example_grads: bool = False
 
     def packs_with(self, task) -> bool:
         """Whether examples may share a row: the method and the task must both allow it."""
@@ -60,18 +65,18 @@ LORA_CAPACITY = {"method.r": {"choices": [4, 8, 16, 32]}}
 PEFT = {"switchable": True}
 
 METHODS: dict[str, Method] = {
-    "lora": Method(build_lora, LoraSettings, expected_lora_params, learning_rate=2e-3, mixable=True, mergeable=True, capacity=LORA_CAPACITY, **PEFT),
+    "lora": Method(build_lora, LoraSettings, expected_lora_params, learning_rate=2e-3, mixable=True, mergeable=True, capacity=LORA_CAPACITY, **PEFT, per_example_grads=True),
     # DoRA's magnitude vectors cannot be mixed per row in peft, nor merged with other adapters.
     "dora": Method(build_dora, LoraSettings, expected_dora_params, learning_rate=2e-3, capacity=LORA_CAPACITY, **PEFT),
     # alpha/sqrt(r) scales updates up by sqrt(r)
-    "rslora": Method(build_rslora, LoraSettings, expected_lora_params, learning_rate=1e-3, mixable=True, mergeable=True, capacity=LORA_CAPACITY, **PEFT),
+    "rslora": Method(build_rslora, LoraSettings, expected_lora_params, learning_rate=1e-3, mixable=True, mergeable=True, capacity=LORA_CAPACITY, **PEFT, per_example_grads=True),
     "ia3": Method(build_ia3, IA3Settings, expected_ia3_params, learning_rate=1e-2, **PEFT),
-    "prefix": Method(build_prefix, PromptLearningSettings, expected_prefix_params, packs=False, learning_rate=1e-2, capacity={"method.num_virtual_tokens": {"choices": [8, 16, 32]}}),
+    "prefix": Method(build_prefix, PromptLearningSettings, expected_prefix_params, packs=False, learning_rate=1e-2, capacity={"method.num_virtual_tokens": {"choices": [8, 16, 32]}}, per_example_grads=True),
     "prompt": Method(build_prompt, PromptLearningSettings, expected_prompt_params, packs=False, learning_rate=3e-2, capacity={"method.num_virtual_tokens": {"choices": [8, 16, 32]}}),
     "ptuning": Method(build_ptuning, PromptLearningSettings, expected_ptuning_params, packs=False, learning_rate=1e-2, capacity={"method.num_virtual_tokens": {"choices": [8, 16, 32]}}),
-    "adapter": Method(build_adapter, BottleneckSettings, expected_bottleneck_params, save=save_bottleneck_artifact, load=load_bottleneck_artifact, capacity={"method.bottleneck": {"choices": [16, 32, 64, 128]}}),
-    "full": Method(build_full, FullSettings, expected_full_params, save=save_full_model, load=load_full_model, artifact="model", learning_rate=5e-5),
-    "freeze": Method(build_freeze, FreezeSettings, expected_freeze_params, save=save_full_model, load=load_full_model, artifact="model", learning_rate=1e-4, capacity={"method.trainable_layers": {"choices": [1, 2, 4]}}),
+    "adapter": Method(build_adapter, BottleneckSettings, expected_bottleneck_params, save=save_bottleneck_artifact, load=load_bottleneck_artifact, capacity={"method.bottleneck": {"choices": [16, 32, 64, 128]}}, per_example_grads=True),
+    "full": Method(build_full, FullSettings, expected_full_params, save=save_full_model, load=load_full_model, artifact="model", learning_rate=5e-5, per_example_grads=True),
+    "freeze": Method(build_freeze, FreezeSettings, expected_freeze_params, save=save_full_model, load=load_full_model, artifact="model", learning_rate=1e-4, capacity={"method.trainable_layers": {"choices": [1, 2, 4]}}, per_example_grads=True),
 }
 
 

@@ -6,6 +6,7 @@ from tuneloop.errors import ConfigError, DataError
 from tuneloop.losses.label_loss import summed_label_loss
 from tuneloop.methods import get_method, methods_where
 from tuneloop.models.load import load_causal_lm, load_tokenizer
+from tuneloop.objectives import TASKS, get_task
 from tuneloop.text.generate import generate_texts
 from tuneloop.text.tokenize import batch_rows, collate_rows, ensure_chat_template, render_prompt
 
@@ -23,6 +24,7 @@ class Task:
     packs: bool = True  # several examples may share a row (causal LMs with position_ids)
     perplexity: bool = True  # the loss is a per-token cross-entropy of text, so exp(loss) is a perplexity
     trains_itself: bool = False  # True: the task runs its own training loop (:meth:`fit`), not the Trainer's (ppo, grpo)
+    dp_trainable: bool = False  # True: :meth:`per_example_losses` gives each row's own loss, so DP-SGD can clip it per example
 
     # --- checks before anything is written --------------------------------------------------
     def check_config(self, config) -> None:
@@ -31,6 +33,19 @@ class Task:
                 f"data.format {config.data.format!r} does not fit task {self.name!r}; "
                 f"it reads: {', '.join(self.formats)}"
             )
+        if config.data.canaries and not self.learns_text:
+            raise ConfigError(
+                f"data.canaries: task {self.name!r} cannot carry canaries: a canary is a secret the model may memorise "
+                "as text, and its exposure is measured by a causal language model's per-token loss; this task "
+                + ("trains a model that outputs no text" if self.peft_task_type != "CAUSAL_LM" else "is not trained by a per-token loss on its rows")
+                + f" (canaries apply to {', '.join(canary_tasks())})"
+            )
+
+    @property
+    def learns_text(self) -> bool:
+        """Whether the task trains a causal LM by the per-token loss of its rows' text (so canaries can be
+        planted in them, and the privacy suite can score rows by that loss)."""
+        return self.perplexity and self.peft_task_type == "CAUSAL_LM" and not self.trains_itself
 
     def check_model(self, model_config) -> None:
         """Refuse an architecture the task cannot train, before any weights are loaded."""
@@ -84,6 +99,11 @@ class Task:
         """(sum of per-label losses, number of labels) of one batch."""
         return summed_label_loss(model, batch)
 
+    def per_example_losses(self, model, batch: dict):
+        """``[rows]`` float: each row's own loss (one example per row, unpacked), for a task with
+        ``dp_trainable``: DP-SGD clips the gradient of each of them on its own."""
+        raise NotImplementedError(f"task {self.name} has no per-example loss")
+
     # --- held-out evaluation ----------------------------------------------------------------
     def primary_metric(self, requested: str, references: list[str]) -> str:
         """The headline metric's name for ``eval.primary`` = ``requested`` ("auto": the task's own),
@@ -100,6 +120,11 @@ class Task:
         template renders it and the model continues it."""
         rendered = [render_prompt(tokenizer, conversation) for conversation in conversations]
         return generate_texts(model, tokenizer, rendered, max_new_tokens)
+
+
+def canary_tasks() -> list[str]:
+    """The registered tasks that can carry canaries (:attr:`Task.learns_text`)."""
+    return [name for name in TASKS if get_task(name).learns_text]
 
 
 def check_labels_shared(splits, labels: list[str]) -> None:

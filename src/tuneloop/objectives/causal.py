@@ -12,6 +12,7 @@ carries a label and in how the test split is judged:
 
 from __future__ import annotations
 
+from tuneloop.losses.label_loss import per_row_label_losses
 from tuneloop.objectives.base import Task
 from tuneloop.objectives.heldout_loss import heldout_loss
 from tuneloop.text.generate import generate_texts
@@ -24,6 +25,10 @@ CHAT_FORMATS = ("chat", "prompt_completion", "alpaca", "sharegpt")
 class SFTTask(Task):
     name = "sft"
     formats = CHAT_FORMATS
+    dp_trainable = True
+
+    def per_example_losses(self, model, batch):
+        return per_row_label_losses(model, batch)
 
     def tokenize(self, tokenizer, example, labels):
         return tokenize_chat(tokenizer, example)

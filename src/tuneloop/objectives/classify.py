@@ -24,6 +24,7 @@ class ClassifyTask(Task):
     generates = False
     predicts = "labels"
     packs = False  # one pooled prediction per row
+    dp_trainable = True
 
     def labels_of(self, examples):
         labels = sorted({example.label for example in examples})
@@ -76,6 +77,12 @@ class ClassifyTask(Task):
 
         logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
         return F.cross_entropy(logits.float(), batch["labels"], reduction="sum"), int(batch["labels"].numel())
+
+    def per_example_losses(self, model, batch):
+        import torch.nn.functional as F
+
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        return F.cross_entropy(logits.float(), batch["labels"], reduction="none")
 
     def score(self, model, tokenizer, test, config, labels, packs):
         import torch

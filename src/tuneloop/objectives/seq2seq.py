@@ -44,6 +44,7 @@ class Seq2SeqTask(Task):
     peft_task_type = "SEQ_2_SEQ_LM"
     default_primary = "chrf"
     packs = False
+    dp_trainable = True
 
     # --- checks before anything is written --------------------------------------------------
     def check_model(self, model_config) -> None:
@@ -97,6 +98,15 @@ class Seq2SeqTask(Task):
         logits = outputs.logits.float()
         loss_sum = F.cross_entropy(logits.flatten(0, 1), labels.flatten(), ignore_index=IGNORE, reduction="sum")
         return loss_sum, int((labels != IGNORE).sum())
+
+    def per_example_losses(self, model, batch):
+        """``[rows]``: each row's mean cross-entropy over its target tokens."""
+        import torch.nn.functional as F
+
+        labels = batch["labels"]
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=labels, use_cache=False).logits
+        token_losses = F.cross_entropy(logits.float().transpose(1, 2), labels, ignore_index=IGNORE, reduction="none")
+        return token_losses.sum(1) / (labels != IGNORE).sum(1).clamp(min=1)
 
     # --- use -----------------------------------------------------------------------------------
     def answer(self, model, tokenizer, conversations, max_new_tokens):

@@ -25,6 +25,7 @@ from tuneloop.serve.auth import KeyChecker, bearer_key
 from tuneloop.serve.catalog import ModelNotServable, listed_models, resolve_served
 from tuneloop.serve.engine import Generation
 from tuneloop.serve.metrics import ServerMetrics
+from tuneloop.serve.request_log import request_log_texts
 from tuneloop.store.feedback import record_correction, record_preference, record_rating
 from tuneloop.store.requests import log_request, new_request_id
 
@@ -81,14 +82,16 @@ class ApiError(Exception):
         self.status, self.message, self.kind, self.param, self.code = status, message, kind, param, code
 
 
-def create_app(engine, store, base_model: str, limits: Limits = Limits()):
-    """The FastAPI application; ``engine`` holds the model, ``store`` the versions, keys and logs."""
+def create_app(engine, store, base_model: str, limits: Limits = Limits(), log_prompts: str = "scrubbed"):
+    """The FastAPI application; ``engine`` holds the model, ``store`` the versions, keys and logs;
+    ``log_prompts`` (scrubbed, full, none: see :mod:`tuneloop.serve.request_log`) what the log keeps of each text."""
     from fastapi import FastAPI
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 
     app = FastAPI(title="tuneloop", description="OpenAI-compatible API over fine-tuned adapters")
     keys, counters = KeyChecker(store), ServerMetrics()
+    log_texts = request_log_texts(log_prompts)
     app.state.engine, app.state.store, app.state.base_model = engine, store, base_model
 
     @app.exception_handler(ApiError)
@@ -200,8 +203,9 @@ def create_app(engine, store, base_model: str, limits: Limits = Limits()):
             counters.record(job.endpoint, job.model, 500)
             raise ApiError(500, f"generation failed: {generation.error}", "server_error")
         counters.record(job.endpoint, job.model, 200, seconds, generation.prompt_tokens, len(generation.token_ids))
+        prompt, response = log_texts(job.logged_prompt, generation.text)
         return log_request(
-            store.connection(), model=job.model, prompt=job.logged_prompt, response=generation.text,
+            store.connection(), model=job.model, prompt=prompt, response=response,
             latency_ms=round(seconds * 1000, 1), version_id=job.target.version_id, project=job.target.project,
             prompt_tokens=generation.prompt_tokens, completion_tokens=len(generation.token_ids), api_key=job.key_name,
             request_id=job.request_id,

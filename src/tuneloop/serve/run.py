@@ -9,22 +9,27 @@ from tuneloop.progress import console
 from tuneloop.serve.app import Limits, create_app
 from tuneloop.serve.engine import Engine
 from tuneloop.serve.packed_linear import pack_linear_weights
+from tuneloop.serve.request_log import checked_log_mode
 from tuneloop.store.db import Store
 from tuneloop.text.tokenize import ensure_chat_template
 
 
-def build_server(base: str, store_path: Path | None = None, max_batch: int = 8, max_prompt_tokens: int = 2048, max_tokens: int = 512):
+def build_server(base: str, store_path: Path | None = None, max_batch: int = 8, max_prompt_tokens: int = 2048, max_tokens: int = 512,
+                 log_prompts: str = "scrubbed"):  # fmt: skip
     """The app with its engine and store (used by ``serve`` and by tests)."""
+    checked_log_mode(log_prompts)  # an unknown mode fails before the model loads
     model, tokenizer = load_causal_lm(base)
     ensure_chat_template(tokenizer)
     pack_linear_weights(model, rows_hint=max_batch)  # faster few-row decode steps on CPU
     engine = Engine(model.eval(), tokenizer, max_batch=max_batch)
-    return create_app(engine, Store(store_path), base, Limits(max_prompt_tokens, max_tokens))
+    return create_app(engine, Store(store_path), base, Limits(max_prompt_tokens, max_tokens), log_prompts)
 
 
-def serve(base: str, host: str, port: int, store_path: Path | None, max_batch: int, max_prompt_tokens: int, max_tokens: int) -> None:
+def serve(base: str, host: str, port: int, store_path: Path | None, max_batch: int, max_prompt_tokens: int, max_tokens: int,
+          log_prompts: str = "scrubbed") -> None:  # fmt: skip
     import uvicorn
 
-    app = build_server(base, store_path, max_batch, max_prompt_tokens, max_tokens)
-    console().print(f"serving {base} at http://{host}:{port}/  (API under /v1, key required; web page at /)")
+    app = build_server(base, store_path, max_batch, max_prompt_tokens, max_tokens, log_prompts)
+    console().print(f"serving {base} at http://{host}:{port}/  (API under /v1, key required; web page at /; "
+                    f"request log: {log_prompts} prompts and answers)")  # fmt: skip
     uvicorn.run(app, host=host, port=port, log_level="warning")

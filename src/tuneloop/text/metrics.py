@@ -18,7 +18,11 @@ from typing import Callable
 from tuneloop.errors import TuneloopError
 
 # Metrics where a smaller number is better; every other computed metric is higher-is-better.
-LOWER_IS_BETTER = frozenset({"loss", "perplexity", "general_perplexity", "qa_forgotten", "chosen_nll"})
+LOWER_IS_BETTER = frozenset(
+    {"loss", "perplexity", "general_perplexity", "qa_forgotten", "chosen_nll",
+     "mia_auc", "mia_auc_calibrated", "canary_exposure", "canary_exposure_extrapolated",
+     "hallucination_rate", "hallucination_rate_quoted_rows", "unsupported_share", "false_abstention_rate"}
+)  # fmt: skip
 
 MetricHook = Callable[[list[str], list[str]], dict[str, float]]
 

@@ -20,6 +20,7 @@ from tuneloop.data.pipeline import (
     merged_report,
     split_sources,
 )
+from tuneloop.data.report import pii_record
 from tuneloop.data.schema import Example
 from tuneloop.data.split import Splits, check_no_leakage, split_manifest
 from tuneloop.data.validate import DataReport, drop_too_long
@@ -64,6 +65,8 @@ def prepare_dataset(cfg: DataConfig, tokenizer, task) -> PreparedData:
     task.check_splits(splits)
     paths = [path for source in sources for path in source.config.path] or cfg.path
     manifest = split_manifest(cfg.model_copy(update={"path": paths}), report, splits)
+    if report.pii_scrubbed:
+        manifest["pii"] = pii_record(report)
     if given:
         manifest["given_splits"] = given_splits_manifest(cfg, given)
     if mix_record is not None:

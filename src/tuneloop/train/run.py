@@ -21,6 +21,15 @@ from tuneloop.progress import console
 from tuneloop.runs.folder import RunDir
 from tuneloop.train.callbacks import JsonlLogCallback, RichProgressCallback
 from tuneloop.train.curriculum import check_curriculum, curriculum_rows
+from tuneloop.train.dp_sgd import (
+    PrivateTraining,
+    check_dp_settings,
+    check_grad_sample_memory,
+    check_one_piece_per_row,
+    dp_switched_off,
+    plan_dp,
+    train_with_dp,
+)
 from tuneloop.train.fused_lora import fuse_lora_layers
 from tuneloop.train.launch import inside_launch, is_main_process, run_launched, threads_per_process, world_size
 from tuneloop.train.prepare import PreparedData, prepare_dataset
@@ -47,6 +56,11 @@ def train(config: RunConfig, resume: bool = False, callbacks: tuple = ()) -> Pat
     if not inside_launch():  # the launching process has checked it for all of them
         check_out_dir(out, resume)
     task = get_task(config.task)
+    private = config.train.dp_epsilon is not None
+    if private:
+        check_dp_settings(config, task, resume)
+        if callbacks:
+            raise ConfigError("train.dp_epsilon: DP-SGD trains in a loop of its own, which takes no Trainer callbacks")
     if resume and task.trains_itself:
         raise ConfigError(
             f"--resume: task {task.name} trains in a loop of its own, which keeps no checkpoints to continue from; "
@@ -65,6 +79,8 @@ def train(config: RunConfig, resume: bool = False, callbacks: tuple = ()) -> Pat
         run_launched(config.model_copy(update={"out": str(out)}), resume)
         return out
     model = load_model_with_method(task, config, data.labels)
+    if private:
+        return train_privately(task, model, tokenizer, data, config, out, packs)
     if config.train.fused_kernels:
         use_fused_kernels(model, packs)
     scorer = validation_scorer(task, tokenizer, data, config)
@@ -89,6 +105,37 @@ def train_in_task_loop(task, model, tokenizer, data: PreparedData, config: RunCo
     summary = task.fit(model, tokenizer, data, config, out)
     seconds = time.perf_counter() - started
     save_trained(model, tokenizer, config, out)
+    write_loop_summary(out, model, summary, seconds)
+    return out
+
+
+def train_privately(task, model, tokenizer, data: PreparedData, config: RunConfig, out: Path, packs: bool) -> Path:
+    """DP-SGD (:mod:`tuneloop.train.dp_sgd`): the plan, the memory check and the per-example gradient
+    hooks before the run folder is written (a refusal leaves nothing), then its loop, saving and summary."""
+    check_one_piece_per_row(data, task, tokenizer, config.data.max_length)
+    longest = max(len(row) for row in data.train_tokens)
+    plan = plan_dp(config, len(data.train_tokens), max(1, config.train.tokens_per_batch // longest))
+    check_grad_sample_memory(model, plan, config.train.dp_grad_sample_memory_gb)
+    switched_off = dp_switched_off(config, packs)
+    for reason in switched_off:
+        console().print(f"DP-SGD: {reason}")
+    private = PrivateTraining(model, plan, config)
+    scorer = validation_scorer(task, tokenizer, data, config)
+    if scorer is not None:
+        scorer(model, data.splits.val[:1])
+    write_run_header(out, config, data)
+    started = time.perf_counter()
+    summary = train_with_dp(private, task, tokenizer, data, config, out, scorer)
+    seconds = time.perf_counter() - started
+    private.close()
+    save_trained(model, tokenizer, config, out)
+    summary["dp"]["switched_off"] = switched_off
+    write_loop_summary(out, model, summary, seconds)
+    return out
+
+
+def write_loop_summary(out: Path, model, summary: dict, seconds: float) -> None:
+    """``train.json`` of a run trained outside the Trainer: the loop's summary with time and parameter counts."""
     RunDir(out).write_train_summary(
         {
             **summary,
@@ -98,7 +145,6 @@ def train_in_task_loop(task, model, tokenizer, data: PreparedData, config: RunCo
             "total_parameters": sum(p.numel() for p in model.parameters()),
         }
     )
-    return out
 
 
 def set_threads(threads: int) -> None:

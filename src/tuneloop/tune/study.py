@@ -73,6 +73,11 @@ def check_trials_can_run(config: RunConfig) -> PreparedData:
     """What would only fail mid-study (no validation split, bad data, several processes per trial); returns the data."""
     if config.train.nproc != 1:
         raise ConfigError("train.nproc: each trial trains in one process; run trials side by side with tune.workers (--workers) instead")
+    if config.train.dp_epsilon is not None:
+        raise ConfigError(
+            "train.dp_epsilon: every trial would spend its epsilon on the same training rows, so the search as a whole "
+            "is not (epsilon, delta)-private; search without DP on other data, then train once with train.dp_epsilon"
+        )
     if config.data.val_fraction <= 0 and not config.data.val_path:
         raise ConfigError("data.val_fraction: the search scores trials on the validation split; set it above 0 or give data.val_path")
     task = get_task(config.task)
