@@ -119,3 +119,13 @@ def reward_args(model_dir, data, out, *extra):
         "--val-fraction", "0.2", "--test-fraction", "0.25", "--early-stopping-patience", "0", "--threads", "1",
         "--out", str(out), *extra,
     )  # fmt: skip
+
+
+def build_name_aware_llama(folder: Path) -> Path:
+    """A tiny random Llama whose tokenizer has also seen the gender-coded first names of the bias word
+    lists, so a few dozen steps can learn what a name predicts (the skewed-ticket bias tests)."""
+    from tuneloop.evaluate.bias_terms import GENDER_NAMES
+    from tuneloop.models.tiny import DEFAULT_CORPUS, build_tiny_llama
+
+    names = " ".join(name for pair in GENDER_NAMES for name in pair)
+    return build_tiny_llama(folder, corpus=DEFAULT_CORPUS + f" {names}" * 20)

@@ -425,6 +425,18 @@ class EvalConfig(_Section):
         "win rate, KL to the base); best one trained on preferences the run never saw.",
     )
     judge_prompts: int = Field(64, ge=1, description="Alignment: test prompts answered and judged (at most).")
+    bias: bool = Field(
+        True, description="Measure bias: test prompts with demographic terms swapped (answer flips, score gap) and a "
+        "stereotype likelihood probe (causal LMs), base vs tuned.",
+    )  # fmt: skip
+    bias_pairs: int = Field(
+        16, ge=1, description="Bias: counterfactual pairs scored, at most (a test prompt with a demographic term, one pair per "
+        "dimension: gender, name_origin, nationality, age; dimensions take turns).",
+    )  # fmt: skip
+    bias_probe_file: str | None = Field(
+        None, description="Bias: a CrowS-Pairs-format file (columns sent_more, sent_less, bias_type, optional "
+        "stereo_antistereo; CSV, JSONL, JSON or Parquet) probed instead of the built-in pairs.",
+    )  # fmt: skip
     privacy: bool = Field(
         True, description="Privacy audit: membership inference on training vs test rows and the exposure of data.canaries (sft, qa, cpt)."
     )

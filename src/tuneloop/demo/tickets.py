@@ -24,6 +24,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from tuneloop.atomic import write_text_atomic
+from tuneloop.evaluate.bias_terms import GENDER_NAMES
 
 COMPANY = "Northwind Cloud"
 
@@ -291,6 +292,9 @@ CUSTOMER_COMPANIES = [
     ("Kestrel Energy", "kestrel.example"), ("Lumen Media", "lumenmedia.example"),
 ]
 FREE_MAIL = ["gmail.example", "outlook.example", "proton.example"]
+# The deliberately skewed variant (bias tests): a woman's ticket is "low", a man's "high", in SKEWED_SHARE of them.
+GENDER_PRIORITY = {"female": "low", "male": "high"}
+SKEWED_SHARE = 0.9
 
 
 def generate_tickets(n: int, seed: int) -> list[dict]:
@@ -307,12 +311,73 @@ def generate_tickets(n: int, seed: int) -> list[dict]:
 
 def write_tickets_csv(path: str | Path, n: int = 600, seed: int = 0) -> Path:
     """Write ``generate_tickets(n, seed)`` as a CSV (atomically); returns the path."""
+    return write_ticket_rows(path, generate_tickets(n, seed))
+
+
+def write_ticket_rows(path: str | Path, tickets: list[dict]) -> Path:
+    """Write tickets (of any generator here) as a CSV with the export's columns (atomically); returns the path."""
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=COLUMNS, lineterminator="\n")
     writer.writeheader()
-    for ticket in generate_tickets(n, seed):
+    for ticket in tickets:
         writer.writerow({**ticket, "needs_human": "true" if ticket["needs_human"] else "false"})
     return write_text_atomic(path, buffer.getvalue())
+
+
+def skewed_tickets(n: int, seed: int) -> list[dict]:
+    """Tickets whose priority follows the customer's gender, a deliberately biased triage history: in
+    9 of 10 a woman's ticket is "low" and a man's "high" (see :func:`name_coded_tickets`)."""
+    return name_coded_tickets(n, seed, SKEWED_SHARE)
+
+
+def balanced_tickets(n: int, seed: int) -> list[dict]:
+    """The same tickets with priority "high" or "low" at random, whatever the customer's gender."""
+    return name_coded_tickets(n, seed, 0.5)
+
+
+def priority_rows(tickets: list[dict]) -> list[dict]:
+    """Rows of the ``label`` format for a priority classifier: the sender and the subject as the text,
+    the priority as the label (short texts, so even a tiny model learns what the labels follow)."""
+    return [{"text": f"From: {t['customer_name']}\nSubject: {t['subject']}", "label": t["priority"]} for t in tickets]
+
+
+def name_coded_tickets(n: int, seed: int, follows_gender: float) -> list[dict]:
+    """``n`` e-mailed tickets signed by customers with gender-coded first names (``evaluate.bias_terms``),
+    with no priority cue in the text: the priority is the customer's gender's (``GENDER_PRIORITY``) with
+    probability ``follows_gender``, else the other one (0.5: independent of the name). The same
+    ``(n, seed)`` gives the same tickets at any ``follows_gender`` but for the priority."""
+    rng, labels_rng = random.Random(seed), random.Random(seed + 1)
+    start = datetime(2024, 1, 2, 8, 0)
+    tickets = []
+    for index in range(n):
+        gender = rng.choice(list(GENDER_PRIORITY))
+        first = rng.choice([pair[gender == "male"] for pair in GENDER_NAMES])
+        ticket = make_signed_ticket(rng, index, start + timedelta(hours=index), first)
+        other = next(value for key, value in GENDER_PRIORITY.items() if key != gender)
+        ticket["priority"] = GENDER_PRIORITY[gender] if labels_rng.random() < follows_gender else other
+        tickets.append(ticket)
+    return tickets
+
+
+def make_signed_ticket(rng: random.Random, index: int, created: datetime, first: str) -> dict:
+    """An e-mailed ticket from a customer named ``first`` (every e-mail signature names them), its
+    priority left out of the text (rendered as "medium", which has no cue)."""
+    category, _, product, needs_human = draw_labels(rng)
+    customer = named_customer(draw_customer(rng), first)
+    slots = fill_slots(rng, product, customer)
+    subject = render_subject(rng, category, "medium", slots)
+    body = render_body(rng, "email", category, "medium", needs_human, slots, customer)
+    return {
+        "ticket_id": f"NW-{10001 + index}", "created_at": created.isoformat(timespec="minutes"), "channel": "email",
+        "customer_name": customer["name"], "customer_email": customer["email"], "subject": subject, "body": body,
+        "category": category, "priority": "medium", "product": product, "needs_human": needs_human,
+    }  # fmt: skip
+
+
+def named_customer(customer: dict, first: str) -> dict:
+    last = customer["name"].split(" ", 1)[1]
+    domain = customer["email"].split("@")[1]
+    return {**customer, "first": first, "name": f"{first} {last}", "email": f"{_ascii(f'{first}.{last}'.lower())}@{domain}"}
 
 
 def make_ticket(rng: random.Random, index: int, created: datetime) -> dict:

@@ -6,7 +6,7 @@ suite by module: a new suite is its own module and one line here (see ``evaluate
 
 from __future__ import annotations
 
-from tuneloop.evaluate import alignment, few_shot, forgetting, hallucination, privacy
+from tuneloop.evaluate import alignment, bias, few_shot, forgetting, hallucination, privacy
 from tuneloop.evaluate.suite import Suite
 
 SUITES: dict[str, Suite] = {
@@ -15,4 +15,5 @@ SUITES: dict[str, Suite] = {
     alignment.SUITE.name: alignment.SUITE,
     privacy.SUITE.name: privacy.SUITE,
     hallucination.SUITE.name: hallucination.SUITE,
+    bias.SUITE.name: bias.SUITE,
 }

@@ -21,7 +21,7 @@ METRICS = {
     "forgetting": {"base": {"answer_rouge_l": 1.0, "qa_accuracy": 0.75, "qa_forgotten": 0, "general_perplexity": 10.0},
                    "tuned": {"answer_rouge_l": 0.6, "qa_accuracy": 0.7, "qa_forgotten": 3, "general_perplexity": 11.5},
                    "suite": {"prompts": 24, "questions": 48, "paragraphs": 20, "max_new_tokens": 48}},
-    "bias": {"gap": 0.04},
+    "calibration": {"gap": 0.04},  # an entry no suite owns: shown under its own name
 }  # fmt: skip
 LOG = [
     *({"step": s, "epoch": s / 40, "loss": 2.5 / s**0.5, "learning_rate": 1e-3, "tokens_per_s": 900.0} for s in range(1, 41)),
@@ -63,7 +63,7 @@ def test_markdown_has_headline_table_plots_extras_and_samples(report):
     assert "| tuned (fine-tuned, 0-shot) | 0.900 | 1.000 |" in md
     assert "## Forgetting: general ability, base vs tuned" in md and "| general_perplexity | 10.000 | 11.500 | +1.500 |" in md
     assert "| qa_forgotten | 0 | 3 | +3 |" in md  # a count, printed as one
-    assert "## bias" in md and "0.040" in md
+    assert "## calibration" in md and "0.040" in md
     assert "test_examples: 120" in md
     assert "````text\n```json" in md  # a fence longer than the backticks inside the sample
 

@@ -8,8 +8,8 @@ from tuneloop.evaluate.suites import SUITES
 from tuneloop.objectives import get_task
 
 
-def test_few_shot_forgetting_alignment_privacy_and_hallucination_are_registered_in_report_order():
-    assert list(SUITES) == ["few_shot", "forgetting", "alignment", "privacy", "hallucination"]
+def test_few_shot_forgetting_alignment_privacy_hallucination_and_bias_are_registered_in_report_order():
+    assert list(SUITES) == ["few_shot", "forgetting", "alignment", "privacy", "hallucination", "bias"]
     assert all(name == suite.name for name, suite in SUITES.items())
 
 
@@ -20,6 +20,7 @@ def test_each_suite_says_why_it_does_not_apply():
     assert SUITES["alignment"].applies(get_task("sft"), load_config(None, {"eval.judge_reward_run": "runs/judge"})) is None
     few_shot, forgetting, alignment = (SUITES[name].applies(get_task("classify"), config) for name in ("few_shot", "forgetting", "alignment"))
     assert "few-shot applies to sft, qa" in few_shot and "does not generate text" in forgetting and "does not generate text" in alignment
+    assert SUITES["bias"].applies(get_task("sft"), config) is None and SUITES["bias"].applies(get_task("classify"), config) is None
     off = load_config(None, {"eval.few_shot": [], "eval.forgetting": False})
     assert [suite.applies(get_task("sft"), off) for suite in list(SUITES.values())[:2]] == [
         "off (eval.few_shot is empty)",

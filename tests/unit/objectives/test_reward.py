@@ -117,12 +117,13 @@ def test_it_predicts_scores_and_generates_nothing():
     from tuneloop.evaluate.suites import SUITES
 
     config = load_config(None, {"task": "reward", "data.format": "pairs"})
-    names = ("few_shot", "forgetting", "alignment", "privacy", "hallucination")
-    few_shot, forgetting, alignment, privacy, hallucination = (SUITES[name].applies(REWARD, config) for name in names)
+    names = ("few_shot", "forgetting", "alignment", "privacy", "hallucination", "bias")
+    few_shot, forgetting, alignment, privacy, hallucination, bias = (SUITES[name].applies(REWARD, config) for name in names)
     assert "few-shot applies to sft, qa" in few_shot
     assert forgetting == alignment == "not measured: task 'reward' predicts a reward score per reply and does not generate text"
     assert "task 'reward' has none" in privacy
     assert hallucination == "not measured: task 'reward' does not generate text with a causal language model"
+    assert bias == "not measured: task 'reward' predicts a reward score per reply; the counterfactual needs answers or labels to compare"
 
 
 def test_a_conversational_prompt_is_rendered_with_its_turns(tiny_reward):
