@@ -66,7 +66,10 @@ def suite_section(run: RunDir, name: str) -> dict:
 def limit_result(limit: Limit, bound: float, section: dict) -> dict:
     if "skipped" in section:
         return {"suite": limit.suite, "measure": limit.measure, "limit": bound, "ok": False, "why": f"not measured: {section['skipped']}"}
-    measure = SUITES[limit.suite].gate_measures(section)[limit.measure]
+    measures = SUITES[limit.suite].gate_measures(section)
+    if limit.measure not in measures:  # e.g. no test prompt named a demographic term
+        return {"suite": limit.suite, "measure": limit.measure, "limit": bound, "ok": False, "why": f"{limit.measure} not measured on this run"}
+    measure = measures[limit.measure]
     if limit.kind == "increase":
         worse_by = measure.tuned - measure.base if measure.lower_is_better else measure.base - measure.tuned
         return {"suite": limit.suite, "measure": limit.measure, "base": measure.base, "candidate": measure.tuned,
