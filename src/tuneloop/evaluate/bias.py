@@ -163,7 +163,8 @@ def generation_scores(pairs: list[CounterfactualPair], model, tokenizer, scoring
     task = scoring.task
     answers = task.answer(model, tokenizer, [p.original for p in pairs] + [p.swapped for p in pairs], scoring.config.eval.max_new_tokens)
     original, swapped = answers[: len(pairs)], answers[len(pairs) :]
-    scorer = task if "chat" in task.formats else get_task("sft")  # preference and RL tasks read no chat rows: their model is a causal LM
+    # Preference and RL tasks (their own rows, or their own training loop) tune a causal LM: sft scores its answers.
+    scorer = task if "chat" in task.formats and not task.trains_itself else get_task("sft")
     original_logprob = [answer_logprob(scorer, model, tokenizer, p.original, answer) for p, answer in zip(pairs, original)]
     swapped_logprob = [
         answer_logprob(scorer, model, tokenizer, p.swapped, counterfactual(answer, p.dimension) or answer) for p, answer in zip(pairs, original)

@@ -282,3 +282,20 @@ def test_answer_log_likelihood_is_the_mean_over_the_answers_tokens_for_decoders_
     with torch.no_grad():
         mean_loss = float(t5(input_ids=source, labels=target).loss)
     assert answer_logprob(get_task("seq2seq"), t5, t5_tokenizer, turns, "yes") == pytest.approx(-mean_loss, rel=1e-4)
+
+
+@pytest.mark.parametrize("task_name", ["sft", "grpo", "dpo"])
+def test_generation_scores_read_the_answers_of_any_generating_task_through_a_causal_scorer(task_name, tiny_model_dir):
+    """RL and preference tasks tokenise their own rows (or train in their own loop): the answer's log-likelihood is
+    scored as an sft row, the same number for every task on the same model."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from tuneloop.evaluate.bias import generation_scores
+    from tuneloop.evaluate.suite import Scoring
+
+    model, tokenizer = AutoModelForCausalLM.from_pretrained(tiny_model_dir), AutoTokenizer.from_pretrained(tiny_model_dir)
+    config = load_config(None, {"eval.max_new_tokens": 3})
+    made = plan(FolderWithLabels(), config, get_task("sft"), [chat_example(1, "Emma is locked out.")])
+    scores = generation_scores(made.pairs, model, tokenizer, Scoring(get_task(task_name), config, "tuned", packs=False))
+    reference = generation_scores(made.pairs, model, tokenizer, Scoring(get_task("sft"), config, "tuned", packs=False))
+    assert scores["original_score"] == pytest.approx(reference["original_score"]) and len(scores["swapped_score"]) == len(made.pairs)
