@@ -32,15 +32,21 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = "configs/support_triage.yaml"
 TASK_METRIC = "json_field_accuracy"
+# DP-SGD's noise per step is noise multiplier x clip norm / expected rows, spread over every trainable value:
+# the DP arms take ~32 rows a step (4096 tokens at the mean row length) for ~3 epochs, and a rank-4 LoRA on
+# the attention's q and v projections (230k values, not the demo's 4.9M), at a higher learning rate.
+DP_RECIPE = "--tokens-per-batch 4096 --max-steps 42 --eval-steps 42 --r 4 --target-modules q_proj,v_proj --lr 0.005"
 
 
-def arms(epsilons: list[float]) -> dict[str, list[str]]:
-    """Arm name -> the flags that make it differ from the shared command."""
-    return {"no-dp": [], **{f"dp-eps{e:g}": ["--dp-epsilon", f"{e:g}"] for e in epsilons}}
+def arms(epsilons: list[float], recipe: list[str], recipe_baseline: bool) -> dict[str, list[str]]:
+    """Arm name -> the flags that make it differ from the shared command (the demo job as it ships). The DP
+    arms train with the DP recipe (large Poisson batches, a small adapter); ``no-dp-recipe`` trains that
+    recipe without DP, so the table separates what the recipe costs from what the noise costs."""
+    dp_arms = {f"dp-eps{e:g}": [*recipe, "--dp-epsilon", f"{e:g}"] for e in epsilons}
+    return {"no-dp": [], **dp_arms, **({"no-dp-recipe": recipe} if recipe_baseline else {})}
 
 
-def commands(name: str, flags: list[str], out: Path, args) -> list[list[str]]:
-    run = out / name
+def commands(flags: list[str], run: Path, args) -> list[list[str]]:
     train = [
         "tuneloop", "train", CONFIG, "--out", str(run), "--max-steps", str(args.steps), "--eval-steps", str(args.steps),
         "--canaries", str(args.canaries), "--canary-repeats", str(args.repeats),
@@ -108,7 +114,9 @@ def render_markdown(result: dict) -> str:
         "# Privacy audit: membership inference and canary exposure, without and with DP-SGD",
         "",
         f"Measured {result['date']} on {result['machine']} (CPU only, shared with other work): {result['model']}, "
-        f"LoRA, on the support-triage job (`{CONFIG}`), {result['steps']} steps for every arm, with "
+        f"LoRA, on the support-triage job (`{CONFIG}`): `no-dp` is the job as it ships ({result['steps']} steps of "
+        f"packed rows, rank-16 LoRA on every linear layer); the DP arms and `no-dp-recipe` add the DP recipe "
+        f"`{result['dp_recipe']}`. Every arm has "
         f"{result['canaries']} canaries (made-up 9-digit account PINs, a {fmt(first['space_bits'], 1)}-bit space), "
         f"each in {result['repeats']} training rows. Membership inference on {first['mia_rows']} training and "
         f"{first['mia_rows']} test rows (ROC AUC; 0.5 = cannot tell them apart); exposure by rank among "
@@ -116,14 +124,17 @@ def render_markdown(result: dict) -> str:
         f"seen scores 1.44 on average), and extrapolated by a skew-normal fit (up to {fmt(first['space_bits'], 1)}). "
         f"Task metric: {TASK_METRIC} on {first['test_examples']} test rows.",
         "",
-        "| arm | ε | task (base → tuned) | MIA AUC base | MIA AUC tuned | calibrated AUC | exposure base | exposure tuned | extrapolated tuned | train s | eval s |",
-        "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| arm | ε | steps | task (base → tuned) | gain kept | MIA AUC base | MIA AUC tuned | calibrated AUC | exposure base | exposure tuned | extrapolated tuned | train s | eval s |",
+        "|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
+    gain = first["task"]["tuned"] - first["task"]["base"]  # the demo job's own gain, without DP
     for row in rows:
         base, tuned = row["privacy"]["base"], row["privacy"]["tuned"]
+        kept = (row["task"]["tuned"] - row["task"]["base"]) / gain if gain else None
         lines.append(
-            f"| {row['arm']} | {'∞ (no DP)' if row['epsilon'] is None else fmt(row['epsilon'], 2)} "
-            f"| {fmt(row['task']['base'])} → {fmt(row['task']['tuned'])} | {fmt(base['mia_auc'])} | {fmt(tuned['mia_auc'])} "
+            f"| {row['arm']} | {'∞ (no DP)' if row['epsilon'] is None else fmt(row['epsilon'], 2)} | {row['steps']} "
+            f"| {fmt(row['task']['base'])} → {fmt(row['task']['tuned'])} | {'–' if kept is None else f'{kept:.0%}'} "
+            f"| {fmt(base['mia_auc'])} | {fmt(tuned['mia_auc'])} "
             f"| {fmt(tuned['mia_auc_calibrated'])} | {fmt(base.get('canary_exposure'), 2)} | {fmt(tuned.get('canary_exposure'), 2)} "
             f"| {fmt(tuned.get('canary_exposure_extrapolated'), 2)} | {fmt(row['train_wall_seconds'], 0)} | {fmt(row['eval_wall_seconds'], 0)} |"
         )
@@ -145,8 +156,10 @@ def render_markdown(result: dict) -> str:
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--epsilons", default="1,4,8", help="DP arms' ε, comma-separated (empty: the non-DP arm alone)")
-    parser.add_argument("--steps", type=int, default=60, help="optimiser steps of every arm (the demo's 60)")
+    parser.add_argument("--epsilons", default="8,4,1", help="DP arms' ε, comma-separated, run in this order (empty: no DP arm)")
+    parser.add_argument("--steps", type=int, default=60, help="optimiser steps of the demo job's arm (the demo's 60)")
+    parser.add_argument("--dp-recipe", default=DP_RECIPE, help="train flags of the DP arms and of no-dp-recipe (later flags win)")
+    parser.add_argument("--no-recipe-baseline", action="store_true", help="leave out the arm that trains the DP recipe without DP")
     parser.add_argument("--canaries", type=int, default=2, help="canaries planted (data.canaries)")
     parser.add_argument("--repeats", type=int, default=10, help="training rows per canary (data.canary_repeats)")
     parser.add_argument("--candidates", type=int, default=200, help="random secrets each canary is ranked among (eval.privacy_candidates)")
@@ -165,6 +178,7 @@ def parse_args(argv=None):
 
         args.model = args.model or build_tiny_llama(args.out / "tiny-model")
         args.steps, args.test_rows, args.rows, args.candidates = 2, 4, 8, 20
+        args.dp_recipe = "--tokens-per-batch 256 --max-steps 2 --eval-steps 2 --r 4 --target-modules q_proj,v_proj"
     return args
 
 
@@ -172,19 +186,21 @@ def main(argv=None) -> None:
     args = parse_args(argv)
     epsilons = [float(e) for e in args.epsilons.split(",") if e.strip()]
     rows = []
-    for name, flags in arms(epsilons).items():
-        cmds = commands(name, flags, args.out, args)
+    recipe = shlex.split(args.dp_recipe)
+    for name, flags in arms(epsilons, recipe, not args.no_recipe_baseline).items():
+        cmds = commands(flags, args.out / name, args)
         seconds = run_arm(name, cmds, args.out / name)
-        rows.append(result_row(name, args.out / name, cmds, seconds))
+        rows.append(result_row(name, args.out / name, cmds, seconds) | {"flags": shlex.join(flags)})
     result = {
         "date": datetime.date.today().isoformat(),
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
         "model": str(args.model) if args.model else "smollm2-135m-instruct",
         "steps": args.steps,
+        "dp_recipe": args.dp_recipe,
         "canaries": args.canaries,
         "repeats": args.repeats,
         "arms": rows,
-        "arms_not_run": [f"dp-eps{e:g}" for e in (1.0, 4.0, 8.0) if e not in epsilons],
+        "arms_not_run": [f"dp-eps{e:g}" for e in (8.0, 4.0, 1.0) if e not in epsilons] + (["no-dp-recipe"] if args.no_recipe_baseline else []),
     }
     name = "privacy_quick" if args.quick else "privacy"
     args.results.mkdir(parents=True, exist_ok=True)

@@ -107,6 +107,13 @@ def check_one_piece_per_row(data, task, tokenizer, max_length: int) -> None:
             )
 
 
+def dp_rows_per_step(train_tokens: list, tokens_per_batch: int) -> int:
+    """Expected rows per step: as many rows of the mean length as ``train.tokens_per_batch`` holds, so a DP
+    step sees as many real tokens on average as a packed step of the same setting."""
+    mean_length = sum(len(row) for row in train_tokens) / max(len(train_tokens), 1)
+    return max(1, round(tokens_per_batch / max(mean_length, 1)))
+
+
 def plan_dp(config, rows: int, rows_per_step: int) -> DpPlan:
     """The noise multiplier that keeps epsilon at most ``train.dp_epsilon`` over the planned steps."""
     from opacus.accountants.utils import get_noise_multiplier
@@ -181,16 +188,30 @@ class PrivateTraining:
         self.accountant = create_accountant(plan.accountant)
         self.optimizer.attach_step_hook(self.accountant.get_optimizer_hook_fn(sample_rate=plan.sample_rate))
 
-    def step(self, losses) -> None:
-        """One DP-SGD step on the sampled rows' losses (``[rows]``; None for an empty sample, which still adds noise)."""
+    def step(self, physical_batches: list[list], losses_of) -> tuple[list[float], int]:
+        """One DP-SGD step over the sampled rows, run as ``physical_batches`` (lists of rows) one at a time
+        so that memory holds one of them: ``losses_of(rows)`` gives ``([rows] losses, real tokens)``. Each
+        batch's per-example gradients are clipped and summed into the step; the noise is added once, at the
+        end, and AdamW steps. No batches (an empty sample): zero rows clipped, the noise alone.
+        Returns each row's loss and the real tokens seen."""
         self.optimizer.zero_grad(set_to_none=True)
-        if losses is None:
-            for p in self.params:  # an empty sample: zero rows clipped, the noise alone
+        if not physical_batches:
+            for p in self.params:
                 p.grad_sample = p.new_zeros((0, *p.shape))
-        else:
+            self.optimizer.step()
+            return [], 0
+        row_losses, tokens = [], 0
+        for index, rows in enumerate(physical_batches):
+            losses, real_tokens = losses_of(rows)
             losses.mean().backward()
             self.check_one_gradient_per_row(len(losses))
+            row_losses, tokens = row_losses + losses.detach().tolist(), tokens + real_tokens
+            if index < len(physical_batches) - 1:
+                self.optimizer.signal_skip_step(True)  # clip and add to the step's sum; no noise, no update yet
+                self.optimizer.step()
+                self.optimizer.zero_grad(set_to_none=True)  # the per-example gradients go; their clipped sum stays
         self.optimizer.step()
+        return row_losses, tokens
 
     def check_one_gradient_per_row(self, rows: int) -> None:
         """Every trainable parameter must have one gradient per sampled row: a parameter shared across the
@@ -247,8 +268,10 @@ def train_with_dp(private: PrivateTraining, task, tokenizer, data, config, out: 
     model.train()
     with generation_progress(plan.planned_steps, "DP-SGD steps") as advance:
         for step, indices in enumerate(poisson_batches(len(rows), plan.sample_rate, plan.planned_steps), start=1):
-            losses, tokens = sampled_losses(task, model, [rows[i] for i in indices], tokenizer.pad_token_id, device)
-            private.step(losses)
+            losses, tokens = private.step(
+                physical_batches([rows[i] for i in indices], t.pack_length),
+                lambda batch: sampled_losses(task, model, batch, tokenizer.pad_token_id, device),
+            )
             schedule.step()
             real_tokens += tokens
             folder.append_log(step_record(step, plan, losses, schedule.get_last_lr()[0], real_tokens))
@@ -272,21 +295,32 @@ def train_with_dp(private: PrivateTraining, task, tokenizer, data, config, out: 
     }
 
 
-def sampled_losses(task, model, sampled: list, pad_token_id: int, device):
-    """(each sampled row's own loss ``[rows]``, the rows' real tokens); (None, 0) for an empty sample."""
-    if not sampled:
-        return None, 0
-    batch = {key: value.to(device) for key, value in task.collate(sampled, pad_token_id).items()}
+def physical_batches(sampled: list, max_tokens: int) -> list[list]:
+    """The sampled rows, longest first, in batches of at most ``max_tokens`` padded tokens (at least one row
+    each): a step of many rows never holds all their activations and logits at once."""
+    batches, width = [], 0
+    for row in sorted(sampled, key=len, reverse=True):
+        if batches and (len(batches[-1]) + 1) * width <= max_tokens:
+            batches[-1].append(row)
+        else:
+            batches.append([row])
+            width = len(row)
+    return batches
+
+
+def sampled_losses(task, model, rows: list, pad_token_id: int, device):
+    """(each row's own loss ``[rows]``, the rows' real tokens)."""
+    batch = {key: value.to(device) for key, value in task.collate(rows, pad_token_id).items()}
     tokens = int(batch.pop("real_tokens"))
     return task.per_example_losses(model, batch), tokens
 
 
-def step_record(step: int, plan: DpPlan, losses, learning_rate: float, real_tokens: int) -> dict:
+def step_record(step: int, plan: DpPlan, losses: list[float], learning_rate: float, real_tokens: int) -> dict:
     return {
         "step": step,
         "epoch": round(step * plan.sample_rate, 4),
-        "loss": float(losses.detach().mean()) if losses is not None else None,
-        "sampled_rows": len(losses) if losses is not None else 0,
+        "loss": sum(losses) / len(losses) if losses else None,
+        "sampled_rows": len(losses),
         "learning_rate": learning_rate,
         "real_tokens": real_tokens,
     }

@@ -27,6 +27,7 @@ from tuneloop.train.dp_sgd import (
     check_grad_sample_memory,
     check_one_piece_per_row,
     dp_switched_off,
+    dp_rows_per_step,
     plan_dp,
     train_with_dp,
 )
@@ -113,8 +114,7 @@ def train_privately(task, model, tokenizer, data: PreparedData, config: RunConfi
     """DP-SGD (:mod:`tuneloop.train.dp_sgd`): the plan, the memory check and the per-example gradient
     hooks before the run folder is written (a refusal leaves nothing), then its loop, saving and summary."""
     check_one_piece_per_row(data, task, tokenizer, config.data.max_length)
-    longest = max(len(row) for row in data.train_tokens)
-    plan = plan_dp(config, len(data.train_tokens), max(1, config.train.tokens_per_batch // longest))
+    plan = plan_dp(config, len(data.train_tokens), dp_rows_per_step(data.train_tokens, config.train.tokens_per_batch))
     check_grad_sample_memory(model, plan, config.train.dp_grad_sample_memory_gb)
     switched_off = dp_switched_off(config, packs)
     for reason in switched_off:

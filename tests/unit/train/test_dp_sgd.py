@@ -16,7 +16,7 @@ from tuneloop.evaluate.report import run_facts
 from tuneloop.methods import METHODS, methods_where
 from tuneloop.objectives import get_task
 from tuneloop.runs.folder import RunDir
-from tuneloop.train.dp_sgd import DpPlan, PrivateTraining, check_dp_settings, plan_dp, poisson_batches
+from tuneloop.train.dp_sgd import DpPlan, PrivateTraining, check_dp_settings, dp_rows_per_step, physical_batches, plan_dp, poisson_batches, sampled_losses
 from tuneloop.train.prepare import prepare_dataset
 from tuneloop.train.run import load_model_with_method, train
 from tuneloop.tune.study import check_trials_can_run
@@ -144,9 +144,8 @@ def test_clipping_bounds_each_example_gradient(tiny_model_dir, tmp_path, one_tor
     norms = [math.sqrt(sum(float(g.pow(2).sum()) for g in grad.values())) for grad in grads]
     clip = sorted(norms)[1] * 1.01  # the smallest row stays whole, the others are scaled down
     private.optimizer.max_grad_norm = clip
-    batch = task.collate(rows, tokenizer.pad_token_id)
-    batch.pop("real_tokens")
-    private.step(task.per_example_losses(model, batch))
+    losses, tokens = private.step([rows], losses_of(task, tokenizer, model))
+    assert len(losses) == 4 and tokens == sum(len(row) for row in rows)
     for name, p in model.named_parameters():
         if p.requires_grad:
             expected = sum(grad[name] * min(1.0, clip / norm) for grad, norm in zip(grads, norms)) / 4
@@ -154,9 +153,39 @@ def test_clipping_bounds_each_example_gradient(tiny_model_dir, tmp_path, one_tor
     assert private.accountant.history == [(0.0, 0.25, 1)]
 
 
+def losses_of(task, tokenizer, model):
+    return lambda rows: sampled_losses(task, model, rows, tokenizer.pad_token_id, model.device)
+
+
+def test_a_step_split_into_physical_batches_clips_the_same_rows_and_adds_noise_once(tiny_model_dir, tmp_path, one_torch_thread):
+    """Rows run one physical batch at a time give the step the same clipped sum as one batch of all of them,
+    and the accountant counts one step."""
+    task, tokenizer, rows, model, private = private_setup(tiny_model_dir, tmp_path, max_grad_norm=0.01)
+    model.train()
+    for group in private.optimizer.param_groups:
+        group["lr"] = 0.0  # both steps see the same weights
+    private.step([rows], losses_of(task, tokenizer, model))
+    whole = {name: p.grad.clone() for name, p in model.named_parameters() if p.requires_grad}
+    batches = physical_batches(rows, max(len(row) for row in rows))  # one row per batch
+    assert len(batches) == 4 and sorted(map(len, rows), reverse=True) == [len(b[0]) for b in batches]
+    private.step(batches, losses_of(task, tokenizer, model))
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            assert_close_to_scale(p.grad, whole[name])
+    assert private.accountant.history == [(0.0, 0.25, 2)]
+
+
+def test_physical_batches_hold_at_most_the_token_budget():
+    rows = [[0] * n for n in (10, 50, 20, 40, 30)]
+    batches = physical_batches(rows, 100)
+    assert [[len(row) for row in batch] for batch in batches] == [[50, 40], [30, 20, 10]]
+    assert all(len(batch) * len(batch[0]) <= 100 for batch in batches)
+    assert physical_batches([[0] * 300], 100) == [[[0] * 300]]  # a row longer than the budget still runs, alone
+
+
 def test_an_empty_sample_still_adds_noise_and_counts_as_a_step(tiny_model_dir, tmp_path, one_torch_thread):
     task, tokenizer, rows, model, private = private_setup(tiny_model_dir, tmp_path, noise=1.0)
-    private.step(None)
+    assert private.step([], None) == ([], 0)
     grads = [p.grad for p in model.parameters() if p.requires_grad]
     assert all(g is not None for g in grads) and any(float(g.abs().sum()) > 0 for g in grads)
     assert private.accountant.history == [(1.0, 0.25, 1)]
@@ -297,3 +326,9 @@ def test_runs_without_dp_have_no_dp_entry(tmp_path):
     run.mkdir()
     (run / "train.json").write_text(json.dumps({"steps": 3}))
     assert training_privacy(RunDir(run)) == {}
+
+
+def test_expected_rows_per_step_hold_tokens_per_batch_at_the_mean_row_length():
+    rows = [[0] * 100, [0] * 300]  # mean 200 tokens
+    assert dp_rows_per_step(rows, 1024) == 5  # 1024 / 200 = 5.1
+    assert dp_rows_per_step(rows, 50) == 1  # never below one row
