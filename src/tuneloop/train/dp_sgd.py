@@ -255,7 +255,6 @@ def poisson_batches(rows: int, sample_rate: float, steps: int):
 def train_with_dp(private: PrivateTraining, task, tokenizer, data, config, out: Path, scorer=None) -> dict:
     """DP-SGD over the planned steps, validating as the Trainer would, early stopping on the same metric;
     the best validated weights are put back at the end. Returns the training summary for ``train.json``."""
-    import torch
     from transformers import get_cosine_schedule_with_warmup
 
     t, plan, model = config.train, private.plan, private.model
