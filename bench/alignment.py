@@ -26,10 +26,10 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import subprocess
 import sys
-import time
 from pathlib import Path
+
+from commands import ROOT, tuneloop  # bench/ is the script's folder, so it is importable
 
 from tuneloop.demo.preferences import (
     generate_preference_pairs,
@@ -38,7 +38,6 @@ from tuneloop.demo.preferences import (
     sent_replies,
 )
 
-ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 OBJECTIVES = ("dpo", "kto", "ppo", "grpo")
 HELDOUT = 60
@@ -155,14 +154,6 @@ def sft_row(row: dict) -> dict:
         "rule_share": row["sft_rule_share"], "sampled_rule_share": row["sft_sampled_rule_share"], "mean_reward": row["sft_mean_reward"],
         "sampled_mean_reward": row["sft_sampled_mean_reward"], "win_rate": 0.5, "kl_to_sft": 0.0, "qa_accuracy": row["sft_qa_accuracy"],
     }  # fmt: skip
-
-
-def tuneloop(*args: str) -> None:
-    command = [sys.executable, "-m", "tuneloop", *args]
-    print("$ tuneloop " + " ".join(args), flush=True)
-    started = time.perf_counter()
-    subprocess.run(command, check=True, cwd=ROOT)
-    print(f"  ({time.perf_counter() - started:.0f} s)", flush=True)
 
 
 def markdown(results: dict) -> str:

@@ -22,16 +22,16 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import subprocess
 import sys
 import time
 from pathlib import Path
+
+from commands import ROOT, tuneloop  # bench/ is the script's folder, so it is importable
 
 from tuneloop.demo.tickets import balanced_tickets, priority_rows, skewed_tickets
 from tuneloop.evaluate.bias_terms import GENDER_NAMES
 from tuneloop.models.tiny import DEFAULT_CORPUS, build_tiny_llama
 
-ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 VARIANTS = {"skewed": skewed_tickets, "balanced": balanced_tickets}
 PAIRS = 60
@@ -101,14 +101,6 @@ def bias_run(work: Path, model: str, variant: str, seed: int, rows: int, steps: 
         "base_accuracy": metrics["base"]["accuracy"], "tuned_accuracy": metrics["tuned"]["accuracy"],
         "train_seconds": seconds or None,
     }  # fmt: skip
-
-
-def tuneloop(*args: str) -> None:
-    command = [sys.executable, "-m", "tuneloop", *args]
-    print("$ tuneloop " + " ".join(args), flush=True)
-    started = time.perf_counter()
-    subprocess.run(command, check=True, cwd=ROOT)
-    print(f"  ({time.perf_counter() - started:.0f} s)", flush=True)
 
 
 def markdown(results: dict) -> str:

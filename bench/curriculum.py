@@ -26,7 +26,7 @@ import platform
 import shlex
 from pathlib import Path
 
-from forgetting import ROOT, run_variant  # bench/ is the script's folder, so it is importable
+from commands import ROOT, run_recorded  # bench/ is the script's folder, so it is importable
 
 CONFIG = "configs/support_triage.yaml"
 TASK_METRICS = ("json_field_accuracy", "exact_match", "json_valid", "loss")
@@ -151,7 +151,7 @@ def main() -> None:
     for name, flags in chosen.items():
         cmds = commands(name, flags, args.out, args.steps, args.eval_every, args.test_rows)
         run = args.out / name if args.out.is_absolute() else ROOT / args.out / name
-        run_variant(name, cmds, run)
+        run_recorded(name, cmds, run)
         rows.append(result_row(name, run, cmds))
     result = {
         "date": datetime.date.today().isoformat(),

@@ -32,11 +32,11 @@ import json
 import os
 import platform
 import shlex
-import subprocess
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from commands import ROOT, run_recorded  # bench/ is the script's folder, so it is importable
+
 CONFIG = "configs/support_triage.yaml"
 TASK_METRICS = ("json_field_accuracy", "json_valid", "exact_match")
 FORGETTING_METRICS = ("answer_rouge_l", "answer_token_f1", "qa_accuracy", "general_perplexity")
@@ -68,23 +68,6 @@ def commands(name: str, flags: list[str], out: Path, steps: int, test_rows: int)
         "--few-shot", "", *flags,
     ]  # fmt: skip
     return [train, ["tuneloop", "eval", str(run), "--max-examples", str(test_rows)]]
-
-
-def run_variant(name: str, cmds: list[list[str]], run: Path) -> None:
-    """Run the variant's commands, unless ``run`` already holds a finished run of exactly these commands."""
-    record = run / "bench_commands.json"
-    if (run / "metrics.json").is_file():
-        if record.is_file() and json.loads(record.read_text()) == cmds:
-            print(f"{name}: {run} holds a finished run of the same commands, not re-run", flush=True)
-            return
-        raise SystemExit(f"{run} holds a run of other settings; remove it or pass another --out")
-    if run.exists():
-        raise SystemExit(f"{run} holds an unfinished run; remove it first")
-    executable = Path(sys.executable).parent / "tuneloop"
-    for cmd in cmds:
-        print("$", shlex.join(cmd), flush=True)
-        subprocess.run([str(executable), *cmd[1:]], cwd=ROOT, check=True)
-    record.write_text(json.dumps(cmds))
 
 
 def result_row(name: str, run: Path, cmds: list[list[str]]) -> dict:
@@ -257,7 +240,7 @@ def main() -> None:
         seed = ["--train-seed", str(args.train_seed)] if args.train_seed is not None else []
         cmds = commands(name, [*flags, *seed], args.out, args.steps, args.test_rows)
         run = ROOT / cmds[1][2]  # an absolute --out stays as it is
-        run_variant(name, cmds, run)
+        run_recorded(name, cmds, run)
         rows.append(result_row(name, run, cmds))
     result = {
         "date": datetime.date.today().isoformat(),

@@ -24,12 +24,10 @@ import json
 import os
 import platform
 import shlex
-import subprocess
-import sys
-import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from commands import ROOT, run_recorded  # bench/ is the script's folder, so it is importable
+
 CONFIG = "configs/support_triage.yaml"
 TASK_METRIC = "json_field_accuracy"
 # DP-SGD's noise per step is noise multiplier x clip norm / expected rows, spread over every trainable value:
@@ -55,27 +53,6 @@ def commands(flags: list[str], run: Path, args) -> list[list[str]]:
     if args.model:
         train += ["--model", str(args.model)]
     return [train, ["tuneloop", "eval", str(run), "--max-examples", str(args.test_rows)]]
-
-
-def run_arm(name: str, cmds: list[list[str]], run: Path) -> dict:
-    """Run the arm's commands (seconds each), unless ``run`` holds a finished run of exactly these commands."""
-    record = run / "bench_commands.json"
-    if (run / "metrics.json").is_file():
-        if record.is_file() and json.loads(record.read_text())["commands"] == cmds:
-            print(f"{name}: {run} holds a finished run of the same commands, not re-run", flush=True)
-            return json.loads(record.read_text())["seconds"]
-        raise SystemExit(f"{run} holds a run of other settings; remove it or pass another --out")
-    if run.exists():
-        raise SystemExit(f"{run} holds an unfinished run; remove it first")
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}  # this checkout's tuneloop, whatever the venv installed
-    seconds = {}
-    for cmd in cmds:
-        print("$", shlex.join(cmd), flush=True)
-        started = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "tuneloop", *cmd[1:]], cwd=ROOT, check=True, env=env)
-        seconds[cmd[1]] = time.perf_counter() - started
-    record.write_text(json.dumps({"commands": cmds, "seconds": seconds}))
-    return seconds
 
 
 def result_row(name: str, run: Path, cmds: list[list[str]], seconds: dict) -> dict:
@@ -189,7 +166,7 @@ def main(argv=None) -> None:
     recipe = shlex.split(args.dp_recipe)
     for name, flags in arms(epsilons, recipe, not args.no_recipe_baseline).items():
         cmds = commands(flags, args.out / name, args)
-        seconds = run_arm(name, cmds, args.out / name)
+        seconds = run_recorded(name, cmds, args.out / name)
         rows.append(result_row(name, args.out / name, cmds, seconds) | {"flags": shlex.join(flags)})
     result = {
         "date": datetime.date.today().isoformat(),
