@@ -68,12 +68,8 @@ def per_row_label_losses(model, batch: dict) -> torch.Tensor:
     row dimension, and per-example gradient hooks (DP-SGD) must see one row per example at every
     layer, a trainable head included.
     """
-    labels = batch["labels"]
-    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False).logits
-    logits = logits[:, -labels.shape[1] :].float()  # prompt-learning methods put virtual tokens in front
-    targets = labels[:, 1:]
-    token_losses = F.cross_entropy(logits[:, :-1].transpose(1, 2), targets, ignore_index=IGNORE, reduction="none")
-    return token_losses.sum(1) / (targets != IGNORE).sum(1).clamp(min=1)
+    sums, counts = per_row_label_loss(model, batch["input_ids"], batch["attention_mask"], batch["labels"])
+    return sums / counts.clamp(min=1)
 
 
 def padded_label_loss(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, labels: torch.Tensor):
