@@ -129,9 +129,11 @@ def plan_dp(config, rows: int, rows_per_step: int) -> DpPlan:
     sample_rate = expected / rows
     steps = t.max_steps if t.max_steps > 0 else max(1, math.ceil(t.epochs / sample_rate))
     try:
-        noise = get_noise_multiplier(
-            target_epsilon=t.dp_epsilon, target_delta=delta, sample_rate=sample_rate, steps=steps, accountant=t.dp_accountant, epsilon_tolerance=0.01
-        )
+        with warnings.catch_warnings():  # the search tries noises far below the answer, whose best RDP order is the largest
+            warnings.filterwarnings("ignore", message="Optimal order is the largest alpha")
+            noise = get_noise_multiplier(
+                target_epsilon=t.dp_epsilon, target_delta=delta, sample_rate=sample_rate, steps=steps, accountant=t.dp_accountant, epsilon_tolerance=0.01
+            )
     except ValueError as err:
         raise ConfigError(f"train.dp_epsilon {t.dp_epsilon:g}: no noise reaches it over {steps} steps at sampling rate {sample_rate:.4g} ({err})") from None
     return DpPlan(t.dp_epsilon, delta, noise, sample_rate, expected, steps, t.dp_max_grad_norm, t.dp_accountant, rows)
