@@ -74,6 +74,15 @@ def column(fields: dict, cfg: DataConfig, name: str, required: bool = True):
 def as_text(value, key: str) -> str:
     if isinstance(value, (dict, list)):
         raise RowError(key, f"expected text, got {'an object' if isinstance(value, dict) else 'a list'}")
+    return scalar_text(value, key)
+
+
+def scalar_text(value, key: str) -> str:
+    """A cell's text; binary data and NaN/Infinity are refused, not written out as "b'...'", "nan" or "inf"."""
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        raise RowError(key, "expected text, got binary data (bytes)")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise RowError(key, f"expected text, got the number {value} (NaN or Infinity)")
     return str(value).strip()
 
 
@@ -92,6 +101,8 @@ def parse_turns(value, field: str) -> list[dict]:
             value = json.loads(value)
         except json.JSONDecodeError as err:
             raise RowError(field, f"not a JSON list of turns: {err.msg}") from None
+        except RecursionError:
+            raise RowError(field, "JSON nested too deeply to read") from None
     if not isinstance(value, list) or not all(isinstance(turn, dict) for turn in value):
         raise RowError(field, "expected a list of turn objects")
     return value
@@ -106,7 +117,7 @@ def turn_content(value, field: str) -> str:
         return "".join(part for part in parts if isinstance(part, str)).strip()
     if isinstance(value, dict):
         raise RowError(field, "turn content is an object, expected text")
-    return str(value).strip()
+    return scalar_text(value, field)
 
 
 def check_turns(messages: list[dict], field: str) -> list[dict]:
@@ -169,6 +180,7 @@ def templated_prompt(fields: dict, template: str) -> str:
     if names and all(is_blank(fields[name]) for name in names):
         raise RowError(names[0] if len(names) == 1 else "prompt", "empty")
     values = {key: "" if value is None else str(value).strip() for key, value in fields.items()}
+    values.update((name, scalar_text(fields[name], name)) for name in names if not is_blank(fields[name]))
     try:
         return template.format(**values).strip()
     except (ValueError, KeyError, IndexError) as err:  # e.g. a format spec like {count:d} on text
@@ -182,12 +194,14 @@ def target_json(fields: dict, columns: list[str]) -> str:
         value = fields.get(name)
         if is_blank(value):
             raise RowError(name, "missing" if value is None else "empty")
-        target[name] = typed_value(value)
+        target[name] = typed_value(value, name)
     return json.dumps(target, ensure_ascii=False)
 
 
-def typed_value(value):
+def typed_value(value, key: str):
     """CSV cells are strings: 'true' -> True, '3' -> 3, anything else stays a stripped string."""
+    if isinstance(value, (bytes, bytearray, memoryview, float)):
+        scalar_text(value, key)  # binary data and NaN/Infinity have no JSON value: refused
     if not isinstance(value, str):
         return value
     value = value.strip()
@@ -338,7 +352,7 @@ def turns_in_cell(value):
     if isinstance(value, str) and value.lstrip()[:2] in ("[{", "{\""):
         try:
             parsed = json.loads(value)
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, RecursionError):  # not a message after all: the text is the answer
             return value
         if is_message(parsed) or (isinstance(parsed, list) and parsed and all(map(is_message, parsed))):
             return parsed

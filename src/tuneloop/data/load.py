@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import json
 import re
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
@@ -19,6 +20,8 @@ from tuneloop.errors import DataError
 
 # Long documents in one cell are normal in fine-tuning data; the csv default (128 KiB) is not.
 CSV_FIELD_LIMIT = 2**31 - 1
+# What a row says when its JSON is nested deeper than the parser's recursion allows.
+TOO_DEEP = "JSON nested too deeply to read"
 
 
 @dataclass(frozen=True)
@@ -55,10 +58,23 @@ def reader_for(path: Path) -> Callable[[Path], Iterator[RawRow | BadRow]]:
         raise DataError(f"data file not found: {path} is a folder; name the files inside it")
     if not path.is_file():
         raise DataError(f"data file not found: {path}")
+    check_symlink_stays_inside(path)
     reader = READERS.get(path.suffix.lower())
     if reader is None:
         raise DataError(f"{path}: unsupported file type {path.suffix!r}; supported: {', '.join(sorted(READERS))}")
     return reader
+
+
+def check_symlink_stays_inside(path: Path) -> None:
+    """A data file that is a symlink must resolve inside its own folder: a link planted among the data
+    files must not make a training document of a system file."""
+    if not path.is_symlink():
+        return
+    folder, target = path.absolute().parent.resolve(), path.resolve()
+    if not target.is_relative_to(folder):
+        raise DataError(
+            f"{path}: a symlink to {target}, outside the data folder {folder}; name the file itself, or copy it into the folder"
+        )
 
 
 # --- CSV ---------------------------------------------------------------------------------
@@ -86,7 +102,7 @@ def _read_csv(path: Path) -> Iterator[RawRow | BadRow]:
 def csv_header(path: Path, cells: list[str] | None) -> list[str]:
     """Column names, stripped; an empty file has none."""
     names = [cell.strip() for cell in cells or []]
-    repeated = sorted({name for name in names if name and names.count(name) > 1})  # unnamed columns may repeat
+    repeated = sorted(name for name, count in Counter(names).items() if name and count > 1)  # unnamed columns may repeat
     if repeated:
         raise DataError(f"{path}: column {repeated[0]!r} appears more than once in the header")
     return names
@@ -119,21 +135,80 @@ def jsonl_record(path: Path, number: int, text: str) -> RawRow | BadRow:
         record = json.loads(text)
     except json.JSONDecodeError as err:
         return BadRow(str(path), number, None, f"malformed JSON: {err.msg} (column {err.colno})")
+    except RecursionError:
+        return BadRow(str(path), number, None, TOO_DEEP)
     if not isinstance(record, dict):
         return BadRow(str(path), number, None, f"expected a JSON object, got {json_type(record)}")
     return RawRow(str(path), number, record)
 
 
 def _read_json(path: Path) -> Iterator[RawRow | BadRow]:
+    text = path.read_text(encoding="utf-8-sig")
     try:
-        data = json.loads(path.read_text(encoding="utf-8-sig"))
+        records = json_records(path, json.loads(text))
     except json.JSONDecodeError as err:
         raise DataError(f"{path}: malformed JSON at line {err.lineno}, column {err.colno}: {err.msg}") from None
-    for index, record in enumerate(json_records(path, data), start=1):
-        if isinstance(record, dict):
+    except RecursionError:  # one record too deep must not cost the others: read the array record by record
+        records = json_array_records(path, text)
+    for index, record in enumerate(records, start=1):
+        if isinstance(record, BadRow):
+            yield record
+        elif isinstance(record, dict):
             yield RawRow(str(path), index, record)
         else:
             yield BadRow(str(path), index, None, f"expected a JSON object, got {json_type(record)}")
+
+
+def json_array_records(path: Path, text: str) -> list:
+    """The records of a top-level JSON array parsed one at a time; a record nested too deeply to parse
+    becomes a :class:`BadRow`. Anything but an array of records is a file-level error."""
+    decoder, records = json.JSONDecoder(), []
+    position = skip_json_space(text, 0)
+    if text[position : position + 1] != "[":
+        raise DataError(f"{path}: {TOO_DEEP}; expected an array of records")
+    position = skip_json_space(text, position + 1)
+    while text[position : position + 1] != "]":
+        index = len(records) + 1
+        try:
+            record, position = decoder.raw_decode(text, position)
+        except RecursionError:
+            record, position = BadRow(str(path), index, None, TOO_DEEP), end_of_json_value(path, text, position)
+        except json.JSONDecodeError as err:
+            raise DataError(f"{path}: malformed JSON at line {err.lineno}, column {err.colno}: {err.msg}") from None
+        records.append(record)
+        position = skip_json_space(text, position)
+        if text[position : position + 1] == ",":
+            position = skip_json_space(text, position + 1)
+        elif text[position : position + 1] != "]":
+            raise DataError(f"{path}: malformed JSON after record {index}: expected ',' or ']'")
+    return records
+
+
+def skip_json_space(text: str, position: int) -> int:
+    while position < len(text) and text[position] in " \t\n\r":
+        position += 1
+    return position
+
+
+def end_of_json_value(path: Path, text: str, position: int) -> int:
+    """Where the array or object starting at ``position`` ends, found by counting brackets outside strings
+    (no recursion, so any depth)."""
+    depth, in_string, escaped = 0, False, False
+    for index in range(position, len(text)):
+        char = text[index]
+        if escaped:
+            escaped = False
+        elif in_string:
+            escaped, in_string = char == "\\", char != '"'
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+        elif char in "]}":
+            depth -= 1
+            if depth == 0:
+                return index + 1
+    raise DataError(f"{path}: malformed JSON: the file ends inside a record")
 
 
 def json_records(path: Path, data) -> list:

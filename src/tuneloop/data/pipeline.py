@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from collections import Counter
+from functools import partial
 from pathlib import Path
 from typing import Callable
 
@@ -18,8 +19,8 @@ from tuneloop.data.canaries import canary_rows
 from tuneloop.data.mixing import mix_training_rows, mixture_sources, tag
 from tuneloop.data.report import print_data_summary, summarise_data
 from tuneloop.data.schema import Example
-from tuneloop.data.split import Splits, file_sha256, split_train_val_test
-from tuneloop.data.validate import DataReport, DroppedRow, load_examples
+from tuneloop.data.split import Splits, check_splits_filled, file_sha256, split_train_val_test
+from tuneloop.data.validate import DataReport, DroppedRow, count_words, drop_too_long, load_examples
 from tuneloop.errors import ConfigError, DataError
 from tuneloop.progress import console
 
@@ -105,10 +106,11 @@ def split_sources(cfg: DataConfig, sources: list, reports: list, given: dict[str
     its rows are then the rest of the main dataset's files, split into the other splits.
     """
     given = given or {}
-    per_source = [
-        split_train_val_test(report.examples, *fractions(cfg, given if i == 0 else {}), cfg.seed, cfg.stratify)
-        for i, report in enumerate(reports)
-    ]
+    per_source = []
+    for i, (report, paths) in enumerate(zip(reports, source_paths(cfg, sources))):
+        shares = fractions(cfg, given if i == 0 else {})
+        per_source.append(split_train_val_test(report.examples, *shares, cfg.seed, cfg.stratify))
+        check_splits_filled(per_source[-1], *shares, ", ".join(paths))
     per_source[0] = Splits(
         train=per_source[0].train,
         val=given["val"].examples if "val" in given else per_source[0].val,
@@ -121,6 +123,11 @@ def split_sources(cfg: DataConfig, sources: list, reports: list, given: dict[str
         record["tasks"][source.name].update(val_rows=len(split.val), test_rows=len(split.test))
     splits = Splits(train=train, val=[e for s in per_source for e in s.val], test=[e for s in per_source for e in s.test])
     return with_canaries(cfg, splits, task_name=cfg.task_name), record
+
+
+def source_paths(cfg: DataConfig, sources: list) -> list[list[str]]:
+    """The files of each dataset of the run: ``data.path`` alone, or each ``data.mix`` source's."""
+    return [list(source.config.path) for source in sources] if sources else [list(cfg.path)]
 
 
 def with_canaries(cfg: DataConfig, splits: Splits, task_name: str | None = None) -> Splits:
@@ -137,6 +144,9 @@ def fractions(cfg: DataConfig, given: dict) -> tuple[float, float]:
     return (0.0 if "val" in given else cfg.val_fraction, 0.0 if "test" in given else cfg.test_fraction)
 
 
+# Formats whose long rows training cuts into max_length pieces (continued pretraining) instead of dropping them.
+CUT_INTO_PIECES = ("text",)
+
 TokenCounterFor = Callable[[str], Callable[[Example], int]]  # data format -> an example's length in tokens
 
 
@@ -147,6 +157,10 @@ def check_dataset(cfg: DataConfig, token_counter_for: TokenCounterFor | None = N
     """
     report, given = load_examples(cfg), load_given_splits(cfg)
     count_tokens = token_counter_for(cfg.format) if token_counter_for else None
+    if cfg.format not in CUT_INTO_PIECES:
+        too_long = partial(drop_too_long, count_tokens=count_tokens or count_words, max_length=cfg.max_length,
+                           unit="tokens" if count_tokens else "words (at least as many tokens; --model counts them)")  # fmt: skip
+        report, given = too_long(report), {split: too_long(given_report) for split, given_report in given.items()}
     splits, _ = split_sources(cfg, [], [drop_given_inputs(report, given)], given)
     summary = summarise_data(merged_report([report, *given.values()]), splits, count_tokens)
     print_data_summary(summary, console())

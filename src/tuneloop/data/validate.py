@@ -7,6 +7,7 @@ format does not have) are raised before any row is read, listing the columns tha
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +19,8 @@ from tuneloop.data.load import BadRow, RawRow, columns_of, describe_columns, rea
 from tuneloop.data.pii import PiiDetector, scrub_example
 from tuneloop.data.schema import Example
 from tuneloop.errors import DataError
+
+LONE_SURROGATE = re.compile("[\ud800-\udfff]")  # in a str, surrogates are only ever unpaired
 
 
 @dataclass(frozen=True)
@@ -103,10 +106,31 @@ def normalise_row(row: RawRow | BadRow, normalise: Normaliser, cfg: DataConfig, 
         return None
     try:
         example = normalise(row.fields, cfg)
+        check_text_is_clean(example)
     except RowError as err:
         report.dropped.append(DroppedRow(row.source, row.line, err.field, err.reason))
         return None
+    except RecursionError:  # a value nested deeper than the normaliser can walk
+        report.dropped.append(DroppedRow(row.source, row.line, None, "nested too deeply to read"))
+        return None
     return dataclasses.replace(example, source=row.source, line=row.line)
+
+
+TEXT_FIELDS = ("text", "label", "prompt", "chosen", "rejected", "completion")
+
+
+def check_text_is_clean(example: Example) -> None:
+    """Raise :class:`RowError` for text a tokenizer cannot take or a model should not learn: a lone
+    surrogate (not encodable as UTF-8; it crashes tokenizers) or a NUL character."""
+    texts = [(name, getattr(example, name) or "") for name in TEXT_FIELDS]
+    texts += [("messages", turn["content"]) for turn in example.messages]
+    for name, text in texts:
+        nul = text.find("\x00")
+        if nul >= 0:
+            raise RowError(name, f"NUL character at position {nul}")
+        surrogate = LONE_SURROGATE.search(text)
+        if surrogate:
+            raise RowError(name, f"lone surrogate U+{ord(surrogate.group()):04X} at position {surrogate.start()} (not valid Unicode text)")
 
 
 def keep_unless_duplicate(example: Example, first_seen: dict[tuple, str], report: DataReport) -> bool:
@@ -157,13 +181,13 @@ def check_columns_exist(path: Path, cfg: DataConfig) -> None:
         raise DataError(f"{path}: {'; '.join(problems)}; columns in the file: {describe_columns(existing)}")
 
 
-def drop_too_long(report: DataReport, count_tokens: Callable[[Example], int], max_length: int) -> DataReport:
-    """Move examples longer than ``max_length`` tokens to the dropped rows."""
+def drop_too_long(report: DataReport, count_tokens: Callable[[Example], int], max_length: int, unit: str = "tokens") -> DataReport:
+    """Move examples longer than ``max_length`` tokens (as ``count_tokens`` counts them, in ``unit``) to the dropped rows."""
     kept, shortest = [], None
     for example in report.examples:
         length = count_tokens(example)
         if length > max_length:
-            report.dropped.append(DroppedRow(example.source, example.line, None, f"too long: {length} tokens > max_length {max_length}"))
+            report.dropped.append(DroppedRow(example.source, example.line, None, f"too long: {length} {unit} > max_length {max_length}"))
             shortest = length if shortest is None else min(shortest, length)
         else:
             kept.append(example)
@@ -171,3 +195,11 @@ def drop_too_long(report: DataReport, count_tokens: Callable[[Example], int], ma
         raise DataError(f"every usable row is longer than data.max_length={max_length} tokens (shortest: {shortest})")
     report.examples = kept
     return report
+
+
+def count_words(example: Example) -> int:
+    """Whitespace-separated words of everything an example trains on: a floor on its token count under any
+    tokenizer that splits text at whitespace first (BPE and SentencePiece models do), for when none is loaded."""
+    texts = [turn["content"] for turn in example.messages] or [example.prompt, example.text]
+    texts += [example.chosen, example.rejected, example.completion, example.label or ""]
+    return sum(len(text.split()) for text in texts)

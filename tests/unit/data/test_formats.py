@@ -127,7 +127,7 @@ def test_target_json_keeps_non_ascii_text():
     [("True", True), ("fAlSe", False), ("42", 42), ("-3", -3), ("0", 0), ("007", "007"), ("+4", "+4"), ("²", "²"), ("3.5", "3.5"), (" a b ", "a b"), (7, 7)],
 )
 def test_typed_value(value, typed):
-    assert typed_value(value) == typed and type(typed_value(value)) is type(typed)
+    assert typed_value(value, "x") == typed and type(typed_value(value, "x")) is type(typed)
 
 
 def test_empty_target_column_is_an_error():
