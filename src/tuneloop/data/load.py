@@ -56,6 +56,8 @@ def read_rows(path: str | Path) -> Iterator[RawRow | BadRow]:
 def reader_for(path: Path) -> Callable[[Path], Iterator[RawRow | BadRow]]:
     if path.is_dir():
         raise DataError(f"data file not found: {path} is a folder; name the files inside it")
+    if path.exists() and not path.is_file():
+        raise DataError(f"{path}: not a regular file (a device, pipe or socket); name a data file")
     if not path.is_file():
         raise DataError(f"data file not found: {path}")
     check_symlink_stays_inside(path)

@@ -108,9 +108,12 @@ def split_sources(cfg: DataConfig, sources: list, reports: list, given: dict[str
     given = given or {}
     per_source = []
     for i, (report, paths) in enumerate(zip(reports, source_paths(cfg, sources))):
-        shares = fractions(cfg, given if i == 0 else {})
-        per_source.append(split_train_val_test(report.examples, *shares, cfg.seed, cfg.stratify))
-        check_splits_filled(per_source[-1], *shares, ", ".join(paths))
+        shares, files = fractions(cfg, given if i == 0 else {}), ", ".join(paths)
+        try:
+            per_source.append(split_train_val_test(report.examples, *shares, cfg.seed, cfg.stratify))
+        except DataError as err:  # e.g. one label only: say which files
+            raise DataError(f"{files}: {err}") from None
+        check_splits_filled(per_source[-1], *shares, files)
     per_source[0] = Splits(
         train=per_source[0].train,
         val=given["val"].examples if "val" in given else per_source[0].val,

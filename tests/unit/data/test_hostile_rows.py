@@ -188,3 +188,17 @@ def test_a_20000_column_csv_reads_in_under_2_s(tmp_path):
     rows = list(read_rows(path))
     assert time.perf_counter() - start < 2.0
     assert isinstance(rows[0], RawRow) and rows[0].fields["text"] == "hello"
+
+
+def test_a_pipe_is_refused_not_read(tmp_path):
+    import os
+
+    os.mkfifo(tmp_path / "rows.jsonl")  # reading it would block forever
+    with pytest.raises(DataError, match=r"rows\.jsonl: not a regular file"):
+        list(read_rows(tmp_path / "rows.jsonl"))
+
+
+def test_a_split_error_names_the_file(tmp_path):
+    path = write_jsonl(tmp_path / "one_label.jsonl", [{"text": f"ticket {i}", "label": "x"} for i in range(6)])
+    with pytest.raises(DataError, match=r"one_label\.jsonl: cannot stratify by label"):
+        check_dataset(DataConfig(path=[str(path)], format="label"))
