@@ -1,7 +1,7 @@
 """Shared fixtures: tiny local models and small data files, built in the test session.
 
 Every test also gets the marker of its tier, named after its top folder under tests/:
-``unit``, ``integration`` or ``e2e`` (so ``pytest -m unit`` is the fast edit-loop run).
+``unit``, ``integration``, ``e2e`` or ``reliability`` (so ``pytest -m unit`` is the fast edit-loop run).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 TESTS = Path(__file__).parent
-TIERS = ("unit", "integration", "e2e")
+TIERS = ("unit", "integration", "e2e", "reliability")
 
 
 @pytest.hookimpl(tryfirst=True)  # before -m selects by these markers
