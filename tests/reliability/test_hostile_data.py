@@ -46,7 +46,7 @@ EXPECTED = {
     "link_relative_up.txt": "outside the data folder",
     "link_proc.txt": "outside the data folder",
     "fifo.jsonl": "not a regular file",
-    "single_row.jsonl": "too few rows for the requested splits",
+    "single_row.jsonl": "train would refuse this data: too few rows for the requested splits",
     "thousands_of_columns.csv": "rows read 6, kept 6",
     "twenty_thousand_columns.csv": "rows read 6, kept 6",
 }

@@ -19,7 +19,7 @@ from tuneloop.data.canaries import canary_rows
 from tuneloop.data.mixing import mix_training_rows, mixture_sources, tag
 from tuneloop.data.report import print_data_summary, summarise_data
 from tuneloop.data.schema import Example
-from tuneloop.data.split import Splits, check_splits_filled, file_sha256, split_train_val_test
+from tuneloop.data.split import Splits, file_sha256, split_train_val_test, unfilled_splits
 from tuneloop.data.validate import DataReport, DroppedRow, count_words, drop_too_long, load_examples
 from tuneloop.errors import ConfigError, DataError
 from tuneloop.progress import console
@@ -98,12 +98,14 @@ def given_splits_manifest(cfg: DataConfig, given: dict[str, DataReport]) -> dict
     }  # fmt: skip
 
 
-def split_sources(cfg: DataConfig, sources: list, reports: list, given: dict[str, DataReport] | None = None):
+def split_sources(cfg: DataConfig, sources: list, reports: list, given: dict[str, DataReport] | None = None,
+                  shortfalls: list[str] | None = None):  # fmt: skip
     """(the run's splits, the mixture record or None): each dataset split on its own, training rows mixed,
     then the canaries (``data.canaries``) added to the training rows alone.
 
     A given split file (``given``, see :func:`load_given_splits`) is the main dataset's split as is;
     its rows are then the rest of the main dataset's files, split into the other splits.
+    A requested split left empty is a DataError, or, with a ``shortfalls`` list, a message appended to it.
     """
     given = given or {}
     per_source = []
@@ -113,7 +115,11 @@ def split_sources(cfg: DataConfig, sources: list, reports: list, given: dict[str
             per_source.append(split_train_val_test(report.examples, *shares, cfg.seed, cfg.stratify))
         except DataError as err:  # e.g. one label only: say which files
             raise DataError(f"{files}: {err}") from None
-        check_splits_filled(per_source[-1], *shares, files)
+        shortfall = unfilled_splits(per_source[-1], *shares, files)
+        if shortfall and shortfalls is None:
+            raise DataError(shortfall)
+        if shortfall:
+            shortfalls.append(shortfall)
     per_source[0] = Splits(
         train=per_source[0].train,
         val=given["val"].examples if "val" in given else per_source[0].val,
@@ -164,8 +170,11 @@ def check_dataset(cfg: DataConfig, token_counter_for: TokenCounterFor | None = N
         too_long = partial(drop_too_long, count_tokens=count_tokens or count_words, max_length=cfg.max_length,
                            unit="tokens" if count_tokens else "words (at least as many tokens; --model counts them)")  # fmt: skip
         report, given = too_long(report), {split: too_long(given_report) for split, given_report in given.items()}
-    splits, _ = split_sources(cfg, [], [drop_given_inputs(report, given)], given)
+    shortfalls: list[str] = []  # reported, not raised: the check shows every row's fate first
+    splits, _ = split_sources(cfg, [], [drop_given_inputs(report, given)], given, shortfalls)
     summary = summarise_data(merged_report([report, *given.values()]), splits, count_tokens)
+    if shortfalls:
+        summary["train_refuses"] = shortfalls
     print_data_summary(summary, console())
     return summary
 

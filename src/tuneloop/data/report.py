@@ -93,6 +93,8 @@ def print_data_summary(summary: dict, console, max_rows: int = 30) -> None:
         print_pii(summary, console)
     if "split_sizes" in summary:
         console.print(counts_table("split", "split", summary["split_sizes"]))
+    for reason in summary.get("train_refuses", []):
+        console.print(f"train would refuse this data: {reason}", markup=False, highlight=False, soft_wrap=True)
 
 
 def print_pii(summary: dict, console) -> None:

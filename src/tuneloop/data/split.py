@@ -48,20 +48,20 @@ def split_train_val_test(
     )
 
 
-def check_splits_filled(splits: Splits, val_fraction: float, test_fraction: float, files: str) -> None:
-    """A requested split left empty (too few distinct inputs to cut it) is refused with the numbers:
-    training on with no validation or test rows would report nothing anyone can trust."""
+def unfilled_splits(splits: Splits, val_fraction: float, test_fraction: float, files: str) -> str | None:
+    """Why the split falls short, with the numbers, when a requested split is left empty (too few distinct
+    inputs to cut it); None when every requested split has rows. Training refuses such data: it would
+    report nothing anyone can trust."""
     empty = [f"{name} (data.{field}={share:g})" for name, field, share, rows in (
         ("validation", "val_fraction", val_fraction, splits.val), ("test", "test_fraction", test_fraction, splits.test))
         if share > 0 and not rows]  # fmt: skip
     if not empty:
-        return
+        return None
     examples = splits.train + splits.val + splits.test
     groups = len(group_by_leakage_key(examples))
-    needed = 1 + (val_fraction > 0) + (test_fraction > 0)
-    raise DataError(
+    return (
         f"too few rows for the requested splits: {files} leaves {len(examples)} usable rows with {groups} distinct inputs, "
-        f"and the {' and '.join(empty)} split would be empty; {max(needed, 3)} distinct inputs give every split a row: "
+        f"and the {' and '.join(empty)} split would be empty; 3 distinct inputs give every split a row: "
         "add rows, or set the fraction to 0"
     )
 

@@ -11,7 +11,7 @@ import pytest
 from helpers import toy_chat_rows, write_jsonl, run_cli
 from tuneloop.config import DataConfig
 from tuneloop.data.load import BadRow, RawRow, csv_header, read_rows
-from tuneloop.data.pipeline import check_dataset
+from tuneloop.data.pipeline import check_dataset, split_sources
 from tuneloop.data.validate import load_examples
 from tuneloop.errors import DataError
 
@@ -162,7 +162,17 @@ def test_too_few_rows_for_the_requested_splits_are_refused_with_the_numbers(tmp_
     cfg = DataConfig(path=[str(path)], format="chat", val_fraction=0.1, test_fraction=0.1)
     with pytest.raises(DataError, match=r"too few rows for the requested splits: .*one\.jsonl leaves 1 usable rows with 1 distinct "
                        r"inputs, and the validation \(data\.val_fraction=0\.1\) and test \(data\.test_fraction=0\.1\) split would be empty"):
-        check_dataset(cfg)
+        split_sources(cfg, [], [load_examples(cfg)])
+
+
+def test_data_check_reports_what_train_would_refuse_after_every_row(tmp_path):
+    path = write_jsonl(tmp_path / "one.jsonl", [chat_row(1), {"messages": []}])
+    summary = check_dataset(DataConfig(path=[str(path)], format="chat", val_fraction=0.1, test_fraction=0.0))
+    assert summary["dropped"] == [f"{path}:2: messages: empty conversation"]
+    assert summary["train_refuses"] == [
+        f"too few rows for the requested splits: {path} leaves 1 usable rows with 1 distinct inputs, and the validation "
+        "(data.val_fraction=0.1) split would be empty; 3 distinct inputs give every split a row: add rows, or set the fraction to 0"
+    ]
 
 
 def test_one_row_without_held_out_splits_is_enough(tmp_path):
