@@ -15,7 +15,7 @@ from tuneloop.data.load import BadRow, RawRow, read_rows
 from tuneloop.data.validate import load_examples
 from tuneloop.errors import DataError
 
-SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+SETTINGS = settings(max_examples=150, deadline=None, database=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 
 # Any text, lone surrogates, NUL and control characters included.
 ANY_TEXT = st.text(st.characters(codec=None, min_codepoint=0, max_codepoint=0x10FFFF), max_size=40)
