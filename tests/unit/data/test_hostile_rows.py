@@ -212,3 +212,14 @@ def test_a_split_error_names_the_file(tmp_path):
     path = write_jsonl(tmp_path / "one_label.jsonl", [{"text": f"ticket {i}", "label": "x"} for i in range(6)])
     with pytest.raises(DataError, match=r"one_label\.jsonl: cannot stratify by label"):
         check_dataset(DataConfig(path=[str(path)], format="label"))
+
+
+def test_bytes_in_a_templated_column_are_refused(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = tmp_path / "t.parquet"
+    pq.write_table(pa.table({"subject": pa.array([b"ok", b"\xff"], pa.binary()), "answer": ["a", "b"]}), path)
+    cfg = DataConfig(path=[str(path)], format="prompt_completion", prompt_template="Subject: {subject}", columns={"completion": "answer"})
+    with pytest.raises(DataError, match=r"t\.parquet:1: subject: expected text, got binary data \(bytes\)"):
+        load_examples(cfg)
