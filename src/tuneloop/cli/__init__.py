@@ -402,7 +402,7 @@ def serve_command(
     """OpenAI-compatible API (/v1/chat/completions, /v1/completions, /v1/models, /v1/feedback) and the web page at /.
 
     Requests name `base`, a version (`support-triage:v3`) or a stage (`support-triage@production`); adapters
-    load on first use. Every endpoint needs an API key: `tuneloop keys create NAME`.
+    load on first use. Every route but /healthz and the web page needs an API key: `tuneloop keys create NAME`.
     """
     from tuneloop.serve.run import serve
 
