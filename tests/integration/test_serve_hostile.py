@@ -218,3 +218,16 @@ def test_feedback_fields_have_size_limits_and_nothing_is_stored(client, server):
     assert long.status_code == 400 and long.json()["error"]["param"] == "correction"
     assert "at most 32000 characters" in long.json()["error"]["message"]
     assert corrections(app.state.store.connection()) == []
+
+
+@pytest.mark.parametrize(
+    "path, raw, param",
+    [("/v1/chat/completions", b'{"model": "base", "messages": [{"role": "user", "content": "hi \\ud800"}], "max_tokens": 2}', "messages.0.content"),
+     ("/v1/completions", b'{"model": "base", "prompt": "\\udfff", "max_tokens": 2}', "prompt"),
+     ("/v1/completions", b'{"model": "base", "prompt": "", "max_tokens": 2}', "prompt"),
+     ("/v1/chat/completions", b'{"model": "base", "messages": [{"role": "user", "content": "hi"}], "temperature": NaN}', "temperature")],
+)  # fmt: skip
+def test_text_no_tokenizer_can_encode_and_empty_prompts_are_a_400_naming_the_field(server, path, raw, param):
+    url, key, _ = server
+    answer = requests.post(f"{url}{path}", data=raw, headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"})
+    assert answer.status_code == 400 and answer.json()["error"]["param"] == param, answer.text

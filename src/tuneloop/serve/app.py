@@ -15,10 +15,10 @@ import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import Request  # at module level: route annotations are resolved from this namespace
-from pydantic import BaseModel, Field, field_validator
+from pydantic import AfterValidator, BaseModel, Field, field_validator
 
 from tuneloop.errors import NotFoundError, StoreError, TuneloopError
 from tuneloop.serve.auth import KeyChecker, bearer_key
@@ -38,6 +38,18 @@ MAX_CORRECTION_CHARS = 32_000
 MAX_COMMENT_CHARS = 4_000
 
 
+def encodable(text: str) -> str:
+    """Refuse a lone surrogate (JSON's ``"\\ud800"``): no tokenizer can encode it, and no store should keep it."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as err:
+        raise ValueError(f"holds a lone surrogate (\\u{ord(text[err.start]):04x}) at character {err.start}, which is not text") from None
+    return text
+
+
+Text = Annotated[str, AfterValidator(encodable)]
+
+
 @dataclass(frozen=True)
 class Limits:
     max_prompt_tokens: int = 2048
@@ -47,7 +59,7 @@ class Limits:
 
 class ChatMessage(BaseModel):
     role: Literal["system", "user", "assistant"]
-    content: str
+    content: Text
 
 
 class StreamOptions(BaseModel):
@@ -67,9 +79,9 @@ class GenerationRequest(BaseModel):
     """What chat and text completions share: the model, sampling, stop strings and streaming."""
 
     model: str
-    temperature: float = Field(0.0, ge=0.0, le=2.0)  # below engine.GREEDY_BELOW: greedy, the limit
-    top_p: float = Field(1.0, gt=0.0, le=1.0)
-    stop: str | list[str] | None = None
+    temperature: float = Field(0.0, ge=0.0, le=2.0, allow_inf_nan=False)  # below engine.GREEDY_BELOW: greedy, the limit
+    top_p: float = Field(1.0, gt=0.0, le=1.0, allow_inf_nan=False)
+    stop: Text | list[Text] | None = None
     stream: bool = False
     stream_options: StreamOptions | None = None
     user: str | None = None  # accepted, as OpenAI's end-user tag; not used
@@ -113,7 +125,7 @@ class ChatRequest(GenerationRequest):
 
 
 class CompletionRequest(GenerationRequest):
-    prompt: str
+    prompt: Text
     max_tokens: int | None = Field(16, ge=1)
     echo: Any = None
     best_of: Any = None
@@ -126,8 +138,8 @@ class FeedbackRequest(BaseModel):
     rating: Literal["up", "down"] | None = None
     chosen_id: str | None = Field(None, max_length=MAX_ID_CHARS)  # preference
     rejected_id: str | None = Field(None, max_length=MAX_ID_CHARS)
-    correction: str | None = Field(None, max_length=MAX_CORRECTION_CHARS)
-    comment: str | None = Field(None, max_length=MAX_COMMENT_CHARS)
+    correction: Text | None = Field(None, max_length=MAX_CORRECTION_CHARS)
+    comment: Text | None = Field(None, max_length=MAX_COMMENT_CHARS)
 
 
 class ApiError(Exception):
@@ -207,6 +219,8 @@ def create_app(engine, store, base_model: str, limits: Limits = Limits(), log_pr
         if encoder.surely_longer_than(text, limit):
             raise too_long(None, limit, param)
         ids = encoder.encode_chat(job.messages) if job.kind == "chat" else encoder.encode(job.prompt)
+        if not ids:
+            raise ApiError(400, "the prompt is empty: give at least one token to continue from", param=param)
         if len(ids) > limit:
             raise too_long(len(ids), limit, param)
         return ids
