@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from fastapi import Request  # at module level: route annotations are resolved from this namespace
-from pydantic import AfterValidator, BaseModel, Field, field_validator
+from pydantic import AfterValidator, BaseModel, Field, StringConstraints, field_validator
 
 from tuneloop.errors import NotFoundError, StoreError, TuneloopError
 from tuneloop.serve.auth import KeyChecker, bearer_key
@@ -138,8 +138,8 @@ class FeedbackRequest(BaseModel):
     rating: Literal["up", "down"] | None = None
     chosen_id: str | None = Field(None, max_length=MAX_ID_CHARS)  # preference
     rejected_id: str | None = Field(None, max_length=MAX_ID_CHARS)
-    correction: Text | None = Field(None, max_length=MAX_CORRECTION_CHARS)
-    comment: Text | None = Field(None, max_length=MAX_COMMENT_CHARS)
+    correction: Annotated[str, StringConstraints(max_length=MAX_CORRECTION_CHARS), AfterValidator(encodable)] | None = None
+    comment: Annotated[str, StringConstraints(max_length=MAX_COMMENT_CHARS), AfterValidator(encodable)] | None = None
 
 
 class ApiError(Exception):
