@@ -396,15 +396,17 @@ def serve_command(
         "<EMAIL_1>, <NAME_1>, ... placeholders, as data.scrub_pii does), full (as sent), or none (no text; monitoring "
         "and feedback export then have none either)."
     ),
+    max_request_bytes: int = typer.Option(1_000_000, help="Largest request body accepted (413 above it, refused before it is read)."),
+    api_docs: bool = typer.Option(False, help="Serve /openapi.json, /docs and /redoc (without a key)."),
 ):
     """OpenAI-compatible API (/v1/chat/completions, /v1/completions, /v1/models, /v1/feedback) and the web page at /.
 
     Requests name `base`, a version (`support-triage:v3`) or a stage (`support-triage@production`); adapters
-    load on first use. Every endpoint needs an API key: `tuneloop keys create NAME`.
+    load on first use. Every route but /healthz and the web page needs an API key: `tuneloop keys create NAME`.
     """
     from tuneloop.serve.run import serve
 
-    serve(base, host, port, store, max_batch, max_prompt_tokens, max_tokens, log_prompts)
+    serve(base, host, port, store, max_batch, max_prompt_tokens, max_tokens, log_prompts, max_request_bytes, api_docs)
 
 
 @app.command("monitor")

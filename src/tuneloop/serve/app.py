@@ -1,6 +1,6 @@
 """The HTTP API: OpenAI-compatible completions over the engine, feedback, health and metrics.
 
-Every endpoint but ``/healthz`` needs ``Authorization: Bearer <key>`` (``tuneloop keys create``).
+Every route but those in ``PUBLIC_PATHS`` needs ``Authorization: Bearer <key>`` (``tuneloop keys create``).
 Errors use OpenAI's body ``{"error": {"message", "type", "param", "code"}}`` so the official
 client raises its usual exceptions. Each answer is logged in the store; its ``id`` is the logged
 request's id, which ``/v1/feedback`` refers to, and its ``system_fingerprint`` names the version that
@@ -15,13 +15,14 @@ import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import Request  # at module level: route annotations are resolved from this namespace
-from pydantic import BaseModel, Field
+from pydantic import AfterValidator, BaseModel, Field, StringConstraints, field_validator
 
 from tuneloop.errors import NotFoundError, StoreError, TuneloopError
 from tuneloop.serve.auth import KeyChecker, bearer_key
+from tuneloop.serve.body_limit import RequestSizeLimit
 from tuneloop.serve.catalog import ModelNotServable, listed_models, resolve_served
 from tuneloop.serve.engine import Generation
 from tuneloop.serve.metrics import ServerMetrics
@@ -30,50 +31,115 @@ from tuneloop.store.feedback import record_correction, record_preference, record
 from tuneloop.store.requests import log_request, new_request_id
 
 
+PUBLIC_PATHS = frozenset({"/healthz", "/"})  # no key: a bare liveness answer, and the web page (it asks for a key)
+MAX_STOP_STRINGS = 4  # as OpenAI's API
+MAX_ID_CHARS = 64  # request ids are ``req_`` + 24 hex characters
+MAX_CORRECTION_CHARS = 32_000
+MAX_COMMENT_CHARS = 4_000
+
+
+def encodable(text: str) -> str:
+    """Refuse a lone surrogate (JSON's ``"\\ud800"``): no tokenizer can encode it, and no store should keep it."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as err:
+        raise ValueError(f"holds a lone surrogate (\\u{ord(text[err.start]):04x}) at character {err.start}, which is not text") from None
+    return text
+
+
+Text = Annotated[str, AfterValidator(encodable)]
+
+
 @dataclass(frozen=True)
 class Limits:
     max_prompt_tokens: int = 2048
     max_tokens: int = 512
+    max_request_bytes: int = 1_000_000  # checked before the body is read
 
 
 class ChatMessage(BaseModel):
     role: Literal["system", "user", "assistant"]
-    content: str
+    content: Text
 
 
 class StreamOptions(BaseModel):
     include_usage: bool = False  # a last chunk (no choices) carries the request's token counts
 
 
-class ChatRequest(BaseModel):
+# OpenAI request fields this server does not implement, with the values that ask for nothing: any
+# other value is refused with a 400 naming the field, never silently ignored.
+NOT_IMPLEMENTED = {
+    "n": (1,), "logprobs": (False,), "top_logprobs": (0,), "presence_penalty": (0, 0.0), "frequency_penalty": (0, 0.0),
+    "logit_bias": ({},), "seed": (), "tools": ([],), "tool_choice": ("none",), "functions": ([],), "function_call": ("none",),
+    "response_format": ({"type": "text"},), "echo": (False,), "best_of": (1,), "suffix": ("",),
+}  # fmt: skip
+
+
+class GenerationRequest(BaseModel):
+    """What chat and text completions share: the model, sampling, stop strings and streaming."""
+
     model: str
+    temperature: float = Field(0.0, ge=0.0, le=2.0, allow_inf_nan=False)  # below engine.GREEDY_BELOW: greedy, the limit
+    top_p: float = Field(1.0, gt=0.0, le=1.0, allow_inf_nan=False)
+    stop: Text | list[Text] | None = None
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    user: str | None = None  # accepted, as OpenAI's end-user tag; not used
+    n: Any = None
+    logprobs: Any = None
+    presence_penalty: Any = None
+    frequency_penalty: Any = None
+    logit_bias: Any = None
+    seed: Any = None
+
+    @field_validator("stop")
+    @classmethod
+    def at_most_four_stop_strings(cls, stop):
+        stops = [stop] if isinstance(stop, str) else stop or []
+        if len(stops) > MAX_STOP_STRINGS or any(not piece for piece in stops):
+            raise ValueError(f"give at most {MAX_STOP_STRINGS} non-empty stop strings")
+        return stop
+
+    def stop_strings(self) -> tuple[str, ...]:
+        return (self.stop,) if isinstance(self.stop, str) else tuple(self.stop or ())
+
+    def asked_not_implemented(self) -> str | None:
+        """The first field set to a value this server does not implement, or None."""
+        for name, neutral in NOT_IMPLEMENTED.items():
+            value = getattr(self, name, None)
+            if value is not None and not any(value == v and type(value) is type(v) for v in neutral):
+                return name
+        return None
+
+
+class ChatRequest(GenerationRequest):
     messages: list[ChatMessage] = Field(min_length=1)
     max_tokens: int | None = Field(None, ge=1)
     max_completion_tokens: int | None = Field(None, ge=1)
-    temperature: float = Field(0.0, ge=0.0, le=2.0)
-    top_p: float = Field(1.0, gt=0.0, le=1.0)
-    stream: bool = False
-    stream_options: StreamOptions | None = None
+    top_logprobs: Any = None
+    tools: Any = None
+    tool_choice: Any = None
+    functions: Any = None
+    function_call: Any = None
+    response_format: Any = None
 
 
-class CompletionRequest(BaseModel):
-    model: str
-    prompt: str
+class CompletionRequest(GenerationRequest):
+    prompt: Text
     max_tokens: int | None = Field(16, ge=1)
-    temperature: float = Field(0.0, ge=0.0, le=2.0)
-    top_p: float = Field(1.0, gt=0.0, le=1.0)
-    stream: bool = False
-    stream_options: StreamOptions | None = None
+    echo: Any = None
+    best_of: Any = None
+    suffix: Any = None
 
 
 class FeedbackRequest(BaseModel):
     kind: Literal["rating", "preference", "correction"]
-    request_id: str | None = None  # rating, correction
+    request_id: str | None = Field(None, max_length=MAX_ID_CHARS)  # rating, correction
     rating: Literal["up", "down"] | None = None
-    chosen_id: str | None = None  # preference
-    rejected_id: str | None = None
-    correction: str | None = None
-    comment: str | None = None
+    chosen_id: str | None = Field(None, max_length=MAX_ID_CHARS)  # preference
+    rejected_id: str | None = Field(None, max_length=MAX_ID_CHARS)
+    correction: Annotated[str, StringConstraints(max_length=MAX_CORRECTION_CHARS), AfterValidator(encodable)] | None = None
+    comment: Annotated[str, StringConstraints(max_length=MAX_COMMENT_CHARS), AfterValidator(encodable)] | None = None
 
 
 class ApiError(Exception):
@@ -82,28 +148,44 @@ class ApiError(Exception):
         self.status, self.message, self.kind, self.param, self.code = status, message, kind, param, code
 
 
-def create_app(engine, store, base_model: str, limits: Limits = Limits(), log_prompts: str = "scrubbed"):
+def create_app(engine, store, base_model: str, limits: Limits = Limits(), log_prompts: str = "scrubbed", api_docs: bool = False):
     """The FastAPI application; ``engine`` holds the model, ``store`` the versions, keys and logs;
-    ``log_prompts`` (scrubbed, full, none: see :mod:`tuneloop.serve.request_log`) what the log keeps of each text."""
-    from fastapi import FastAPI
+    ``log_prompts`` (scrubbed, full, none: see :mod:`tuneloop.serve.request_log`) what the log keeps of each text;
+    ``api_docs`` serves ``/openapi.json``, ``/docs`` and ``/redoc`` (off by default)."""
+    from fastapi import Depends, FastAPI
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
+    from starlette.exceptions import HTTPException
 
-    app = FastAPI(title="tuneloop", description="OpenAI-compatible API over fine-tuned adapters")
     keys, counters = KeyChecker(store), ServerMetrics()
+
+    def require_key(request: Request) -> None:  # sync: FastAPI runs it in a thread, so scrypt never holds the event loop
+        """Every route but the public ones: the key is checked before the body is parsed, so no key is a 401 whatever the body."""
+        if request.url.path not in PUBLIC_PATHS:
+            request.state.key_name = authorise(request)
+
+    docs = {} if api_docs else {"openapi_url": None, "docs_url": None, "redoc_url": None}  # (docs routes, when on, need no key)
+    app = FastAPI(title="tuneloop", description="OpenAI-compatible API over fine-tuned adapters", dependencies=[Depends(require_key)], **docs)
+    app.add_middleware(RequestSizeLimit, max_bytes=limits.max_request_bytes)
+    encoder = engine.encoder
+    context = getattr(getattr(engine.model, "config", None), "max_position_embeddings", None)
     log_texts = request_log_texts(log_prompts)
     app.state.engine, app.state.store, app.state.base_model = engine, store, base_model
 
     @app.exception_handler(ApiError)
     async def api_error(_request, err: ApiError):
-        body = {"error": {"message": err.message, "type": err.kind, "param": err.param, "code": err.code}}
-        return JSONResponse(body, status_code=err.status)
+        return JSONResponse(error_body(err), status_code=err.status)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_body(_request, err: RequestValidationError):
         first = err.errors()[0]
         param = ".".join(str(p) for p in first["loc"][1:]) or None
         return await api_error(_request, ApiError(400, f"{param}: {first['msg']}" if param else first["msg"], param=param))
+
+    @app.exception_handler(HTTPException)
+    async def http_error(_request, err: HTTPException):  # unknown routes, wrong methods, a body over the limit
+        code = "request_too_large" if err.status_code == 413 else None
+        return await api_error(_request, ApiError(err.status_code, str(err.detail), code=code))
 
     def authorise(request: Request) -> str:
         key = bearer_key(request.headers.get("authorization"))
@@ -120,11 +202,34 @@ def create_app(engine, store, base_model: str, limits: Limits = Limits(), log_pr
         except (ModelNotServable, StoreError) as err:
             raise ApiError(400, str(err), param="model") from None
 
-    def checked_prompt(prompt: str) -> int:
-        tokens = len(engine.tokenizer(prompt, add_special_tokens=False)["input_ids"])
-        if tokens > limits.max_prompt_tokens:
-            raise ApiError(400, f"the prompt has {tokens} tokens; this server accepts at most {limits.max_prompt_tokens}", param="messages", code="context_length_exceeded")
-        return tokens
+    def prompt_limit(max_tokens: int) -> int:
+        """The most prompt tokens a request may send: the server's limit, and the model's context less the answer."""
+        return limits.max_prompt_tokens if context is None else min(limits.max_prompt_tokens, context - max_tokens)
+
+    def too_long(tokens: int | None, limit: int, param: str) -> ApiError:
+        counted = f"has {tokens} tokens" if tokens is not None else "is far longer than that"
+        message = f"the prompt {counted}; this server accepts at most {limit} with this max_tokens (--max-prompt-tokens, the model's context of {context})"
+        return ApiError(400, message, param=param, code="context_length_exceeded")
+
+    def prompt_ids(job: "Job", max_tokens: int) -> list[int]:
+        """The prompt's token ids, refused (400) when too long; an obviously long prompt is refused before it is tokenised."""
+        limit = prompt_limit(max_tokens)
+        param = "messages" if job.kind == "chat" else "prompt"
+        text = "".join(m["content"] for m in job.messages) if job.kind == "chat" else job.prompt
+        if encoder.surely_longer_than(text, limit):
+            raise too_long(None, limit, param)
+        ids = encoder.encode_chat(job.messages) if job.kind == "chat" else encoder.encode(job.prompt)
+        if not ids:
+            raise ApiError(400, "the prompt is empty: give at least one token to continue from", param=param)
+        if len(ids) > limit:
+            raise too_long(len(ids), limit, param)
+        return ids
+
+    def refuse_not_implemented(body: GenerationRequest) -> None:
+        name = body.asked_not_implemented()
+        if name is not None:
+            message = f"{name}={getattr(body, name)!r} is not supported by this server; leave it out"
+            raise ApiError(400, message, param=name, code="unsupported_parameter")
 
     def checked_max_tokens(requested: int | None, default: int) -> int:
         if requested is None:
@@ -135,45 +240,51 @@ def create_app(engine, store, base_model: str, limits: Limits = Limits(), log_pr
         return value
 
     @app.get("/healthz")
-    async def healthz():
-        return {"status": "ok", "base_model": base_model, "adapters_loaded": len(engine.adapters)}
+    async def healthz():  # public: says the server is up and nothing about what it holds
+        return {"status": "ok"}
 
     @app.get("/metrics")
-    async def metrics(request: Request):
-        authorise(request)
+    async def metrics():
         return PlainTextResponse(counters.render(engine), media_type="text/plain; version=0.0.4")
 
     @app.get("/v1/models")
-    async def models(request: Request):
-        authorise(request)
+    async def models():
         return {"object": "list", "data": listed_models(store.connection())}
+
+    @app.get("/v1/models/{model_id}")
+    async def model(model_id: str):
+        for entry in listed_models(store.connection()):
+            if entry["id"] == model_id:
+                return entry
+        raise ApiError(404, f"no model {model_id!r} here (GET /v1/models lists them)", param="model", code="model_not_found")
 
     @app.post("/v1/chat/completions")
     async def chat_completions(body: ChatRequest, request: Request):
-        key_name = authorise(request)
+        key_name = request.state.key_name
+        refuse_not_implemented(body)
         target = served(body.model)
         messages = [m.model_dump() for m in body.messages]
         prompted = messages
         if target.system_prompt and messages[0]["role"] != "system":  # as the version was trained
             prompted = [{"role": "system", "content": target.system_prompt}, *messages]
-        prompt = engine.tokenizer.apply_chat_template(prompted, tokenize=False, add_generation_prompt=True)
         # The log keeps what the client sent, so answers of different versions to it compare as one prompt.
-        job = Job(body.model, target, json.dumps(messages, ensure_ascii=False), prompt, key_name, "chat")
+        job = Job(body.model, target, json.dumps(messages, ensure_ascii=False), "", key_name, "chat", messages=prompted)
         return await answer(job, checked_max_tokens(body.max_completion_tokens or body.max_tokens, 256), body)
 
     @app.post("/v1/completions")
     async def completions(body: CompletionRequest, request: Request):
-        key_name = authorise(request)
+        key_name = request.state.key_name
+        refuse_not_implemented(body)
         target = served(body.model)
         job = Job(body.model, target, body.prompt, body.prompt, key_name, "text")
         return await answer(job, checked_max_tokens(body.max_tokens, 16), body)
 
-    async def answer(job: "Job", max_tokens: int, body):
-        checked_prompt(job.prompt)
+    async def answer(job: "Job", max_tokens: int, body: GenerationRequest):
         loop, pieces = asyncio.get_running_loop(), asyncio.Queue()
+        ids = await loop.run_in_executor(None, prompt_ids, job, max_tokens)  # tokenising never holds the event loop
         generation = Generation(
             job.prompt, job.target.adapter, max_tokens, body.temperature, body.top_p,
-            on_text=lambda piece: loop.call_soon_threadsafe(pieces.put_nowait, piece),
+            on_text=lambda piece: loop.call_soon_threadsafe(pieces.put_nowait, piece), prompt_ids=ids, stop=body.stop_strings(),
         )  # fmt: skip
         job.started = time.perf_counter()
         engine.submit(generation)
@@ -191,7 +302,11 @@ def create_app(engine, store, base_model: str, limits: Limits = Limits(), log_pr
             except asyncio.TimeoutError:
                 continue
             yield sse(job.chunk(piece, None))
-        finish(job, generation)
+        try:
+            finish(job, generation)
+        except ApiError as err:  # the 200 is already sent: the error is the stream's last event
+            yield sse(error_body(err))
+            return
         yield sse(job.chunk("", generation.finish_reason))
         if with_usage:
             yield sse(job.usage_chunk(generation))
@@ -212,8 +327,7 @@ def create_app(engine, store, base_model: str, limits: Limits = Limits(), log_pr
         )  # fmt: skip
 
     @app.post("/v1/feedback")
-    async def feedback(body: FeedbackRequest, request: Request):
-        authorise(request)
+    async def feedback(body: FeedbackRequest):
         try:
             feedback_id = record_feedback(store.connection(), body)
         except NotFoundError as err:
@@ -224,6 +338,11 @@ def create_app(engine, store, base_model: str, limits: Limits = Limits(), log_pr
 
     mount_web_page(app)
     return app
+
+
+def error_body(err: ApiError) -> dict:
+    """OpenAI's error shape: the body of an error response, and the last event of a failed stream."""
+    return {"error": {"message": err.message, "type": err.kind, "param": err.param, "code": err.code}}
 
 
 def record_feedback(conn, body: FeedbackRequest) -> int:
@@ -258,6 +377,7 @@ class Job:
     prompt: str
     key_name: str
     kind: Literal["chat", "text"]
+    messages: list[dict] = field(default_factory=list)  # a chat's conversation as prompted (system prompt included)
     started: float = 0.0
     request_id: str = field(default_factory=new_request_id)  # known before the answer, so chunks carry it
 

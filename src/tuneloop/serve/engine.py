@@ -11,7 +11,8 @@ and no step is spent on finished rows. Clients that wait for one answer before s
 Rows of one batch may use different adapters (peft's mixed-adapter batches: ``adapter_names``, one
 entry per row, ``"__base__"`` for the plain base) and different sampling settings (each row is
 sampled with its own temperature and top-p). New tokens reach each request as they are produced,
-for streaming.
+for streaming. A row whose sampling fails (a value the sampler cannot compute) fails alone with its
+own error; the other rows of its batch go on.
 
 The batch's key/value cache (left-padded, growing in place) is in :mod:`tuneloop.serve.batch_cache`.
 """
@@ -27,8 +28,10 @@ from typing import Callable
 
 from tuneloop.errors import TuneloopError
 from tuneloop.serve.batch_cache import RunningBatch
+from tuneloop.serve.prompt_encoder import PromptEncoder
 
 BASE = "__base__"  # peft's name for "no adapter" in a mixed batch
+GREEDY_BELOW = 1e-4  # temperatures below this are sampled greedily: their limit, and logits / T would overflow
 
 
 @dataclass
@@ -41,6 +44,8 @@ class Generation:
     temperature: float = 0.0
     top_p: float = 1.0
     on_text: Callable[[str], None] | None = None  # called with each new piece of text
+    prompt_ids: list[int] | None = None  # the prompt already tokenised (else ``prompt`` is encoded as raw text)
+    stop: tuple[str, ...] = ()  # the answer ends before the first of these strings
     token_ids: list[int] = field(default_factory=list)
     prompt_tokens: int = 0
     finished: threading.Event = field(default_factory=threading.Event)
@@ -66,6 +71,7 @@ class Engine:
     def __init__(self, model, tokenizer, max_batch: int = 8, max_wait_s: float = 0.01):
         self.model = model
         self.tokenizer = tokenizer
+        self.encoder = PromptEncoder(tokenizer)  # every tokenizer call of the server goes through its lock
         self.max_batch = max_batch
         self.max_wait_s = max_wait_s  # an idle engine waits this long for a burst to arrive together
         self.adapters: dict[str, Path] = {}
@@ -152,15 +158,12 @@ class Engine:
         """Prefill the new prompts together (left-padded), sample each one's first token, merge their cache in."""
         import torch
 
-        tokenizer = self.tokenizer
-        tokenizer.padding_side = "left"
-        inputs = tokenizer([g.prompt for g in arrivals], return_tensors="pt", padding=True, add_special_tokens=False)
-        mask = inputs["attention_mask"]
+        input_ids, mask = self._left_padded([g.prompt_ids if g.prompt_ids is not None else self.encoder.encode(g.prompt) for g in arrivals])
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
         adapter_kwargs = self._adapters_for(arrivals)
         with torch.no_grad():
             output = self.model(
-                input_ids=inputs["input_ids"].to(self.model.device), attention_mask=mask.to(self.model.device),
+                input_ids=input_ids.to(self.model.device), attention_mask=mask.to(self.model.device),
                 position_ids=positions.to(self.model.device), use_cache=True, logits_to_keep=1, **adapter_kwargs,
             )  # fmt: skip
         self.stats.prefills += 1
@@ -169,6 +172,20 @@ class Engine:
             row.generation.prompt_tokens = row.length = row.prompt_tokens
         batch.merge(rows, output.past_key_values, mask.to(self.model.device))
         self._take_tokens(rows, output.logits[:, -1, :])
+
+    def _left_padded(self, prompts: list[list[int]]):
+        """(input ids, attention mask), each [rows, longest prompt], prompts aligned to the right."""
+        import torch
+
+        width = max(len(ids) for ids in prompts)
+        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        input_ids = torch.full((len(prompts), width), pad, dtype=torch.long)
+        mask = torch.zeros((len(prompts), width), dtype=torch.long)
+        for row, ids in enumerate(prompts):
+            if ids:
+                input_ids[row, width - len(ids) :] = torch.tensor(ids, dtype=torch.long)
+                mask[row, width - len(ids) :] = 1
+        return input_ids, mask
 
     def _step(self, batch) -> None:
         """One new token for every running row."""
@@ -214,8 +231,16 @@ class Engine:
         return {"adapter_names": [g.adapter for g in generations]} if wanted == ("mixed",) else {}
 
     def _take_tokens(self, rows: list["Row"], logits) -> None:
-        """Sample each row's next token and hand it to its request (the token is fed in at the next step)."""
-        for row, token in zip(rows, sample_rows(logits, rows)):
+        """Sample each row's next token and hand it to its request (the token is fed in at the next step).
+
+        A row whose sampling raises is finished with that error; the others are unaffected."""
+        greedy = logits.argmax(dim=-1).tolist()
+        for index, row in enumerate(rows):
+            try:
+                token = sample_token(logits[index], row.generation) if samples(row.generation) else greedy[index]
+            except Exception as err:  # this row's values broke its sampling: it alone fails
+                row.generation.error, row.done = err, True
+                continue
             row.next_token = token
             row.done = self._append(row.generation, token)
 
@@ -223,17 +248,29 @@ class Engine:
         """Add one token to the request's text; True when the request is complete."""
         if token in self.stop_ids:
             generation.finish_reason = "stop"
+            self._show(generation, self.encoder.decode(generation.token_ids), final=True)
             return True
         generation.token_ids.append(token)
-        text = self.tokenizer.decode(generation.token_ids, skip_special_tokens=True)
-        if not text.endswith("\ufffd"):  # hold back half of a multi-byte character
-            piece, generation.text = text[len(generation.text) :], text
-            if piece and generation.on_text is not None:
-                generation.on_text(piece)
-        if len(generation.token_ids) >= generation.max_tokens:
-            generation.finish_reason = "length"
+        text = self.encoder.decode(generation.token_ids)
+        final = len(generation.token_ids) >= generation.max_tokens
+        if self._show(generation, text, final):
+            generation.finish_reason = "stop"
             return True
-        return False
+        if final:
+            generation.finish_reason = "length"
+        return final
+
+    @staticmethod
+    def _show(generation: Generation, text: str, final: bool) -> bool:
+        """Pass the new part of ``text`` on to the request; True when it reached a stop string."""
+        if text.endswith("\ufffd") and not final:  # hold back half of a multi-byte character
+            return False
+        shown, stopped = text_before_stop(text, generation.stop, final)
+        piece = shown[len(generation.text) :]
+        generation.text = shown
+        if piece and generation.on_text is not None:
+            generation.on_text(piece)
+        return stopped
 
     def _release_finished(self, batch) -> None:
         for row in batch.drop_finished():
@@ -253,22 +290,34 @@ class Row:
     done: bool = False
 
 
-def sample_rows(logits, rows: list[Row]) -> list[int]:
-    """Each row's next token: argmax for temperature 0, else temperature + nucleus (top-p) sampling."""
+def samples(generation: Generation) -> bool:
+    """Whether the row is sampled (False: argmax). Temperatures too small to divide by are greedy, their limit."""
+    return not generation.temperature < GREEDY_BELOW  # (a NaN temperature is sampled, and fails its own row)
+
+
+def sample_token(logits, generation: Generation) -> int:
+    """One row's next token by temperature + nucleus (top-p) sampling; raises RuntimeError on non-finite values."""
     import torch
 
-    tokens = logits.argmax(dim=-1)
-    sampled = [index for index, row in enumerate(rows) if row.generation.temperature > 0]
-    for index in sampled:
-        generation = rows[index].generation
-        probs = torch.softmax(logits[index].float() / generation.temperature, dim=-1)
-        if generation.top_p < 1.0:
-            sorted_probs, order = probs.sort(descending=True)
-            outside = sorted_probs.cumsum(0) - sorted_probs > generation.top_p  # tokens past the nucleus
-            sorted_probs[outside] = 0.0
-            probs = torch.zeros_like(probs).scatter_(0, order, sorted_probs)
-        tokens[index] = torch.multinomial(probs, 1)[0]
-    return tokens.tolist()
+    probs = torch.softmax(logits.float() / generation.temperature, dim=-1)
+    if generation.top_p < 1.0:
+        sorted_probs, order = probs.sort(descending=True)
+        outside = sorted_probs.cumsum(0) - sorted_probs > generation.top_p  # tokens past the nucleus
+        sorted_probs[outside] = 0.0
+        probs = torch.zeros_like(probs).scatter_(0, order, sorted_probs)
+    return int(torch.multinomial(probs, 1)[0])
+
+
+def text_before_stop(text: str, stops: tuple[str, ...], final: bool) -> tuple[str, bool]:
+    """(the part of ``text`` to show, whether a stop string was reached). Text before the first stop
+    string is shown; while not ``final``, a tail that may be the start of a stop string is held back."""
+    found = [text.find(stop) for stop in stops if stop and stop in text]
+    if found:
+        return text[: min(found)], True
+    if final:
+        return text, False
+    held = max((size for stop in stops for size in range(len(stop) - 1, 0, -1) if text.endswith(stop[:size])), default=0)
+    return text[: len(text) - held], False
 
 
 def stop_token_ids(model, tokenizer) -> set[int]:

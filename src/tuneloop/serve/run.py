@@ -15,21 +15,22 @@ from tuneloop.text.tokenize import ensure_chat_template
 
 
 def build_server(base: str, store_path: Path | None = None, max_batch: int = 8, max_prompt_tokens: int = 2048, max_tokens: int = 512,
-                 log_prompts: str = "scrubbed"):  # fmt: skip
+                 log_prompts: str = "scrubbed", max_request_bytes: int = 1_000_000, api_docs: bool = False):  # fmt: skip
     """The app with its engine and store (used by ``serve`` and by tests)."""
     checked_log_mode(log_prompts)  # an unknown mode fails before the model loads
     model, tokenizer = load_causal_lm(base)
     ensure_chat_template(tokenizer)
     pack_linear_weights(model, rows_hint=max_batch)  # faster few-row decode steps on CPU
     engine = Engine(model.eval(), tokenizer, max_batch=max_batch)
-    return create_app(engine, Store(store_path), base, Limits(max_prompt_tokens, max_tokens), log_prompts)
+    limits = Limits(max_prompt_tokens, max_tokens, max_request_bytes)
+    return create_app(engine, Store(store_path), base, limits, log_prompts, api_docs)
 
 
 def serve(base: str, host: str, port: int, store_path: Path | None, max_batch: int, max_prompt_tokens: int, max_tokens: int,
-          log_prompts: str = "scrubbed") -> None:  # fmt: skip
+          log_prompts: str = "scrubbed", max_request_bytes: int = 1_000_000, api_docs: bool = False) -> None:  # fmt: skip
     import uvicorn
 
-    app = build_server(base, store_path, max_batch, max_prompt_tokens, max_tokens, log_prompts)
+    app = build_server(base, store_path, max_batch, max_prompt_tokens, max_tokens, log_prompts, max_request_bytes, api_docs)
     console().print(f"serving {base} at http://{host}:{port}/  (API under /v1, key required; web page at /; "
                     f"request log: {log_prompts} prompts and answers)")  # fmt: skip
     uvicorn.run(app, host=host, port=port, log_level="warning")

@@ -9,7 +9,7 @@ import time
 import pytest
 import torch
 
-from tuneloop.serve.engine import Engine, Generation
+from tuneloop.serve.engine import Engine, Generation, text_before_stop
 
 PROMPTS = ["Hello there, how are", "The invoice for March", "Reset my password please", "Why is the API slow today"]
 
@@ -69,3 +69,37 @@ def test_a_failing_pass_fails_its_requests_and_the_engine_keeps_serving(engine, 
     assert failed.finished.wait(60) and isinstance(failed.error, RuntimeError)
     monkeypatch.undo()
     assert engine.generate(Generation(PROMPTS[3], max_tokens=4), timeout=60).token_ids == alone(engine, PROMPTS[3], 4)
+
+
+def test_a_row_whose_sampling_fails_fails_alone_and_its_batch_mates_finish(engine):
+    poisoned = Generation(PROMPTS[0], max_tokens=6, temperature=float("nan"))  # softmax of NaN: multinomial raises
+    mates = [Generation(prompt, max_tokens=6) for prompt in PROMPTS[1:]]
+    for generation in [poisoned, *mates]:
+        engine.submit(generation)
+    for generation in [poisoned, *mates]:
+        assert generation.finished.wait(60)
+    assert isinstance(poisoned.error, RuntimeError)
+    for generation, prompt in zip(mates, PROMPTS[1:]):
+        assert generation.error is None and generation.token_ids == alone(engine, prompt, 6)
+
+
+def test_a_temperature_too_small_to_divide_by_is_greedy(engine):
+    tiny = engine.generate(Generation(PROMPTS[1], max_tokens=6, temperature=1e-300), timeout=60)
+    assert tiny.token_ids == alone(engine, PROMPTS[1], 6)
+
+
+@pytest.mark.parametrize(
+    "text, stops, final, expected",
+    [("hello world", ("wor",), False, ("hello ", True)), ("hello wo", ("wor",), False, ("hello ", False)),
+     ("hello wo", ("wor",), True, ("hello wo", False)), ("a.b", (".", "b"), False, ("a", True)), ("abc", (), False, ("abc", False))],
+)  # fmt: skip
+def test_text_before_stop_holds_back_what_may_start_a_stop_string(text, stops, final, expected):
+    assert text_before_stop(text, stops, final) == expected
+
+
+def test_stop_strings_end_the_answer_and_stream_only_text_before_them(engine):
+    full = engine.generate(Generation(PROMPTS[2], max_tokens=12), timeout=60).text
+    stop = full[4:6]
+    pieces: list[str] = []
+    cut = engine.generate(Generation(PROMPTS[2], max_tokens=12, stop=(stop,), on_text=pieces.append), timeout=60)
+    assert (cut.text, cut.finish_reason, "".join(pieces)) == (full[: full.index(stop)], "stop", full[: full.index(stop)])
