@@ -28,7 +28,7 @@ browser:
 	sh scripts/install_browser.sh
 
 test: $(STAMP) browser
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --durations=25
 
 # tests/unit without the slow built-in-model tests: no training run, no browser, no server.
 test-fast: $(STAMP)
