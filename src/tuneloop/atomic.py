@@ -7,6 +7,7 @@ file beside the target and are renamed over it only once complete.
 from __future__ import annotations
 
 import contextlib
+import glob
 import json
 import os
 import shutil
@@ -71,3 +72,20 @@ def staged_dir(final: str | Path) -> Iterator[Path]:
     if final.exists():
         shutil.rmtree(final)
     os.replace(tmp, final)
+
+
+def remove_staging_leftovers(folder: str | Path, name: str | None = None) -> list[Path]:
+    """Remove the temporary files and folders (``.NAME.*.tmp``) that a killed process left in ``folder``
+    while writing ``name`` (default: any name).
+
+    Only for what no other process is writing (a run being resumed, the run folder about to be created).
+    """
+    folder = Path(folder)
+    pattern = f".{glob.escape(name) if name else '*'}.*.tmp"
+    leftovers = sorted(folder.glob(pattern)) if folder.is_dir() else []
+    for path in leftovers:
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+    return leftovers

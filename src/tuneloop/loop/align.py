@@ -38,13 +38,14 @@ from tuneloop.config import DataConfig, build_config
 from tuneloop.data.formats import FORMATS
 from tuneloop.data.split import split_train_val_test
 from tuneloop.errors import NotFoundError, TuneloopError
-from tuneloop.loop.trust_gate import settle_candidate
+from tuneloop.loop.trust_gate import judge_candidate, record_settled
 from tuneloop.loop.gate import Checks, Gate, decide
 from tuneloop.loop.retrain import compare_runs
 from tuneloop.methods import get_method, methods_where
 from tuneloop.rl.reward_model import RewardScorer
 from tuneloop.runs.folder import RunDir
 from tuneloop.store import sql
+from tuneloop.store.db import write_transaction
 from tuneloop.store.feedback_export import FeedbackExport, export_window
 from tuneloop.store.rounds import Window, feedback_window, new_feedback_ids, record_round
 from tuneloop.store.versions import lineage, production, register
@@ -372,13 +373,15 @@ def win_rate(production_rewards: list[float], candidate_rewards: list[float]) ->
 
 
 def record_round_decision(conn, current, candidate_run, objective, feedback: Feedback, results, heldout, gate, settings, out: Path) -> dict:
-    candidate = register(conn, candidate_run, current.project, parent=current.id)
-    promoted, reason, trust = settle_candidate(conn, candidate.id, candidate_run, gate.trust, *decide(gate, results, ALIGN_CHECKS))
+    promoted, reason, trust, _ = settled = judge_candidate(candidate_run, gate.trust, *decide(gate, results, ALIGN_CHECKS))
     used = sorted({source["feedback_id"] for export in (feedback.pairs, feedback.ratings) for row in export.rows for source in row["feedback"]})
-    stored = record_round(
-        conn, project=current.project, production_id=current.id, candidate_id=candidate.id, objective=objective,
-        feedback_ids=used, feedback_through=feedback.window.through, scores=strip(results), promoted=promoted, reason=reason,
-    )  # fmt: skip
+    with write_transaction(conn):  # the candidate, its stage and the round land together or not at all
+        candidate = register(conn, candidate_run, current.project, parent=current.id)
+        record_settled(conn, candidate.id, settled)
+        stored = record_round(
+            conn, project=current.project, production_id=current.id, candidate_id=candidate.id, objective=objective,
+            feedback_ids=used, feedback_through=feedback.window.through, scores=strip(results), promoted=promoted, reason=reason,
+        )  # fmt: skip
     record = {
         "project": current.project, "round": stored.id, "production_before": current.id, "candidate": candidate.id,
         "objective": objective, "promoted": promoted, "reason": reason, "gate": dataclasses.asdict(gate),

@@ -26,12 +26,13 @@ from tuneloop.errors import TuneloopError
 from tuneloop.evaluate.suite import Scoring
 from tuneloop.evaluate.suites import SUITES
 from tuneloop.loop.feedback_rows import correction_examples, preference_rows
-from tuneloop.loop.trust_gate import settle_candidate
+from tuneloop.loop.trust_gate import judge_candidate, record_settled
 from tuneloop.loop.gate import Gate, decide
 from tuneloop.objectives import get_task
 from tuneloop.runs.folder import RunDir
 from tuneloop.runs.models import load_tuned_model
 from tuneloop.store.feedback import corrections, preferences
+from tuneloop.store.db import write_transaction
 from tuneloop.store.versions import production, register
 from tuneloop.text.metrics import LOWER_IS_BETTER, choose_primary
 from tuneloop.train.run import train
@@ -150,9 +151,12 @@ def general_check(suite, plan, scores: dict, config) -> dict:
 
 
 def record_decision(conn, current, candidate_run: Path, results: dict, gate: Gate, dataset: dict, out: Path) -> dict:
-    """Register the candidate (parent: production), then promote it or archive it, with the gate's reason."""
-    candidate = register(conn, candidate_run, current.project, parent=current.id)
-    promoted, reason, trust = settle_candidate(conn, candidate.id, candidate_run, gate.trust, *decide(gate, results))
+    """Register the candidate (parent: production) and promote or archive it, with the gate's reason, in one
+    store transaction: a retrain killed at any moment leaves the registry before or after its change."""
+    promoted, reason, trust, _ = settled = judge_candidate(candidate_run, gate.trust, *decide(gate, results))
+    with write_transaction(conn):
+        candidate = register(conn, candidate_run, current.project, parent=current.id)
+        record_settled(conn, candidate.id, settled)
     record = {
         "project": current.project, "production_before": current.id, "candidate": candidate.id, "promoted": promoted,
         "reason": reason, "gate": dataclasses.asdict(gate), "checks": results, "trust": trust, "dataset": dataset,

@@ -106,19 +106,30 @@ class Settled(NamedTuple):
     promoted: bool
     reason: str
     trust: dict[str, dict]  # the trust limits' results ({} when none were set or the gate failed before them)
+    action: str = "promote"  # the stage change that records it: "promote", "archive" or "refuse"
 
 
-def settle_candidate(conn, candidate_id: str, candidate_run: str | Path, limits: TrustLimits, passed: bool, reason: str) -> Settled:
+def judge_candidate(candidate_run: str | Path, limits: TrustLimits, passed: bool, reason: str) -> Settled:
     """After the gate's checks: promote the candidate when they passed and its trust limits hold; archive it when
-    the checks failed; when only the trust limits failed, it stays a candidate with the reason in the store."""
+    the checks failed; when only the trust limits failed, it stays a candidate with the reason in the store.
+    Measures what the limits need (the candidate's audits) and changes nothing in the store."""
     if not passed:
-        archive(conn, candidate_id, reason)
-        return Settled(False, reason, {})
+        return Settled(False, reason, {}, "archive")
     trust = trust_results(limits, candidate_run) if limits.active() else {}
     trusted, why = decide_trust(trust) if trust else (True, "")
     reason = f"{reason}; {why}" if why else reason
-    if trusted:
-        promote(conn, candidate_id, reason)
-    else:
-        refuse(conn, candidate_id, reason)
-    return Settled(trusted, reason, trust)
+    return Settled(trusted, reason, trust, "promote" if trusted else "refuse")
+
+
+STAGE_CHANGES = {"promote": promote, "archive": archive, "refuse": refuse}
+
+
+def record_settled(conn, candidate_id: str, settled: Settled) -> None:
+    STAGE_CHANGES[settled.action](conn, candidate_id, settled.reason)
+
+
+def settle_candidate(conn, candidate_id: str, candidate_run: str | Path, limits: TrustLimits, passed: bool, reason: str) -> Settled:
+    """:func:`judge_candidate`, then its stage change in the store."""
+    settled = judge_candidate(candidate_run, limits, passed, reason)
+    record_settled(conn, candidate_id, settled)
+    return settled

@@ -136,6 +136,19 @@ class RunDir:
     def write_train_summary(self, summary: dict) -> None:
         write_json_atomic(self.train_summary_file, summary)
 
+    def truncate_log(self, records: int) -> None:
+        """Keep the log's first ``records`` complete records (a resume logs the later ones again)."""
+        if not self.log_file.is_file():
+            return
+        kept = []
+        for line in self.log_file.read_text(encoding="utf-8", errors="replace").splitlines():
+            try:
+                json.loads(line)
+            except ValueError:  # a line cut off by the crash
+                continue
+            kept.append(line + "\n")
+        write_text_atomic(self.log_file, "".join(kept[:records]))
+
     def write_metrics(self, metrics: dict) -> None:
         write_json_atomic(self.metrics_file, metrics)
 

@@ -79,7 +79,12 @@ def write_transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
     ``BEGIN IMMEDIATE`` rather than a deferred ``BEGIN``: in WAL mode a transaction that read
     an older snapshot cannot upgrade to a writer and fails at once with SQLITE_BUSY, which
     ``busy_timeout`` cannot help. Taking the lock first makes concurrent writers simply queue.
+    Blocks nest: a store change made of several (register a candidate, then promote it) is one transaction,
+    so a process killed between them leaves the store as it was before.
     """
+    if conn.in_transaction:  # inside another write: part of it, committed or rolled back with it
+        yield conn
+        return
     conn.execute("BEGIN IMMEDIATE")
     try:
         yield conn

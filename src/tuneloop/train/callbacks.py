@@ -1,4 +1,4 @@
-"""Trainer callbacks: a JSONL log of every record and a rich progress bar."""
+"""Trainer callbacks: a JSONL log of every record, a rich progress bar and checkpoint manifests."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from pathlib import Path
 from transformers import TrainerCallback
 
 from tuneloop.progress import console
+from tuneloop.train.checkpoints import write_manifest
 
 
 class JsonlLogCallback(TrainerCallback):
@@ -25,6 +26,14 @@ class JsonlLogCallback(TrainerCallback):
         record = {"step": state.global_step, "epoch": round(state.epoch or 0.0, 4), **logs}
         with self.path.open("a", encoding="utf-8") as handle:
             handle.write(json.dumps(record) + "\n")
+
+
+class CheckpointManifestCallback(TrainerCallback):
+    """Once transformers has written a checkpoint, its manifest of checksums (:mod:`tuneloop.train.checkpoints`)."""
+
+    def on_save(self, args, state, control, **kwargs):
+        if state.is_world_process_zero:
+            write_manifest(Path(args.output_dir) / f"checkpoint-{state.global_step}", state.global_step)
 
 
 class RichProgressCallback(TrainerCallback):

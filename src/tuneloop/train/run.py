@@ -11,15 +11,16 @@ import math
 import time
 from pathlib import Path
 
-from tuneloop.atomic import staged_dir
+from tuneloop.atomic import remove_staging_leftovers, staged_dir
 from tuneloop.config import RunConfig
 from tuneloop.errors import ConfigError, TuneloopError
 from tuneloop.losses.distill import check_unsharded
 from tuneloop.methods import apply_method, get_method, methods_where
 from tuneloop.objectives import get_task
 from tuneloop.progress import console
-from tuneloop.runs.folder import RunDir
-from tuneloop.train.callbacks import JsonlLogCallback, RichProgressCallback
+from tuneloop.runs.folder import RunDir, read_json
+from tuneloop.train.callbacks import CheckpointManifestCallback, JsonlLogCallback, RichProgressCallback
+from tuneloop.train.checkpoints import resume_checkpoint
 from tuneloop.train.curriculum import check_curriculum, curriculum_rows
 from tuneloop.train.dp_sgd import (
     PrivateTraining,
@@ -88,15 +89,15 @@ def train(config: RunConfig, resume: bool = False, callbacks: tuple = ()) -> Pat
     if scorer is not None:
         scorer(model, data.splits.val[:1])  # an unknown metric fails here, before the run folder is written
     if is_main_process():
-        write_run_header(out, config, data)
+        write_run_header(out, config, data, resume)
     if task.trains_itself:
         return train_in_task_loop(task, model, tokenizer, data, config, out)
     trainer = build_trainer(model, tokenizer, data, config, out, task, scorer, callbacks)
-    started = time.perf_counter()
-    trainer.train(resume_from_checkpoint=last_checkpoint(out) if resume else None)
+    checkpoint = resume_point(out) if resume else None
+    trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
     if is_main_process():
         save_trained(trainer.accelerator.unwrap_model(trainer.model), tokenizer, config, out)
-        write_train_summary(out, trainer, time.perf_counter() - started)
+        write_train_summary(out, trainer)
     return out
 
 
@@ -167,12 +168,32 @@ def check_same_data(out: Path, data: PreparedData) -> None:
         raise TuneloopError(f"--resume: the data changed since {out} was started (dataset hash differs)")
 
 
-def write_run_header(out: Path, config: RunConfig, data: PreparedData) -> None:
-    out.mkdir(parents=True, exist_ok=True)
-    run = RunDir(out)
-    run.write_config(config.model_copy(update={"out": str(out)}))
+def write_run_header(out: Path, config: RunConfig, data: PreparedData, resume: bool = False) -> None:
+    """config.yaml, data.json and splits/. A new run's folder appears with all three at once, so a run
+    killed while writing them leaves no folder that neither a new run nor ``--resume`` would take."""
+    config = config.model_copy(update={"out": str(out)})
+    if resume:
+        write_header_files(RunDir(out), config, data)
+        return
+    remove_staging_leftovers(out.parent, out.name)  # a start killed while writing its header left its staging folder
+    with staged_dir(out) as folder:  # out is absent or empty (check_out_dir)
+        write_header_files(RunDir(folder), config, data)
+
+
+def write_header_files(run: RunDir, config: RunConfig, data: PreparedData) -> None:
+    run.write_config(config)
     run.write_manifest(data.manifest)
     run.write_splits(data.splits)
+
+
+def resume_point(out: Path) -> Path | None:
+    """The checkpoint to continue from (:func:`resume_checkpoint`); leftovers of the killed process are removed
+    and the log is cut back to the records the checkpoint had logged, so the steps run again are logged once."""
+    for folder in (out, RunDir(out).splits_dir):
+        remove_staging_leftovers(folder)  # files the killed process was writing
+    checkpoint = resume_checkpoint(out / "checkpoints", say=console().print)
+    RunDir(out).truncate_log(records=len(read_json(checkpoint / "trainer_state.json")["log_history"]) if checkpoint else 0)
+    return checkpoint
 
 
 def load_model_with_method(task, config: RunConfig, labels: list[str] | None):
@@ -284,7 +305,9 @@ def build_trainer(model, tokenizer, data: PreparedData, config: RunConfig, out: 
     args = training_arguments(
         config, out, rows_per_process(rows_per_step), rows_per_pass, has_validation=bool(val_rows), ordered=curriculum is not None
     )
-    callbacks = [JsonlLogCallback(RunDir(out).log_file), RichProgressCallback(), TensorBoardCallback(SummaryWriter(str(out / "tensorboard")))]
+    callbacks = [JsonlLogCallback(RunDir(out).log_file), RichProgressCallback(), CheckpointManifestCallback()]
+    if is_main_process():  # only the main process writes into the run folder
+        callbacks.append(TensorBoardCallback(SummaryWriter(str(out / "tensorboard"))))
     if val_rows and t.early_stopping_patience:
         callbacks.append(EarlyStoppingCallback(t.early_stopping_patience, t.early_stopping_min_delta))
     callbacks.extend(extra_callbacks)
@@ -384,13 +407,6 @@ def _cuda_available() -> bool:
     return torch.cuda.is_available()
 
 
-def last_checkpoint(out: Path) -> str | None:
-    from transformers.trainer_utils import get_last_checkpoint
-
-    folder = out / "checkpoints"
-    return get_last_checkpoint(str(folder)) if folder.is_dir() else None
-
-
 def save_trained(model, tokenizer, config: RunConfig, out: Path) -> None:
     """What the method trained, with the tokenizer, into ``adapter/`` or ``model/`` (atomically)."""
     method = get_method(config.method.name)
@@ -399,8 +415,10 @@ def save_trained(model, tokenizer, config: RunConfig, out: Path) -> None:
         tokenizer.save_pretrained(tmp)
 
 
-def write_train_summary(out: Path, trainer, seconds: float) -> None:
+def write_train_summary(out: Path, trainer) -> None:
+    """``train.json``: steps, best checkpoint, and tokens and seconds of the whole run, across resumes."""
     state = trainer.state
+    seconds = trainer.training_seconds()
     RunDir(out).write_train_summary(
         {
             "steps": state.global_step,

@@ -2,14 +2,17 @@
 
 Only ``compute_loss`` and ``evaluate`` change: everything else (optimiser, schedule,
 checkpoints, resume, callbacks, accelerate's DDP/FSDP/DeepSpeed) stays transformers' own.
+The real-token and seconds counters carry over a resume (read back from the checkpoint's log history).
 ``evaluate`` can add task metrics scored on the validation split (``score_fn``), so early
 stopping and the kept checkpoint may follow any of them, not only the loss.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import time
+from pathlib import Path
 
 import torch
 from transformers import Trainer
@@ -35,7 +38,18 @@ class TuneloopTrainer(Trainer):
         self.score_fn = score_fn
         self.perplexity = perplexity
         self.real_tokens_seen = 0
+        self.seconds_before = 0.0  # training seconds of the run before this process (a resume)
         self.train_started = time.perf_counter()
+
+    def train(self, resume_from_checkpoint=None, **kwargs):
+        if resume_from_checkpoint:
+            self.real_tokens_seen, self.seconds_before = counters_at(Path(resume_from_checkpoint))
+        self.train_started = time.perf_counter()
+        return super().train(resume_from_checkpoint=resume_from_checkpoint, **kwargs)
+
+    def training_seconds(self) -> float:
+        """Seconds spent training in the whole run, the processes before a resume included."""
+        return self.seconds_before + time.perf_counter() - self.train_started
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         real_tokens = inputs.pop("real_tokens")
@@ -85,7 +99,15 @@ class TuneloopTrainer(Trainer):
 
     def log(self, logs, start_time=None):
         if "loss" in logs:
-            elapsed = max(time.perf_counter() - self.train_started, 1e-9)
+            seconds = max(self.training_seconds(), 1e-9)
             logs["real_tokens"] = self.real_tokens_seen
-            logs["tokens_per_s"] = round(self.real_tokens_seen / elapsed, 2)
+            logs["train_seconds"] = round(seconds, 3)
+            logs["tokens_per_s"] = round(self.real_tokens_seen / seconds, 2)
         super().log(logs, start_time)
+
+
+def counters_at(checkpoint: Path) -> tuple[int, float]:
+    """(real tokens, training seconds) when ``checkpoint`` was saved: its last training log record's."""
+    history = json.loads((checkpoint / "trainer_state.json").read_text(encoding="utf-8")).get("log_history", [])
+    last = next((record for record in reversed(history) if "real_tokens" in record), {})
+    return int(last.get("real_tokens", 0)), float(last.get("train_seconds", 0.0))

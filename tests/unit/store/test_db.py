@@ -130,3 +130,18 @@ def test_the_refuse_migration_keeps_every_stage_event(store_file, monkeypatch):
         assert [tuple(row) for row in conn.execute("SELECT id, action, reason FROM stage_events")] == [(1, "register", "r")]
         conn.execute("INSERT INTO stage_events (version_id, action, from_stage, to_stage, reason, at) VALUES ('p:v1', 'refuse', 'candidate', 'candidate', 'x', 2.0)")
         assert "stage_events_version" in {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+
+
+def test_a_nested_write_is_part_of_the_outer_transaction_and_rolls_back_with_it(store_file):
+    with contextlib.closing(db.connect()) as conn:
+        with pytest.raises(RuntimeError):
+            with db.write_transaction(conn):
+                with db.write_transaction(conn):
+                    conn.execute("INSERT INTO api_keys (name, key_id, kdf, salt, hash, created_at) VALUES ('inner', 'k', 'none', x'00', x'00', 1.0)")
+                assert conn.in_transaction  # the inner block did not commit
+                raise RuntimeError("the outer change fails")
+        assert list(conn.execute("SELECT name FROM api_keys")) == []
+        with db.write_transaction(conn):
+            with db.write_transaction(conn):
+                conn.execute("INSERT INTO api_keys (name, key_id, kdf, salt, hash, created_at) VALUES ('inner', 'k', 'none', x'00', x'00', 1.0)")
+        assert [row[0] for row in conn.execute("SELECT name FROM api_keys")] == ["inner"]
