@@ -3,6 +3,7 @@
 A point is ``name@step``; the process kills itself (SIGKILL: no handler, no cleanup, as the OOM killer
 or a pulled plug would) at that moment of the real command's code path:
 
+- ``header``: a new run's config, data manifest and splits are being written (its splits half done);
 - ``mid-step@S``: the forward pass of training step S+1 has run, its backward and optimiser step have not;
 - ``evaluation@S``: in the middle of the validation pass after step S (its second batch);
 - ``checkpoint-write@S``: checkpoint-S holds the model's files, not yet the optimiser's, schedule or state;
@@ -29,6 +30,17 @@ def die() -> None:
 def arm(point: str) -> None:
     name, _, step = point.partition("@")
     ARMS[name](int(step) if step else None)
+
+
+def arm_header(_: None) -> None:
+    from tuneloop.runs.folder import RunDir
+
+    def killing(self, splits):
+        (self.splits_dir).mkdir(parents=True, exist_ok=True)
+        (self.splits_dir / "train.jsonl").write_text('{"messages": [')
+        die()
+
+    RunDir.write_splits = killing
 
 
 def arm_mid_step(step: int) -> None:
@@ -125,6 +137,7 @@ def arm_store_event(count: int) -> None:
 
 
 ARMS = {
+    "header": arm_header,
     "mid-step": arm_mid_step,
     "evaluation": arm_evaluation,
     "checkpoint-write": arm_checkpoint_write,

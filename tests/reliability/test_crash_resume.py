@@ -137,3 +137,12 @@ def test_a_resume_past_a_damaged_checkpoint_says_so_and_still_equals_the_uninter
     assert "resuming from checkpoint-2" in result.output
     assert adapter_difference(out, reference) <= 1e-6
     assert step_records(out) == step_records(reference)
+
+
+def test_a_start_killed_while_writing_its_header_leaves_no_run_folder_and_can_simply_run_again(config_file, reference, tmp_path):
+    out = tmp_path / "run"
+    kill_at("header", ["train", config_file, "--out", out])
+    assert not out.exists()  # neither --resume nor a new run would take a half-written folder
+    result = run_cli("train", str(config_file), "--out", str(out))
+    assert result.exit_code == 0, result.output
+    assert adapter_difference(out, reference) <= 1e-6 and leftovers(out) == []
