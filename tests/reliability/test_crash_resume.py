@@ -75,12 +75,14 @@ def leftovers(run: Path) -> list[Path]:
 
 @pytest.mark.timeout(900)
 @pytest.mark.parametrize("point", KILL_POINTS)
-def test_a_run_killed_then_resumed_equals_an_uninterrupted_one(point, config_file, reference, tmp_path):
+def test_a_run_killed_then_resumed_equals_an_uninterrupted_one(point, config_file, reference, tmp_path, record_property):
     out = tmp_path / "run"
     kill_at(point, ["train", config_file, "--out", out])
     assert not (out / "train.json").exists()
     resume(config_file, out)
-    assert adapter_difference(out, reference) <= 1e-6
+    difference = adapter_difference(out, reference)
+    record_property("kill_point", {"point": point, "max_abs_difference": difference})
+    assert difference <= 1e-6
     ours, theirs = (json.loads((r / "train.json").read_text()) for r in (out, reference))
     assert (ours["steps"], ours["real_tokens"], ours["best_metric"]) == (theirs["steps"], theirs["real_tokens"], theirs["best_metric"])
     assert step_records(out) == step_records(reference)  # each step logged once
@@ -111,10 +113,11 @@ def flip_a_byte(path: Path) -> None:
     path.write_bytes(bytes(data))
 
 
-def test_every_damaged_latest_checkpoint_falls_back_to_the_previous_one_with_a_message(reference, tmp_path):
+def test_every_damaged_latest_checkpoint_falls_back_to_the_previous_one_with_a_message(reference, tmp_path, record_property):
     newest, previous = checkpoints_newest_first(reference / "checkpoints")[:2]
     variants = list(damaged_variants(newest))
     assert len(variants) >= 15, [v[0] for v in variants]
+    record_property("damaged_variants", len(variants))
     for number, (description, culprit, damage) in enumerate(variants):
         folder = copy_of_checkpoints(reference, tmp_path / str(number))
         damage(folder / newest.name)

@@ -124,8 +124,9 @@ def test_every_hostile_file_gets_a_clear_answer_from_data_check(tmp_path, monkey
     leftovers = set(snapshot(tmp_path).items()) ^ set(before.items())
     slowest = max(outcomes.items(), key=lambda item: item[1][1])
     refused = sum(1 for _, _, code in outcomes.values() if code == 2)
-    record_property("hostile_data", {"cases": len(cases), "refused": refused, "problems": len(problems),
-                                     "seconds": round(seconds, 1), "slowest": (slowest[0], round(slowest[1][1], 2))})  # fmt: skip
+    record_property("hostile_data", {"cases": len(cases), "refused": refused, "problems": len(problems), "leftovers": len(leftovers),
+                                     "seconds": round(seconds, 1), "slowest": (slowest[0], round(slowest[1][1], 2)),
+                                     "twenty_thousand_columns_s": round(outcomes["twenty_thousand_columns.csv"][1], 3)})  # fmt: skip
     print(f"\n{len(cases)} cases, {refused} refused with one line, {len(cases) - refused} checked; "
           f"{len(problems)} problems, {len(leftovers)} leftovers, {seconds:.1f} s (slowest {slowest[0]}: {slowest[1][1]:.2f} s)")  # fmt: skip
     assert not problems, "\n".join(f"{name}: {problem}" for name, problem in sorted(problems.items()))

@@ -20,9 +20,9 @@ from pathlib import Path
 from tuneloop.atomic import write_json_atomic, write_text_atomic
 from tuneloop.config import build_config
 from tuneloop.data.pipeline import load_split
-from tuneloop.data.split import dataset_hash, split_train_val_test
+from tuneloop.data.split import dataset_hash, split_train_val_test, unfilled_splits
 from tuneloop.data.validate import load_examples
-from tuneloop.errors import TuneloopError
+from tuneloop.errors import DataError, TuneloopError
 from tuneloop.evaluate.suite import Scoring
 from tuneloop.evaluate.suites import SUITES
 from tuneloop.loop.feedback_rows import correction_examples, preference_rows
@@ -59,6 +59,7 @@ def build_dataset(conn, current, config, new_data: list[str], folder: Path, repl
     """Write the candidate's training rows and the new test split; returns the dataset manifest."""
     new_config = config.data.model_copy(update={"path": list(new_data)})
     new = split_train_val_test(load_examples(new_config).examples, config.data.val_fraction, config.data.test_fraction, config.data.seed)
+    check_new_test_split(new, config.data, ", ".join(map(str, new_data)))
     since = current.created_at
     fixes = correction_examples(corrections(conn, project=current.project, since=since), config.data.system_prompt)
     pairs = preference_rows(preferences(conn, project=current.project, since=since))
@@ -75,6 +76,15 @@ def build_dataset(conn, current, config, new_data: list[str], folder: Path, repl
     }  # fmt: skip
     write_json_atomic(folder / "manifest.json", manifest)
     return manifest
+
+
+def check_new_test_split(new, data_config, files: str) -> None:
+    """The gate compares candidate and production on the new data's test split: refuse data too small to cut one."""
+    problem = unfilled_splits(new, data_config.val_fraction, data_config.test_fraction, files)
+    if problem is None and not new.test:
+        problem = f"{files}: the production run's data.test_fraction is 0, so the new data has no test split for the gate to compare on"
+    if problem is not None:
+        raise DataError(problem)
 
 
 def write_examples(path: Path, examples) -> None:
