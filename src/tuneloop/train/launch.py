@@ -4,7 +4,8 @@
 config to a temporary file, and re-runs ``tuneloop train`` under ``accelerate launch`` with N
 processes: DDP over gloo on CPU, NCCL on GPUs, or FSDP / DeepSpeed ZeRO when
 ``--accelerate-config`` names one of the files in ``configs/accelerate/``. Inside the launched
-processes ``WORLD_SIZE`` is set; only rank 0 writes the run folder.
+processes ``WORLD_SIZE`` is set; only rank 0 writes the run folder. With ``--resume`` the launching
+process picks the checkpoint (setting damaged ones aside) and passes it on in ``TUNELOOP_RESUME_FROM``.
 """
 
 from __future__ import annotations
@@ -43,15 +44,25 @@ def launch_command(config_file: Path, nproc: int, accelerate_config: str | None,
     return command + (["--resume"] if resume else [])
 
 
-def run_launched(config, resume: bool) -> None:
-    """Run training in ``config.train.nproc`` processes and wait; a failed process fails the call."""
+RESUME_FROM = "TUNELOOP_RESUME_FROM"  # the checkpoint the launched processes resume from ("" for step 0)
+
+
+def checkpoint_chosen_by_launcher() -> Path | None:
+    """In a launched process: the checkpoint the launching process chose for ``--resume``, else None."""
+    chosen = os.environ.get(RESUME_FROM, "")
+    return Path(chosen) if chosen else None
+
+
+def run_launched(config, resume: bool, checkpoint: Path | None = None) -> None:
+    """Run training in ``config.train.nproc`` processes and wait; a failed process fails the call.
+    ``checkpoint``: where a resumed run continues from (None: step 0)."""
     t = config.train
     if t.accelerate_config and not Path(t.accelerate_config).is_file():
         raise TuneloopError(f"train.accelerate_config: file not found: {t.accelerate_config}")
     with tempfile.TemporaryDirectory(prefix="tuneloop-launch-") as folder:
         config_file = Path(folder) / "config.yaml"
         config_file.write_text(dump_config(config), encoding="utf-8")
-        env = {**os.environ, "OMP_NUM_THREADS": str(threads_per_process(t.nproc, t.threads))}
+        env = {**os.environ, "OMP_NUM_THREADS": str(threads_per_process(t.nproc, t.threads)), RESUME_FROM: str(checkpoint or "")}
         result = subprocess.run(launch_command(config_file, t.nproc, t.accelerate_config, resume), env=env)
     if result.returncode != 0:
         raise TuneloopError(f"distributed training failed in one of its {t.nproc} processes (exit code {result.returncode})")

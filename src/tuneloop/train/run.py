@@ -33,7 +33,14 @@ from tuneloop.train.dp_sgd import (
     train_with_dp,
 )
 from tuneloop.train.fused_lora import fuse_lora_layers
-from tuneloop.train.launch import inside_launch, is_main_process, run_launched, threads_per_process, world_size
+from tuneloop.train.launch import (
+    checkpoint_chosen_by_launcher,
+    inside_launch,
+    is_main_process,
+    run_launched,
+    threads_per_process,
+    world_size,
+)
 from tuneloop.train.prepare import PreparedData, prepare_dataset
 from tuneloop.train.segmented_attention import use_segmented_attention
 from tuneloop.train.trainer import TuneloopTrainer
@@ -77,8 +84,10 @@ def train(config: RunConfig, resume: bool = False, callbacks: tuple = ()) -> Pat
     data = prepare_dataset(config.data, tokenizer, task)
     if resume:
         check_same_data(out, data)
+    # One process picks the checkpoint (and sets damaged ones aside); launched processes are told which.
+    checkpoint = checkpoint_chosen_by_launcher() if inside_launch() else resume_point(out) if resume else None
     if config.train.nproc > 1 and not inside_launch():
-        run_launched(config.model_copy(update={"out": str(out)}), resume)
+        run_launched(config.model_copy(update={"out": str(out)}), resume, checkpoint)
         return out
     model = load_model_with_method(task, config, data.labels)
     if private:
@@ -93,7 +102,6 @@ def train(config: RunConfig, resume: bool = False, callbacks: tuple = ()) -> Pat
     if task.trains_itself:
         return train_in_task_loop(task, model, tokenizer, data, config, out)
     trainer = build_trainer(model, tokenizer, data, config, out, task, scorer, callbacks)
-    checkpoint = resume_point(out) if resume else None
     trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
     if is_main_process():
         save_trained(trainer.accelerator.unwrap_model(trainer.model), tokenizer, config, out)
