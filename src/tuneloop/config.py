@@ -238,9 +238,21 @@ class TrainConfig(_Section):
     precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
         "auto", description="Mixed precision: auto = bf16 on GPUs that support it, fp32 on CPU (bf16 is slow without AMX)."
     )
-    nproc: int = Field(1, ge=1, description="Training processes, launched through accelerate (DDP: gloo on CPU, NCCL on GPUs).")
+    nproc: int = Field(
+        1, ge=1, description="Training processes (on each node), launched through accelerate (DDP: gloo on CPU, NCCL on GPUs)."
+    )
     accelerate_config: str | None = Field(
-        None, description="accelerate config file for --nproc (FSDP, DeepSpeed ZeRO: see configs/accelerate/)."
+        None, description="accelerate config file for --nproc (FSDP, DeepSpeed ZeRO, GPUs only: see configs/accelerate/)."
+    )
+    nnodes: int = Field(
+        1,
+        ge=1,
+        description="Machines (nodes) training together: run the same command on each, with its --node-rank and one "
+        "--rdzv-endpoint (torchrun's rendezvous, through accelerate).",
+    )
+    node_rank: int = Field(0, ge=0, description="This machine's rank among the --nnodes, 0 to nnodes-1; node 0 writes the run folder.")
+    rdzv_endpoint: str | None = Field(
+        None, description="HOST:PORT of node 0, where the nodes meet (every node gives the same one); needed with --nnodes above 1."
     )
     dp_epsilon: float | None = Field(
         None,
@@ -267,6 +279,21 @@ class TrainConfig(_Section):
         description="Differential privacy: most memory the per-example gradients may take (trainable parameters x "
         "expected batch x 4 bytes); a run needing more is refused before anything is written.",
     )
+
+
+    @model_validator(mode="after")
+    def _nodes_meet(self) -> "TrainConfig":
+        if self.nnodes > 1 and not self.rdzv_endpoint:
+            raise ValueError(f"nnodes is {self.nnodes}: the nodes need an rdzv_endpoint HOST:PORT of node 0 (--rdzv-endpoint)")
+        if self.node_rank >= self.nnodes:
+            raise ValueError(f"node_rank {self.node_rank} is out of range for nnodes {self.nnodes} (0 to {self.nnodes - 1})")
+        if self.rdzv_endpoint is not None:
+            if self.nnodes == 1:
+                raise ValueError("rdzv_endpoint is only for training on several nodes: set nnodes (--nnodes) above 1")
+            host, _, port = self.rdzv_endpoint.rpartition(":")
+            if not host or not port.isdigit() or not 0 < int(port) < 65536:
+                raise ValueError(f"rdzv_endpoint {self.rdzv_endpoint!r} is not HOST:PORT (a port from 1 to 65535)")
+        return self
 
 
 class DpoConfig(_Section):

@@ -69,15 +69,18 @@ def checkpoints_newest_first(folder: Path) -> list[Path]:
     return [path for _, path in sorted(found, reverse=True)]
 
 
-def intact_checkpoints(folder: Path, say=print):
+def intact_checkpoints(folder: Path, say=print, set_aside: bool = True):
     """The checkpoints under ``folder`` that match their manifests, newest first; each damaged one met on the
-    way is moved aside, and ``say(message)`` tells which and why."""
+    way is moved aside (unless ``set_aside`` is False: a reader that must not change the folder), and
+    ``say(message)`` tells which and why."""
     if not folder.is_dir():
         return
     for checkpoint in checkpoints_newest_first(folder):
         problem = damage(checkpoint)
         if problem is None:
             yield checkpoint
+            continue
+        if not set_aside:
             continue
         moved = move_aside(checkpoint)
         say(f"checkpoint {checkpoint.name} is damaged ({problem}); moved to {moved} and not used")
@@ -95,13 +98,13 @@ def training_finished(checkpoint: Path) -> bool:
     return state["global_step"] >= state["max_steps"] or bool(control.get("should_training_stop"))
 
 
-def resume_checkpoint(folder: Path, say=print) -> Path | None:
+def resume_checkpoint(folder: Path, say=print, set_aside: bool = True) -> Path | None:
     """The checkpoint ``--resume`` continues from: the newest intact one where training had not ended.
 
     A checkpoint written at the end of training is passed over for the one before it: transformers, resumed
     from it, would train one step past the end. The steps between are trained again, to the same weights.
     """
-    for checkpoint in intact_checkpoints(folder, say):
+    for checkpoint in intact_checkpoints(folder, say, set_aside):
         if not training_finished(checkpoint):
             say(f"resuming from {checkpoint.name}")
             return checkpoint

@@ -34,9 +34,13 @@ from tuneloop.train.dp_sgd import (
 )
 from tuneloop.train.fused_lora import fuse_lora_layers
 from tuneloop.train.launch import (
+    check_launch,
     checkpoint_chosen_by_launcher,
     inside_launch,
     is_main_process,
+    launched,
+    local_processes,
+    owns_run_folder,
     run_launched,
     threads_per_process,
     world_size,
@@ -62,9 +66,10 @@ def train(config: RunConfig, resume: bool = False, callbacks: tuple = ()) -> Pat
     """
     set_threads(config.train.threads)
     out = Path(config.out) if config.out else default_out_dir(config.project)
-    if not inside_launch():  # the launching process has checked it for all of them
+    if not inside_launch() and owns_run_folder(config):  # the launching process of node 0 checks it for all
         check_out_dir(out, resume)
     task = get_task(config.task)
+    check_launch(config, gpus=cuda_devices())
     private = config.train.dp_epsilon is not None
     if private:
         check_dp_settings(config, task, resume)
@@ -85,8 +90,8 @@ def train(config: RunConfig, resume: bool = False, callbacks: tuple = ()) -> Pat
     if resume:
         check_same_data(out, data)
     # One process picks the checkpoint (and sets damaged ones aside); launched processes are told which.
-    checkpoint = checkpoint_chosen_by_launcher() if inside_launch() else resume_point(out) if resume else None
-    if config.train.nproc > 1 and not inside_launch():
+    checkpoint = checkpoint_chosen_by_launcher() if inside_launch() else resume_point(out, owns_run_folder(config)) if resume else None
+    if launched(config) and not inside_launch():
         run_launched(config.model_copy(update={"out": str(out)}), resume, checkpoint)
         return out
     model = load_model_with_method(task, config, data.labels)
@@ -160,7 +165,7 @@ def set_threads(threads: int) -> None:
     """All cores (or ``train.threads``), shared out between the processes of a launched run."""
     import torch
 
-    torch.set_num_threads(threads_per_process(world_size(), threads))
+    torch.set_num_threads(threads_per_process(local_processes(), threads))
 
 
 def check_out_dir(out: Path, resume: bool) -> None:
@@ -194,9 +199,12 @@ def write_header_files(run: RunDir, config: RunConfig, data: PreparedData) -> No
     run.write_splits(data.splits)
 
 
-def resume_point(out: Path) -> Path | None:
-    """The checkpoint to continue from (:func:`resume_checkpoint`); leftovers of the killed process are removed
-    and the log is cut back to the records the checkpoint had logged, so the steps run again are logged once."""
+def resume_point(out: Path, owner: bool = True) -> Path | None:
+    """The checkpoint to continue from (:func:`resume_checkpoint`). The run folder's ``owner`` (node 0) also
+    removes what the killed process left half-written, sets damaged checkpoints aside and cuts the log back
+    to the records the checkpoint had logged, so the steps run again are logged once; other nodes only read."""
+    if not owner:
+        return resume_checkpoint(out / "checkpoints", say=lambda message: None, set_aside=False)
     for folder in (out, RunDir(out).splits_dir):
         remove_staging_leftovers(folder)  # files the killed process was writing
     checkpoint = resume_checkpoint(out / "checkpoints", say=console().print)
@@ -413,6 +421,12 @@ def _cuda_available() -> bool:
     import torch
 
     return torch.cuda.is_available()
+
+
+def cuda_devices() -> int:
+    import torch
+
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
 
 
 def save_trained(model, tokenizer, config: RunConfig, out: Path) -> None:
