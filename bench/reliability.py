@@ -54,7 +54,9 @@ def figures(tests: dict) -> dict:
     hostile = next((p["hostile_data"] for p in recorded if "hostile_data" in p), {})
     damaged = next((p["damaged_variants"] for p in recorded if "damaged_variants" in p), 0)
     outcomes = [test["outcome"] for test in tests.values()]
+    registry = {name.rsplit("::", 1)[1]: test["outcome"] for name, test in tests.items() if "test_registry_crash" in name}
     return {
+        "registry_kills": registry,
         "tests": {"passed": outcomes.count("passed"), "failed": outcomes.count("failed"), "skipped": outcomes.count("skipped")},
         "hostile_data": hostile,
         "kill_points": kills,
@@ -86,6 +88,12 @@ def markdown(result: dict) -> str:
         "",
         f"Damaged latest checkpoint: {f['damaged_checkpoint_variants']} variants (each file removed, cut to half, one byte changed; "
         "the manifest removed or unreadable; a stray file), each detected and the previous checkpoint used, with a message.",
+        "",
+        "## The registry killed inside a change",
+        "",
+        "| test | outcome |",
+        "|---|---|",
+        *[f"| {name} | {outcome} |" for name, outcome in f["registry_kills"].items()],
         "",
     ]
     return "\n".join(lines)
