@@ -140,7 +140,7 @@ class PiiDetector:
         if not text.strip():
             return []
         if self.known is None:
-            return self._plausible(text, self._analyse(text))
+            return plausible_spans(text, self._analyse(text))
         self.analyse_all([text])  # nothing to do when it is known
         return self.known[text_digest(text)]
 
@@ -149,13 +149,13 @@ class PiiDetector:
         1.5 times faster than text by text), and add their plausible detections to ``known``."""
         if self.known is None:
             raise TypeError("analyse_all needs a detector with `known` (PiiDetector(known={}))")
-        pending = {text_digest(text): text for text in texts if text.strip()}
-        pending = [text for digest, text in pending.items() if not self._is_known(digest, text)]
+        by_digest = {text_digest(text): text for text in texts if text.strip()}
+        pending = [text for digest, text in by_digest.items() if not self._is_known(digest, text)]
         if not pending:
             return
         batches = self.analyzer.nlp_engine.process_batch(pending, language="en", batch_size=ANALYSIS_BATCH)
         for text, artifacts in batches:
-            self.known[text_digest(text)] = self._plausible(text, self._analyse(text, artifacts))
+            self.known[text_digest(text)] = plausible_spans(text, self._analyse(text, artifacts))
 
     def _is_known(self, digest: str, text: str) -> bool:
         spans = self.known.get(digest)  # a damaged cache entry (a span past the text's end) is analysed again
@@ -167,14 +167,15 @@ class PiiDetector:
             self._analyzer = load_analyzer()
         return self._analyzer
 
-    def _plausible(self, text: str, spans: list[PiiSpan]) -> list[PiiSpan]:
-        return [span for span in spans if is_plausible(text, span)]
-
     def _analyse(self, text: str, nlp_artifacts=None) -> list[PiiSpan]:
         results = self.analyzer.analyze(
             text, language="en", entities=list(PLACEHOLDER_TYPES), score_threshold=self.min_score, nlp_artifacts=nlp_artifacts
         )
         return [PiiSpan(r.start, r.end, PLACEHOLDER_TYPES[r.entity_type], r.score) for r in results]
+
+
+def plausible_spans(text: str, spans: list[PiiSpan]) -> list[PiiSpan]:
+    return [span for span in spans if is_plausible(text, span)]
 
 
 def text_digest(text: str) -> str:
