@@ -107,9 +107,8 @@ def main() -> None:
     args = parser.parse_args()
 
     from tuneloop.atomic import write_json_atomic, write_text_atomic
-    from tuneloop.data.pii import MIN_SCORE, PiiDetector
+    from tuneloop.data.pii import MIN_SCORE, NER_MODEL, PiiDetector
     from tuneloop.data.pii_labelled import labelled_pii_rows
-    from tuneloop.data.pii_recognizers import NER_MODEL
 
     rows = labelled_pii_rows(args.rows_per_type, seed=args.seed)
     detector = PiiDetector()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
@@ -30,6 +31,21 @@ def pytest_collection_modifyitems(config, items):
             continue
         if tier in TIERS:
             item.add_marker(tier)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def session_cache(tmp_path_factory) -> Iterator[Path]:
+    """``$TUNELOOP_CACHE`` of every test and of the commands they run: a folder of the session, so the
+    user's cache is never touched, and a data file whose personal data one test (or doc page) scrubbed
+    is not analysed again by the next (:mod:`tuneloop.data.pii_cache`)."""
+    folder = tmp_path_factory.mktemp("tuneloop-cache")
+    before = os.environ.get("TUNELOOP_CACHE")
+    os.environ["TUNELOOP_CACHE"] = str(folder)
+    yield folder
+    if before is None:
+        os.environ.pop("TUNELOOP_CACHE", None)
+    else:
+        os.environ["TUNELOOP_CACHE"] = before
 
 
 @pytest.fixture(scope="session")

@@ -21,14 +21,16 @@ How a page's blocks run (``test_page_commands_run``): one fresh sandbox per page
 of the repository's ``examples/`` and ``configs/`` and of the YAML files under ``docs/``, a fresh
 ``$TUNELOOP_HOME`` (so a fresh store) and a ``.venv/bin`` of this test (``activate``, ``python``
 and a ``tuneloop`` shim) that comes first on ``PATH``; ``PYTHONPATH`` names this checkout's
-``src``. The page's ``bash`` blocks then run in the order they appear, each with
-``bash -e -o pipefail`` in the sandbox, standard input closed (``tuneloop chat`` quits at once),
-in a process group of its own that is killed when the block ends (a server left running in the
-background). A block fails when it exits non-zero or prints a traceback (``tuneloop compare``
-reports a crashed method in its table and exits 0). Blocks of one page share the sandbox, so a
-page may train a run in one block and serve it in the next. Pages run ``WORKERS`` at a time,
-every command on one thread (on a busy 2-core machine, threads contending cost more than they
-give).
+``src``. ``$TUNELOOP_CACHE`` is the test session's, shared by all pages (``session_cache``): the
+PII scrub of the demo's tickets is analysed by the first command that trains on them, and the
+others read its findings, as a user's second run on the same file does. The page's ``bash``
+blocks then run in the order they appear, each with ``bash -e -o pipefail`` in the sandbox,
+standard input closed (``tuneloop chat`` quits at once), in a process group of its own that is
+killed when the block ends (a server left running in the background). A block fails when it
+exits non-zero or prints a traceback (``tuneloop compare`` reports a crashed method in its table
+and exits 0). Blocks of one page share the sandbox, so a page may train a run in one block and
+serve it in the next. Pages run ``WORKERS`` at a time, every command on one thread (on a busy
+2-core machine, threads contending cost more than they give).
 
 The rewrite table, what makes the commands fast without changing what they do:
 
@@ -281,7 +283,7 @@ if __name__ == "__main__":  # not again in the processes that tuneloop compare s
 '''
 
 
-def make_sandbox(folder: Path, models: dict[str, str]) -> dict[str, str]:
+def make_sandbox(folder: Path, models: dict[str, str], cache: Path) -> dict[str, str]:
     """The page's working folder; returns the environment its commands run in."""
     shutil.copytree(ROOT / "examples", folder / "examples")
     for yaml_file in [*(ROOT / "configs").rglob("*.yaml"), *(ROOT / "docs").rglob("*.yaml")]:
@@ -306,7 +308,7 @@ def make_sandbox(folder: Path, models: dict[str, str]) -> dict[str, str]:
     env.update(
         PATH=os.pathsep.join([str(bin_dir), str(Path(sys.executable).parent), env.get("PATH", "")]),
         PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT / "src"), env.get("PYTHONPATH", "")])),
-        TUNELOOP_HOME=str(folder / "home"), HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false", COLUMNS="120",
+        TUNELOOP_HOME=str(folder / "home"), TUNELOOP_CACHE=str(cache), HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false", COLUMNS="120",
         OMP_NUM_THREADS="1", MKL_NUM_THREADS="1",
     )  # fmt: skip
     return env
@@ -343,9 +345,9 @@ class Ran:
     seconds: float
 
 
-def run_page(page: Path, folder: Path, models: dict[str, str]) -> list[Ran]:
+def run_page(page: Path, folder: Path, models: dict[str, str], cache: Path) -> list[Ran]:
     """The page's blocks in order, in one sandbox; stops at the first block that fails."""
-    env = make_sandbox(folder, models)
+    env = make_sandbox(folder, models, cache)
     ran = []
     for number, block in enumerate(blocks_to_run(page)):
         ran.append(Ran(block, *run_block(block, folder, env, folder / f"block{number}.log")))
@@ -355,7 +357,7 @@ def run_page(page: Path, folder: Path, models: dict[str, str]) -> list[Ran]:
 
 
 @pytest.fixture(scope="module")
-def ran_pages(request, tiny_model_dir, tiny_bert_dir, tiny_t5_dir, tmp_path_factory) -> dict[Path, list[Ran]]:
+def ran_pages(request, tiny_model_dir, tiny_bert_dir, tiny_t5_dir, session_cache, tmp_path_factory) -> dict[Path, list[Ran]]:
     """Every selected page run, ``WORKERS`` pages at a time, the pages with the most commands first."""
     from concurrent.futures import ThreadPoolExecutor
 
@@ -364,7 +366,7 @@ def ran_pages(request, tiny_model_dir, tiny_bert_dir, tiny_t5_dir, tmp_path_fact
     pages = sorted(selected, key=lambda page: -sum(block.text.count("tuneloop ") for block in blocks_to_run(page)))
     folders = [tmp_path_factory.mktemp(re.sub(r"\W+", "-", str(page.relative_to(ROOT)))) for page in pages]
     with ThreadPoolExecutor(WORKERS) as pool:
-        return dict(zip(pages, pool.map(run_page, pages, folders, [models] * len(pages))))
+        return dict(zip(pages, pool.map(run_page, pages, folders, [models] * len(pages), [session_cache] * len(pages))))
 
 
 @pytest.mark.timeout(900)

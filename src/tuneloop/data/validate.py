@@ -7,20 +7,23 @@ format does not have) are raised before any row is read, listing the columns tha
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterable, Iterator
 
 from tuneloop.config import DataConfig
 from tuneloop.data.formats import FORMATS, Normaliser, RowError, column_choices, format_fields, required_fields, template_fields
 from tuneloop.data.load import BadRow, RawRow, columns_of, describe_columns, read_rows
-from tuneloop.data.pii import PiiDetector, scrub_example
+from tuneloop.data.pii import PiiDetector, scrub_example, texts_to_scrub
+from tuneloop.data.pii_cache import PiiCache
 from tuneloop.data.schema import Example
 from tuneloop.errors import DataError
 
 LONE_SURROGATE = re.compile("[\ud800-\udfff]")  # in a str, surrogates are only ever unpaired
+SCRUB_BATCH = 256  # rows read, then scrubbed together (data.scrub_pii)
 
 
 @dataclass(frozen=True)
@@ -59,7 +62,11 @@ def reason_kind(row: DroppedRow) -> str:
 
 
 def load_examples(cfg: DataConfig) -> DataReport:
-    """Read every file of ``cfg.path``; bad rows are dropped and reported, duplicates too."""
+    """Read every file of ``cfg.path``; bad rows are dropped and reported, duplicates too.
+
+    With ``data.scrub_pii``, rows are scrubbed ``SCRUB_BATCH`` at a time (the NER model runs on their
+    texts in batches), and what was found is cached per file (:mod:`tuneloop.data.pii_cache`).
+    """
     normalise = normaliser_for(cfg)
     if not cfg.path:
         raise DataError("no data files given (data.path is empty)")
@@ -67,21 +74,40 @@ def load_examples(cfg: DataConfig) -> DataReport:
         check_columns_exist(Path(path), cfg)
     report = DataReport(pii_scrubbed=cfg.scrub_pii)
     first_seen: dict[tuple, str] = {}
-    detector = PiiDetector(allow=cfg.pii_allow) if cfg.scrub_pii else None
     for path in cfg.path:
-        for row in read_rows(path):
-            report.rows_read += 1
-            example = normalise_row(row, normalise, cfg, report)
-            if example is None:
-                continue
-            # scrubbed before the duplicate check: rows that differ only in personal data are duplicates
-            example, found = scrub_example(example, detector) if detector else (example, Counter())
-            if keep_unless_duplicate(example, first_seen, report) and found:
-                report.pii.update(found)
-                report.pii_rows.append(f"{example.source}:{example.line}")
+        cache = PiiCache(path) if cfg.scrub_pii else None
+        detector = cache.detector(allow=cfg.pii_allow) if cache else None
+        for batch in batches(read_rows(path), SCRUB_BATCH):
+            add_rows([normalise_row(row, normalise, cfg) for row in batch], detector, first_seen, report)
+        if cache:
+            cache.save()
     if not report.examples:
         raise DataError(no_usable_rows_message(cfg, report))
     return report
+
+
+def add_rows(rows: list[Example | DroppedRow], detector: PiiDetector | None, first_seen: dict[tuple, str], report: DataReport) -> None:
+    """A batch of rows into ``report``: the dropped ones with their reason, the others scrubbed (with a
+    ``detector``) and kept unless they duplicate an earlier row."""
+    if detector:
+        detector.analyse_all([text for row in rows if isinstance(row, Example) for text in texts_to_scrub(row)])
+    for row in rows:
+        report.rows_read += 1
+        if isinstance(row, DroppedRow):
+            report.dropped.append(row)
+            continue
+        # scrubbed before the duplicate check: rows that differ only in personal data are duplicates
+        example, found = scrub_example(row, detector) if detector else (row, Counter())
+        if keep_unless_duplicate(example, first_seen, report) and found:
+            report.pii.update(found)
+            report.pii_rows.append(f"{example.source}:{example.line}")
+
+
+def batches(rows: Iterable, size: int) -> Iterator[list]:
+    """``rows`` in lists of ``size`` (the last one shorter), read as they are needed."""
+    iterator = iter(rows)
+    while batch := list(itertools.islice(iterator, size)):
+        yield batch
 
 
 def normaliser_for(cfg: DataConfig) -> Normaliser:
@@ -100,19 +126,17 @@ def normaliser_for(cfg: DataConfig) -> Normaliser:
     return normalise
 
 
-def normalise_row(row: RawRow | BadRow, normalise: Normaliser, cfg: DataConfig, report: DataReport) -> Example | None:
+def normalise_row(row: RawRow | BadRow, normalise: Normaliser, cfg: DataConfig) -> Example | DroppedRow:
+    """The row as an example of the format, or why it is dropped."""
     if isinstance(row, BadRow):
-        report.dropped.append(DroppedRow(row.source, row.line, row.field, row.reason))
-        return None
+        return DroppedRow(row.source, row.line, row.field, row.reason)
     try:
         example = normalise(row.fields, cfg)
         check_text_is_clean(example)
     except RowError as err:
-        report.dropped.append(DroppedRow(row.source, row.line, err.field, err.reason))
-        return None
+        return DroppedRow(row.source, row.line, err.field, err.reason)
     except RecursionError:  # a value nested deeper than the normaliser can walk
-        report.dropped.append(DroppedRow(row.source, row.line, None, "nested too deeply to read"))
-        return None
+        return DroppedRow(row.source, row.line, None, "nested too deeply to read")
     return dataclasses.replace(example, source=row.source, line=row.line)
 
 

@@ -63,6 +63,18 @@ def test_every_type_is_found_in_one_sentence(detector):
     assert set(counts) == {"NAME", "EMAIL", "PHONE", "CARD", "IBAN", "IP", "SSN", "NINO", "ADDRESS"}
 
 
+def test_texts_analysed_in_a_batch_get_what_they_get_one_by_one(detector):
+    """``analyse_all`` runs spaCy on a batch of texts (nlp.pipe): each text's detections are those of its own call."""
+    texts = ["I'm Olivia Thompson, olivia@fjord.io, +1 201-555-0123, card 4111-1111-1111-1111, from 198.51.100.7.",
+             "Refund to GB82 WEST 1234 5698 7654 32, ship to 7b Old Mill Lane, Apt 4.", "", "   ",
+             "Ana Lima and Bo Chen wrote; SSN 536-22-8170, NINO AB 12 34 56 C.", "Beacon keeps crashing.",
+             "Order 4111 1111 1111 1112 is late"] * 2  # fmt: skip
+    batched = PiiDetector(known={})
+    batched.analyse_all(texts)
+    assert len(batched.known) == 5 and [batched.find(text) for text in texts] == [detector.find(text) for text in texts]
+    assert any(batched.find(texts[0]))
+
+
 def test_allowed_words_are_not_taken_for_names():
     text = "Beacon keeps crashing."
     assert PiiDetector(allow=["beacon"]).find(text) == []
