@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from tuneloop.models.load import load_causal_lm
@@ -30,7 +31,25 @@ def serve(base: str, host: str, port: int, store_path: Path | None, max_batch: i
           log_prompts: str = "scrubbed", max_request_bytes: int = 1_000_000, api_docs: bool = False) -> None:  # fmt: skip
     import uvicorn
 
+    cap_malloc_arenas()  # before the model and the engine's threads allocate
     app = build_server(base, store_path, max_batch, max_prompt_tokens, max_tokens, log_prompts, max_request_bytes, api_docs)
     console().print(f"serving {base} at http://{host}:{port}/  (API under /v1, key required; web page at /; "
                     f"request log: {log_prompts} prompts and answers)")  # fmt: skip
     uvicorn.run(app, host=host, port=port, log_level="warning")
+
+
+def cap_malloc_arenas(arenas: int = 2) -> None:
+    """Cap glibc's malloc arenas (unless ``MALLOC_ARENA_MAX`` is set). By default every thread that allocates (the
+    engine, the request and tokenising pools: dozens) gets an arena of its own, up to 8 per core, and each keeps
+    what it freed; under load the server's resident memory kept growing for minutes (tiny model, 16 clients: +8 MB/s
+    over the first 40 s). With two it levels off within ~15 s. The GIL serialises nearly every allocation anyway."""
+    import ctypes
+
+    if "MALLOC_ARENA_MAX" in os.environ:
+        return
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:  # not glibc: nothing to cap
+        return
+    M_ARENA_MAX = -8  # from glibc's malloc.h
+    libc.mallopt(M_ARENA_MAX, arenas)
