@@ -231,3 +231,29 @@ def test_text_no_tokenizer_can_encode_and_empty_prompts_are_a_400_naming_the_fie
     url, key, _ = server
     answer = requests.post(f"{url}{path}", data=raw, headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"})
     assert answer.status_code == 400 and answer.json()["error"]["param"] == param, answer.text
+
+
+def test_loading_an_adapter_on_first_use_holds_no_other_request(server, tiny_model_dir, tmp_path, monkeypatch):
+    from helpers import random_lora_run
+    from tuneloop.store.versions import register
+
+    url, key, app = server
+    version = register(app.state.store.connection(), random_lora_run(tiny_model_dir, tmp_path / "run", "slowload", seed=3)).id
+    engine, loaded = app.state.engine, app.state.engine.ensure_adapter
+
+    def from_a_slow_disk(*args):  # the real load, after the wait a slow or busy disk would add
+        time.sleep(1.5)
+        loaded(*args)
+
+    monkeypatch.setattr(engine, "ensure_adapter", from_a_slow_disk)
+    body = {"model": version, "messages": ASK, "max_tokens": 2}
+    result = {}
+    asker = threading.Thread(target=lambda: result.update(r=requests.post(f"{url}/v1/chat/completions", json=body, headers={"Authorization": f"Bearer {key}"}, timeout=60)))
+    asker.start()
+    slowest = 0.0
+    while asker.is_alive():
+        started = time.perf_counter()
+        requests.get(f"{url}/healthz", timeout=30)
+        slowest = max(slowest, time.perf_counter() - started)
+    assert result["r"].status_code == 200 and result["r"].json()["system_fingerprint"] == version
+    assert slowest < 0.5

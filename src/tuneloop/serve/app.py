@@ -155,6 +155,7 @@ def create_app(engine, store, base_model: str, limits: Limits = Limits(), log_pr
     from fastapi import Depends, FastAPI
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
+    from starlette.concurrency import run_in_threadpool
     from starlette.exceptions import HTTPException
 
     keys, counters = KeyChecker(store), ServerMetrics()
@@ -262,7 +263,7 @@ def create_app(engine, store, base_model: str, limits: Limits = Limits(), log_pr
     async def chat_completions(body: ChatRequest, request: Request):
         key_name = request.state.key_name
         refuse_not_implemented(body)
-        target = served(body.model)
+        target = await run_in_threadpool(served, body.model)  # a first use loads the adapter: not on the event loop
         messages = [m.model_dump() for m in body.messages]
         prompted = messages
         if target.system_prompt and messages[0]["role"] != "system":  # as the version was trained
@@ -275,7 +276,7 @@ def create_app(engine, store, base_model: str, limits: Limits = Limits(), log_pr
     async def completions(body: CompletionRequest, request: Request):
         key_name = request.state.key_name
         refuse_not_implemented(body)
-        target = served(body.model)
+        target = await run_in_threadpool(served, body.model)  # a first use loads the adapter: not on the event loop
         job = Job(body.model, target, body.prompt, body.prompt, key_name, "text")
         return await answer(job, checked_max_tokens(body.max_tokens, 16), body)
 

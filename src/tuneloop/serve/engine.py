@@ -12,7 +12,9 @@ Rows of one batch may use different adapters (peft's mixed-adapter batches: ``ad
 entry per row, ``"__base__"`` for the plain base) and different sampling settings (each row is
 sampled with its own temperature and top-p). New tokens reach each request as they are produced,
 for streaming. A row whose sampling fails (a value the sampler cannot compute) fails alone with its
-own error; the other rows of its batch go on.
+own error; the other rows of its batch go on. Likewise a prompt whose prefill fails: the arrivals of
+that pass are prefilled again one by one, so only the one that breaks it fails and the running batch
+goes on. A failed decode step (no request value is known to cause one) fails the rows it advanced.
 
 The batch's key/value cache (left-padded, growing in place) is in :mod:`tuneloop.serve.batch_cache`.
 """
@@ -119,20 +121,34 @@ class Engine:
         batch = RunningBatch()
         while True:
             arrivals = self._arrivals(idle=not batch.rows)
-            try:
-                with self._model_lock:
-                    started = time.perf_counter()
-                    if arrivals:
-                        self._admit(batch, arrivals)
-                    if batch.rows:
+            with self._model_lock:
+                started = time.perf_counter()
+                if arrivals:
+                    self._admit_each_failing_alone(batch, arrivals)
+                if batch.rows:
+                    try:
                         self._step(batch)
-                    self.stats.busy_seconds += time.perf_counter() - started
-            except Exception as err:  # a failed pass fails its requests, never the worker
-                for row in batch.rows + [Row(generation) for generation in arrivals]:
-                    row.generation.error = err
-                    row.generation.finished.set()
-                batch = RunningBatch()
+                    except Exception as err:  # a failed decode pass fails the rows it advanced, never the worker
+                        failed(batch.rows, err)
+                        batch = RunningBatch()
+                self.stats.busy_seconds += time.perf_counter() - started
             self._release_finished(batch)
+
+    def _admit_each_failing_alone(self, batch, arrivals: list[Generation]) -> None:
+        """Admit the arrivals together; if their prefill fails, admit each alone, so a request that breaks a
+        forward pass fails by itself, and neither the other arrivals nor the running batch notice."""
+        try:
+            self._admit(batch, arrivals)  # (the running batch changes only once the pass has succeeded)
+            return
+        except Exception as err:
+            if len(arrivals) == 1:
+                failed([Row(arrivals[0])], err)
+                return
+        for generation in arrivals:
+            try:
+                self._admit(batch, [generation])
+            except Exception as err:
+                failed([Row(generation)], err)
 
     def _arrivals(self, idle: bool) -> list[Generation]:
         """Requests to admit now: all that are waiting, up to the free rows. An idle engine blocks for
@@ -255,10 +271,18 @@ class Engine:
         final = len(generation.token_ids) >= generation.max_tokens
         if self._show(generation, text, final):
             generation.finish_reason = "stop"
+            self._drop_tokens_past_the_text(generation)
             return True
         if final:
             generation.finish_reason = "length"
         return final
+
+    def _drop_tokens_past_the_text(self, generation: Generation) -> None:
+        """After a stop string: keep the tokens that spell the answer's text, not those of the stop string, so
+        ``completion_tokens`` counts what the client got (a token the stop string starts inside stays)."""
+        ids = generation.token_ids
+        while ids and self.encoder.decode(ids[:-1]).startswith(generation.text):
+            ids.pop()
 
     @staticmethod
     def _show(generation: Generation, text: str, final: bool) -> bool:
@@ -277,6 +301,13 @@ class Engine:
             self.stats.requests_finished += 1
             row.generation.finished.set()
         self._running = len(batch.rows)
+
+
+def failed(rows: list["Row"], err: Exception) -> None:
+    """End these rows' requests with ``err``."""
+    for row in rows:
+        row.generation.error = err
+        row.generation.finished.set()
 
 
 @dataclass
