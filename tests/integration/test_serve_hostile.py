@@ -257,3 +257,28 @@ def test_loading_an_adapter_on_first_use_holds_no_other_request(server, tiny_mod
         slowest = max(slowest, time.perf_counter() - started)
     assert result["r"].status_code == 200 and result["r"].json()["system_fingerprint"] == version
     assert slowest < 0.5
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_slow_write_to_the_request_log_holds_no_other_request(server, monkeypatch, stream):
+    import tuneloop.serve.app as app_module
+
+    url, key, _ = server
+    logged = app_module.log_request
+
+    def on_a_busy_store(*args, **kwargs):  # the real write, after the wait of a store locked by another writer (or a slow scrub)
+        time.sleep(1.0)
+        return logged(*args, **kwargs)
+
+    monkeypatch.setattr(app_module, "log_request", on_a_busy_store)
+    body = {"model": "base", "messages": ASK, "max_tokens": 2, "stream": stream}
+    result = {}
+    asker = threading.Thread(target=lambda: result.update(r=requests.post(f"{url}/v1/chat/completions", json=body, headers={"Authorization": f"Bearer {key}"}, timeout=60)))
+    asker.start()
+    slowest = 0.0
+    while asker.is_alive():
+        started = time.perf_counter()
+        requests.get(f"{url}/healthz", timeout=30)
+        slowest = max(slowest, time.perf_counter() - started)
+    assert result["r"].status_code == 200 and "error" not in result["r"].text
+    assert slowest < 0.5

@@ -293,7 +293,7 @@ def create_app(engine, store, base_model: str, limits: Limits = Limits(), log_pr
             with_usage = body.stream_options is not None and body.stream_options.include_usage
             return StreamingResponse(stream_events(job, generation, pieces, with_usage), media_type="text/event-stream")
         await asyncio.get_running_loop().run_in_executor(None, generation.finished.wait)
-        finish(job, generation)
+        await run_in_threadpool(finish, job, generation)  # scrubbing and the store's write: off the event loop
         return job.response(generation)
 
     async def stream_events(job: "Job", generation, pieces: asyncio.Queue, with_usage: bool):
@@ -304,7 +304,7 @@ def create_app(engine, store, base_model: str, limits: Limits = Limits(), log_pr
                 continue
             yield sse(job.chunk(piece, None))
         try:
-            finish(job, generation)
+            await run_in_threadpool(finish, job, generation)
         except ApiError as err:  # the 200 is already sent: the error is the stream's last event
             yield sse(error_body(err))
             return
@@ -330,7 +330,7 @@ def create_app(engine, store, base_model: str, limits: Limits = Limits(), log_pr
     @app.post("/v1/feedback")
     async def feedback(body: FeedbackRequest):
         try:
-            feedback_id = record_feedback(store.connection(), body)
+            feedback_id = await run_in_threadpool(lambda: record_feedback(store.connection(), body))  # a write may wait for a lock
         except NotFoundError as err:
             raise ApiError(404, str(err), param="request_id") from None
         except TuneloopError as err:
