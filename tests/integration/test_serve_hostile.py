@@ -82,6 +82,7 @@ def test_an_error_after_the_stream_started_arrives_as_an_error_event(client, ser
         list(stream)
     assert not isinstance(raised.value, openai.APIConnectionError)  # a readable error, not a cut connection
     assert "simulated kernel failure" in raised.value.message and raised.value.type == "server_error"
+    assert openai.types.ErrorObject.model_validate(raised.value.body).code is None  # the event's body is OpenAI's error object
 
 
 # --- limits come before the work -------------------------------------------------------------------

@@ -191,7 +191,7 @@ def remembered(session: Session, body: dict) -> None:
     del session.request_ids[:-200]
 
 
-def chat_request(temperature: float = 0.0, content: str | None = None) -> Request:
+def chat_request(kind: str, temperature: float = 0.0, content: str | None = None) -> Request:
     async def chat(session: Session, rng: random.Random) -> Outcome:
         from openai.types.chat import ChatCompletion
 
@@ -205,13 +205,13 @@ def chat_request(temperature: float = 0.0, content: str | None = None) -> Reques
                 remembered(session, response.json())
             return status, problem
 
-        return await timed("chat", True, call)
+        return await timed(kind, True, call)
 
     return chat
 
 
 async def chat_sampled(session: Session, rng: random.Random) -> Outcome:
-    return await chat_request(temperature=rng.choice([0.0, 0.7, 1.3]))(session, rng)
+    return await chat_request("chat", temperature=rng.choice([0.0, 0.7, 1.3]))(session, rng)
 
 
 async def completion(session: Session, rng: random.Random) -> Outcome:
@@ -283,7 +283,7 @@ def streamed(kind: str, path: str, hang_up_after: int | None = None) -> Request:
 
 async def feedback(session: Session, rng: random.Random) -> Outcome:
     if not session.request_ids:
-        return await chat_request()(session, rng)
+        return await chat_request("chat")(session, rng)
     request_id = rng.choice(session.request_ids)
     body = rng.choice([{"kind": "rating", "request_id": request_id, "rating": rng.choice(["up", "down"]), "comment": "load test"},
                        {"kind": "correction", "request_id": request_id, "correction": "the corrected answer"}])  # fmt: skip
@@ -436,9 +436,9 @@ VALID: dict[str, tuple[Request, int]] = {
     "feedback": (feedback, 12),
     "models": (models, 3),
     "healthz": (healthz, 3),
-    "tiny_temperature": (chat_request(temperature=1e-300), 3),
-    "control_tokens": (chat_request(content=FORGED_TURN), 3),
-    "odd_text": (chat_request(content="nul \u0000, emoji \U0001f389, right-to-left \u05e2\u05d1\u05e8\u05d9\u05ea, \u200b"), 2),
+    "tiny_temperature": (chat_request("tiny_temperature", temperature=1e-300), 3),
+    "control_tokens": (chat_request("control_tokens", content=FORGED_TURN), 3),
+    "odd_text": (chat_request("odd_text", content="nul \u0000, emoji \U0001f389, right-to-left \u05e2\u05d1\u05e8\u05d9\u05ea, \u200b"), 2),
     "slow_body": (slow_body, 1),
     "closed_mid_stream": (streamed("closed_mid_stream", "/v1/chat/completions", hang_up_after=1), 3),
 }

@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from reliability.serve_load import (
-    ServerProcess, drive, each_kind_once, kill_verdict, post_feedback_until_killed, seed_store, stored_corrections, summary,
+    ServerProcess, all_kinds, drive, each_kind_once, kill_verdict, post_feedback_until_killed, seed_store, stored_corrections, summary,
 )  # fmt: skip
 
 CLIENTS = 16
@@ -66,6 +66,7 @@ def test_16_clients_mixing_valid_and_hostile_requests_get_no_5xx_and_memory_stay
     load, memory = asyncio.run(drive(server.url, served.key, served.models, CLIENTS, LOAD_S, seed=2, rss=server.rss_bytes))
     outcomes = every_kind + warm_up + load
     figures = summary(outcomes)
+    assert set(all_kinds()) <= set(figures["kinds"])
     assert figures["any_5xx"] == 0, summary([o for o in outcomes if o.status >= 500])["kinds"]
     assert problems_by_kind(outcomes) == {}  # valid: 200 and parsed by openai's types; hostile: its 4xx in OpenAI's shape
     assert figures["valid"] >= 100 and figures["hostile"] >= 30, figures  # a load, not a trickle
