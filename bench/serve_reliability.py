@@ -144,6 +144,11 @@ def markdown(report: dict) -> str:
     for kind, row in sorted(load["kinds"].items(), key=lambda item: (not item[1]["valid"], -item[1]["requests"])):
         statuses = ", ".join(f"{status or 'none'}: {count}" for status, count in row["statuses"].items())
         lines.append(f"| {kind} | {'yes' if row['valid'] else 'no'} | {row['requests']} | {statuses} | {row['p50_s']:.3f} | {row['p95_s']:.3f} | {row['problems']} |")
+    broken = [(kind, row["first_problems"]) for kind, row in sorted(load["kinds"].items()) if row["problems"]]
+    if broken or report["logged_errors"]:
+        lines += ["", "Problems (the first of each kind), and the server log's exceptions:", ""]
+        lines += [f"- {kind}: {problem}" for kind, problems in broken for problem in problems]
+        lines += [f"- server log: {line}" for line in report["logged_errors"][:10]]
     lines += ["", "Server RSS over the run (s: MiB): " + ", ".join(f"{t:.0f}: {mib(r)}" for t, r in memory[:: max(1, len(memory) // 12)])]
     return "\n".join(lines) + "\n"
 

@@ -283,3 +283,24 @@ def test_a_slow_write_to_the_request_log_holds_no_other_request(server, monkeypa
         slowest = max(slowest, time.perf_counter() - started)
     assert result["r"].status_code == 200 and "error" not in result["r"].text
     assert slowest < 0.5
+
+
+def test_a_stream_the_client_hangs_up_on_stops_generating(client, server, monkeypatch):
+    engine = server[2].state.engine
+    whole = client.chat.completions.create(model="base", messages=ASK, max_tokens=16)
+    assert whole.usage.completion_tokens == 16  # left alone, the answer runs 15 decode steps
+    real_forward = engine.model.forward
+
+    def slow_forward(*args, **kwargs):  # each pass as slow as a bigger model's, so the hang-up comes mid-answer
+        time.sleep(0.05)
+        return real_forward(*args, **kwargs)
+
+    monkeypatch.setattr(engine.model, "forward", slow_forward)
+    row_steps, finished = engine.stats.row_steps, engine.stats.requests_finished
+    stream = client.chat.completions.create(model="base", messages=ASK, max_tokens=16, stream=True)
+    next(iter(stream))
+    stream.close()  # the client goes away after its first chunk
+    deadline = time.monotonic() + 30
+    while engine.stats.requests_finished == finished and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert engine.stats.requests_finished == finished + 1 and engine.stats.row_steps - row_steps <= 8

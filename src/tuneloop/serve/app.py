@@ -297,21 +297,25 @@ def create_app(engine, store, base_model: str, limits: Limits = Limits(), log_pr
         return job.response(generation)
 
     async def stream_events(job: "Job", generation, pieces: asyncio.Queue, with_usage: bool):
-        while not (generation.finished.is_set() and pieces.empty()):
-            try:
-                piece = await asyncio.wait_for(pieces.get(), timeout=0.05)
-            except asyncio.TimeoutError:
-                continue
-            yield sse(job.chunk(piece, None))
         try:
-            await run_in_threadpool(finish, job, generation)
-        except ApiError as err:  # the 200 is already sent: the error is the stream's last event
-            yield sse(error_body(err))
-            return
-        yield sse(job.chunk("", generation.finish_reason))
-        if with_usage:
-            yield sse(job.usage_chunk(generation))
-        yield "data: [DONE]\n\n"
+            while not (generation.finished.is_set() and pieces.empty()):
+                try:
+                    piece = await asyncio.wait_for(pieces.get(), timeout=0.05)
+                except asyncio.TimeoutError:
+                    continue
+                yield sse(job.chunk(piece, None))
+            try:
+                await run_in_threadpool(finish, job, generation)
+            except ApiError as err:  # the 200 is already sent: the error is the stream's last event
+                yield sse(error_body(err))
+                return
+            yield sse(job.chunk("", generation.finish_reason))
+            if with_usage:
+                yield sse(job.usage_chunk(generation))
+            yield "data: [DONE]\n\n"
+        finally:
+            if not generation.finished.is_set():  # the client hung up: its row leaves the batch at the next step
+                generation.abandoned = True
 
     def finish(job: "Job", generation) -> str:
         seconds = time.perf_counter() - job.started

@@ -53,6 +53,7 @@ class Generation:
     finished: threading.Event = field(default_factory=threading.Event)
     finish_reason: str = "stop"
     error: Exception | None = None
+    abandoned: bool = False  # set when the client has gone away: generation stops at the next step
     text: str = ""  # generated text so far (never ends inside a multi-byte character)
 
 
@@ -252,6 +253,9 @@ class Engine:
         A row whose sampling raises is finished with that error; the others are unaffected."""
         greedy = logits.argmax(dim=-1).tolist()
         for index, row in enumerate(rows):
+            if row.generation.abandoned:  # nobody reads it any more: free its row for others
+                row.done = True
+                continue
             try:
                 token = sample_token(logits[index], row.generation) if samples(row.generation) else greedy[index]
             except Exception as err:  # this row's values broke its sampling: it alone fails
