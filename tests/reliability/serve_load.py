@@ -64,7 +64,8 @@ class ServerProcess:
                    "--max-batch", str(max_batch), "--max-tokens", str(SERVER_MAX_TOKENS),
                    "--max-prompt-tokens", str(SERVER_MAX_PROMPT_TOKENS), "--max-request-bytes", str(MAX_REQUEST_BYTES), *options]  # fmt: skip
         env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
-        process = subprocess.Popen(command, stdout=log.open("a"), stderr=subprocess.STDOUT, env=env, cwd=ROOT)
+        with log.open("a") as output:  # the child holds its own copy of the file
+            process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
         return cls(process, f"http://127.0.0.1:{port}", log)
 
     def wait_ready(self, timeout: float = 180) -> None:
