@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from tuneloop.models.load import load_causal_lm
 from tuneloop.progress import console
 from tuneloop.serve.app import Limits, create_app
 from tuneloop.serve.engine import Engine
+from tuneloop.serve.malloc import cap_malloc_arenas
 from tuneloop.serve.packed_linear import pack_linear_weights
 from tuneloop.serve.request_log import checked_log_mode
 from tuneloop.store.db import Store
@@ -37,19 +37,3 @@ def serve(base: str, host: str, port: int, store_path: Path | None, max_batch: i
                     f"request log: {log_prompts} prompts and answers)")  # fmt: skip
     uvicorn.run(app, host=host, port=port, log_level="warning")
 
-
-def cap_malloc_arenas(arenas: int = 2) -> None:
-    """Cap glibc's malloc arenas (unless ``MALLOC_ARENA_MAX`` is set). By default every thread that allocates (the
-    engine, the request and tokenising pools: dozens) gets an arena of its own, up to 8 per core, and each keeps
-    what it freed; under load the server's resident memory kept growing for minutes (tiny model, 16 clients: +8 MB/s
-    over the first 40 s). With two it levels off within ~15 s. The GIL serialises nearly every allocation anyway."""
-    import ctypes
-
-    if "MALLOC_ARENA_MAX" in os.environ:
-        return
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-    except OSError:  # not glibc: nothing to cap
-        return
-    M_ARENA_MAX = -8  # from glibc's malloc.h
-    libc.mallopt(M_ARENA_MAX, arenas)
