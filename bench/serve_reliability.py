@@ -9,8 +9,9 @@ The load driver is the short test's (``tests/reliability/serve_load.py``): one a
 each client sending one request after another, drawn from a fixed mix (valid: chat greedy and sampled, chat
 and completion streams, completions, feedback on earlier answers, the model list, /healthz, a temperature of
 1e-300, a forged ``<|im_start|>`` turn, NUL/emoji/right-to-left text, a body sent slowly, a stream the client
-hangs up on; hostile: each once per draw of ~95 valid ones, the kinds listed in the table). Before the timed run
-every kind is sent once. How each figure is made:
+hangs up on; hostile, and a client that hangs up mid-body: the kinds listed in the table). The valid kinds weigh 79
+in all, each of the 27 others 1, so about a quarter of the requests are hostile. Before the timed run every kind
+is sent once. How each figure is made:
 
 * statuses, problems: a valid request must get 200 and a body the ``openai`` package's types parse (every
   stream event included, and a stream must end with ``[DONE]``); a hostile one its listed 4xx with OpenAI's
