@@ -304,3 +304,26 @@ def test_a_stream_the_client_hangs_up_on_stops_generating(client, server, monkey
     while engine.stats.requests_finished == finished and time.monotonic() < deadline:
         time.sleep(0.01)
     assert engine.stats.requests_finished == finished + 1 and engine.stats.row_steps - row_steps <= 8
+
+
+def test_a_stream_delivers_every_piece_when_its_event_loop_lags_behind_the_engine(client, server, monkeypatch):
+    engine = server[2].state.engine
+    whole = client.chat.completions.create(model="base", messages=ASK, max_tokens=16).choices[0].message.content
+    submit = engine.submit
+
+    class LookedAtLate(threading.Event):  # the first look at "finished" comes late: the loop thread was held meanwhile
+        looked = False
+
+        def is_set(self):
+            if not self.looked:
+                self.looked = True
+                time.sleep(0.5)  # the engine finishes the answer now, handing its pieces to the loop
+            return super().is_set()
+
+    def submit_looked_at_late(generation):
+        generation.finished = LookedAtLate()
+        return submit(generation)
+
+    monkeypatch.setattr(engine, "submit", submit_looked_at_late)
+    chunks = list(client.chat.completions.create(model="base", messages=ASK, max_tokens=16, stream=True))
+    assert "".join(c.choices[0].delta.content or "" for c in chunks) == whole

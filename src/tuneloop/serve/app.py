@@ -286,23 +286,21 @@ def create_app(engine, store, base_model: str, limits: Limits = Limits(), log_pr
         generation = Generation(
             job.prompt, job.target.adapter, max_tokens, body.temperature, body.top_p,
             on_text=lambda piece: loop.call_soon_threadsafe(pieces.put_nowait, piece), prompt_ids=ids, stop=body.stop_strings(),
+            on_end=lambda: loop.call_soon_threadsafe(pieces.put_nowait, None),  # after every piece: the same queue, in order
         )  # fmt: skip
         job.started = time.perf_counter()
         engine.submit(generation)
         if body.stream:
             with_usage = body.stream_options is not None and body.stream_options.include_usage
             return StreamingResponse(stream_events(job, generation, pieces, with_usage), media_type="text/event-stream")
-        await asyncio.get_running_loop().run_in_executor(None, generation.finished.wait)
+        while await pieces.get() is not None:  # (the text is read from the generation)
+            pass
         await run_in_threadpool(finish, job, generation)  # scrubbing and the store's write: off the event loop
         return job.response(generation)
 
     async def stream_events(job: "Job", generation, pieces: asyncio.Queue, with_usage: bool):
         try:
-            while not (generation.finished.is_set() and pieces.empty()):
-                try:
-                    piece = await asyncio.wait_for(pieces.get(), timeout=0.05)
-                except asyncio.TimeoutError:
-                    continue
+            while (piece := await pieces.get()) is not None:  # None: the request ended, every piece came before it
                 yield sse(job.chunk(piece, None))
             try:
                 await run_in_threadpool(finish, job, generation)

@@ -46,6 +46,7 @@ class Generation:
     temperature: float = 0.0
     top_p: float = 1.0
     on_text: Callable[[str], None] | None = None  # called with each new piece of text
+    on_end: Callable[[], None] | None = None  # called once when the request ends (answered or failed), after its last on_text
     prompt_ids: list[int] | None = None  # the prompt already tokenised (else ``prompt`` is encoded as raw text)
     stop: tuple[str, ...] = ()  # the answer ends before the first of these strings
     token_ids: list[int] = field(default_factory=list)
@@ -54,6 +55,12 @@ class Generation:
     finish_reason: str = "stop"
     error: Exception | None = None
     abandoned: bool = False  # set when the client has gone away: generation stops at the next step
+
+    def end(self) -> None:
+        """Mark the request done (``finished``), then tell ``on_end``."""
+        self.finished.set()
+        if self.on_end is not None:
+            self.on_end()
     text: str = ""  # generated text so far (never ends inside a multi-byte character)
 
 
@@ -303,7 +310,7 @@ class Engine:
     def _release_finished(self, batch) -> None:
         for row in batch.drop_finished():
             self.stats.requests_finished += 1
-            row.generation.finished.set()
+            row.generation.end()
         self._running = len(batch.rows)
 
 
@@ -311,7 +318,7 @@ def failed(rows: list["Row"], err: Exception) -> None:
     """End these rows' requests with ``err``."""
     for row in rows:
         row.generation.error = err
-        row.generation.finished.set()
+        row.generation.end()
 
 
 @dataclass
