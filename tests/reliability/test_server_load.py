@@ -26,7 +26,7 @@ WARM_UP_S, LOAD_S = 3.0, 6.0
 # only. The allocator takes memory in heaps of up to 64 MB, so a few seconds rise in steps: +8 % to +19 % in
 # five runs with the server's capped malloc arenas, +25 % and +38 % with glibc's default (one arena per thread,
 # still growing after 40 s). The cap itself is tested in tests/unit/serve/test_malloc.py; the 60 s curve is
-# in bench/results/serve_reliability.md (576 MiB at the start, 700 at 30 s, 725 at 60 s).
+# in bench/results/serve_reliability.md (622 MiB at the start, 760 at 30 s, 745 at 60 s).
 MAX_RSS_GROWTH = 0.5
 
 pytestmark = pytest.mark.timeout(300)
