@@ -97,6 +97,24 @@ def running(app):
         thread.join(timeout=10)
 
 
+def random_lora_run(model_dir: Path, folder: Path, project: str, seed: int) -> Path:
+    """A finished run folder whose adapter has random (not zero) B matrices, so its answers differ from the base."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from tuneloop.config import dump_config, load_config
+
+    torch.manual_seed(seed)
+    model = get_peft_model(AutoModelForCausalLM.from_pretrained(model_dir), LoraConfig(r=4, lora_alpha=64, target_modules="all-linear", init_lora_weights=False))
+    model.save_pretrained(folder / "adapter")
+    AutoTokenizer.from_pretrained(model_dir).save_pretrained(folder / "adapter")
+    config = load_config(None, {"project": project, "out": str(folder), "model.name": str(model_dir), "data.system_prompt": "Be brief."})
+    (folder / "config.yaml").write_text(dump_config(config))
+    (folder / "data.json").write_text(json.dumps({"dataset_hash": f"{seed:064d}"}))
+    return folder
+
+
 # Preference pairs with an obvious rule, and a reward run's arguments: shared by the reward, PPO and GRPO tests.
 ISSUES = ["the dashboard is down", "my invoice is wrong", "login fails", "exports time out", "alerts never arrive"]
 POLITE = ["Thank you for writing in, we are on it.", "Thanks for your patience, a fix is coming.", "Sorry for the trouble, we will help."]

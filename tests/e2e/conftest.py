@@ -2,30 +2,9 @@
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import pytest
 
-from helpers import running
-
-
-def random_lora_run(model_dir: Path, folder: Path, project: str, seed: int) -> Path:
-    """A finished run folder whose adapter has random (not zero) B matrices, so its answers differ from the base."""
-    import torch
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from tuneloop.config import dump_config, load_config
-
-    torch.manual_seed(seed)
-    model = get_peft_model(AutoModelForCausalLM.from_pretrained(model_dir), LoraConfig(r=4, lora_alpha=64, target_modules="all-linear", init_lora_weights=False))
-    model.save_pretrained(folder / "adapter")
-    AutoTokenizer.from_pretrained(model_dir).save_pretrained(folder / "adapter")
-    config = load_config(None, {"project": project, "out": str(folder), "model.name": str(model_dir), "data.system_prompt": "Be brief."})
-    (folder / "config.yaml").write_text(dump_config(config))
-    (folder / "data.json").write_text(json.dumps({"dataset_hash": f"{seed:064d}"}))
-    return folder
+from helpers import random_lora_run, running
 
 
 @pytest.fixture(scope="module")

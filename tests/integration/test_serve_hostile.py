@@ -82,6 +82,7 @@ def test_an_error_after_the_stream_started_arrives_as_an_error_event(client, ser
         list(stream)
     assert not isinstance(raised.value, openai.APIConnectionError)  # a readable error, not a cut connection
     assert "simulated kernel failure" in raised.value.message and raised.value.type == "server_error"
+    assert openai.types.ErrorObject.model_validate(raised.value.body).code is None  # the event's body is OpenAI's error object
 
 
 # --- limits come before the work -------------------------------------------------------------------
@@ -231,3 +232,98 @@ def test_text_no_tokenizer_can_encode_and_empty_prompts_are_a_400_naming_the_fie
     url, key, _ = server
     answer = requests.post(f"{url}{path}", data=raw, headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"})
     assert answer.status_code == 400 and answer.json()["error"]["param"] == param, answer.text
+
+
+def test_loading_an_adapter_on_first_use_holds_no_other_request(server, tiny_model_dir, tmp_path, monkeypatch):
+    from helpers import random_lora_run
+    from tuneloop.store.versions import register
+
+    url, key, app = server
+    version = register(app.state.store.connection(), random_lora_run(tiny_model_dir, tmp_path / "run", "slowload", seed=3)).id
+    engine, loaded = app.state.engine, app.state.engine.ensure_adapter
+
+    def from_a_slow_disk(*args):  # the real load, after the wait a slow or busy disk would add
+        time.sleep(1.5)
+        loaded(*args)
+
+    monkeypatch.setattr(engine, "ensure_adapter", from_a_slow_disk)
+    body = {"model": version, "messages": ASK, "max_tokens": 2}
+    result = {}
+    asker = threading.Thread(target=lambda: result.update(r=requests.post(f"{url}/v1/chat/completions", json=body, headers={"Authorization": f"Bearer {key}"}, timeout=60)))
+    asker.start()
+    slowest = 0.0
+    while asker.is_alive():
+        started = time.perf_counter()
+        requests.get(f"{url}/healthz", timeout=30)
+        slowest = max(slowest, time.perf_counter() - started)
+    assert result["r"].status_code == 200 and result["r"].json()["system_fingerprint"] == version
+    assert slowest < 0.5
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_slow_write_to_the_request_log_holds_no_other_request(server, monkeypatch, stream):
+    import tuneloop.serve.app as app_module
+
+    url, key, _ = server
+    logged = app_module.log_request
+
+    def on_a_busy_store(*args, **kwargs):  # the real write, after the wait of a store locked by another writer (or a slow scrub)
+        time.sleep(1.0)
+        return logged(*args, **kwargs)
+
+    monkeypatch.setattr(app_module, "log_request", on_a_busy_store)
+    body = {"model": "base", "messages": ASK, "max_tokens": 2, "stream": stream}
+    result = {}
+    asker = threading.Thread(target=lambda: result.update(r=requests.post(f"{url}/v1/chat/completions", json=body, headers={"Authorization": f"Bearer {key}"}, timeout=60)))
+    asker.start()
+    slowest = 0.0
+    while asker.is_alive():
+        started = time.perf_counter()
+        requests.get(f"{url}/healthz", timeout=30)
+        slowest = max(slowest, time.perf_counter() - started)
+    assert result["r"].status_code == 200 and "error" not in result["r"].text
+    assert slowest < 0.5
+
+
+def test_a_stream_the_client_hangs_up_on_stops_generating(client, server, monkeypatch):
+    engine = server[2].state.engine
+    whole = client.chat.completions.create(model="base", messages=ASK, max_tokens=16)
+    assert whole.usage.completion_tokens == 16  # left alone, the answer runs 15 decode steps
+    real_forward = engine.model.forward
+
+    def slow_forward(*args, **kwargs):  # each pass as slow as a bigger model's, so the hang-up comes mid-answer
+        time.sleep(0.05)
+        return real_forward(*args, **kwargs)
+
+    monkeypatch.setattr(engine.model, "forward", slow_forward)
+    row_steps, finished = engine.stats.row_steps, engine.stats.requests_finished
+    stream = client.chat.completions.create(model="base", messages=ASK, max_tokens=16, stream=True)
+    next(iter(stream))
+    stream.close()  # the client goes away after its first chunk
+    deadline = time.monotonic() + 30
+    while engine.stats.requests_finished == finished and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert engine.stats.requests_finished == finished + 1 and engine.stats.row_steps - row_steps <= 8
+
+
+def test_a_stream_delivers_every_piece_when_its_event_loop_lags_behind_the_engine(client, server, monkeypatch):
+    engine = server[2].state.engine
+    whole = client.chat.completions.create(model="base", messages=ASK, max_tokens=16).choices[0].message.content
+    submit = engine.submit
+
+    class LookedAtLate(threading.Event):  # the first look at "finished" comes late: the loop thread was held meanwhile
+        looked = False
+
+        def is_set(self):
+            if not self.looked:
+                self.looked = True
+                time.sleep(0.5)  # the engine finishes the answer now, handing its pieces to the loop
+            return super().is_set()
+
+    def submit_looked_at_late(generation):
+        generation.finished = LookedAtLate()
+        return submit(generation)
+
+    monkeypatch.setattr(engine, "submit", submit_looked_at_late)
+    chunks = list(client.chat.completions.create(model="base", messages=ASK, max_tokens=16, stream=True))
+    assert "".join(c.choices[0].delta.content or "" for c in chunks) == whole

@@ -155,6 +155,7 @@ def create_app(engine, store, base_model: str, limits: Limits = Limits(), log_pr
     from fastapi import Depends, FastAPI
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
+    from starlette.concurrency import run_in_threadpool
     from starlette.exceptions import HTTPException
 
     keys, counters = KeyChecker(store), ServerMetrics()
@@ -262,7 +263,7 @@ def create_app(engine, store, base_model: str, limits: Limits = Limits(), log_pr
     async def chat_completions(body: ChatRequest, request: Request):
         key_name = request.state.key_name
         refuse_not_implemented(body)
-        target = served(body.model)
+        target = await run_in_threadpool(served, body.model)  # a first use loads the adapter: not on the event loop
         messages = [m.model_dump() for m in body.messages]
         prompted = messages
         if target.system_prompt and messages[0]["role"] != "system":  # as the version was trained
@@ -275,7 +276,7 @@ def create_app(engine, store, base_model: str, limits: Limits = Limits(), log_pr
     async def completions(body: CompletionRequest, request: Request):
         key_name = request.state.key_name
         refuse_not_implemented(body)
-        target = served(body.model)
+        target = await run_in_threadpool(served, body.model)  # a first use loads the adapter: not on the event loop
         job = Job(body.model, target, body.prompt, body.prompt, key_name, "text")
         return await answer(job, checked_max_tokens(body.max_tokens, 16), body)
 
@@ -285,32 +286,34 @@ def create_app(engine, store, base_model: str, limits: Limits = Limits(), log_pr
         generation = Generation(
             job.prompt, job.target.adapter, max_tokens, body.temperature, body.top_p,
             on_text=lambda piece: loop.call_soon_threadsafe(pieces.put_nowait, piece), prompt_ids=ids, stop=body.stop_strings(),
+            on_end=lambda: loop.call_soon_threadsafe(pieces.put_nowait, None),  # after every piece: the same queue, in order
         )  # fmt: skip
         job.started = time.perf_counter()
         engine.submit(generation)
         if body.stream:
             with_usage = body.stream_options is not None and body.stream_options.include_usage
             return StreamingResponse(stream_events(job, generation, pieces, with_usage), media_type="text/event-stream")
-        await asyncio.get_running_loop().run_in_executor(None, generation.finished.wait)
-        finish(job, generation)
+        while await pieces.get() is not None:  # (the text is read from the generation)
+            pass
+        await run_in_threadpool(finish, job, generation)  # scrubbing and the store's write: off the event loop
         return job.response(generation)
 
     async def stream_events(job: "Job", generation, pieces: asyncio.Queue, with_usage: bool):
-        while not (generation.finished.is_set() and pieces.empty()):
-            try:
-                piece = await asyncio.wait_for(pieces.get(), timeout=0.05)
-            except asyncio.TimeoutError:
-                continue
-            yield sse(job.chunk(piece, None))
         try:
-            finish(job, generation)
-        except ApiError as err:  # the 200 is already sent: the error is the stream's last event
-            yield sse(error_body(err))
-            return
-        yield sse(job.chunk("", generation.finish_reason))
-        if with_usage:
-            yield sse(job.usage_chunk(generation))
-        yield "data: [DONE]\n\n"
+            while (piece := await pieces.get()) is not None:  # None: the request ended, every piece came before it
+                yield sse(job.chunk(piece, None))
+            try:
+                await run_in_threadpool(finish, job, generation)
+            except ApiError as err:  # the 200 is already sent: the error is the stream's last event
+                yield sse(error_body(err))
+                return
+            yield sse(job.chunk("", generation.finish_reason))
+            if with_usage:
+                yield sse(job.usage_chunk(generation))
+            yield "data: [DONE]\n\n"
+        finally:
+            if not generation.finished.is_set():  # the client hung up: its row leaves the batch at the next step
+                generation.abandoned = True
 
     def finish(job: "Job", generation) -> str:
         seconds = time.perf_counter() - job.started
@@ -329,7 +332,7 @@ def create_app(engine, store, base_model: str, limits: Limits = Limits(), log_pr
     @app.post("/v1/feedback")
     async def feedback(body: FeedbackRequest):
         try:
-            feedback_id = record_feedback(store.connection(), body)
+            feedback_id = await run_in_threadpool(lambda: record_feedback(store.connection(), body))  # a write may wait for a lock
         except NotFoundError as err:
             raise ApiError(404, str(err), param="request_id") from None
         except TuneloopError as err:

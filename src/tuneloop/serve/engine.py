@@ -12,7 +12,9 @@ Rows of one batch may use different adapters (peft's mixed-adapter batches: ``ad
 entry per row, ``"__base__"`` for the plain base) and different sampling settings (each row is
 sampled with its own temperature and top-p). New tokens reach each request as they are produced,
 for streaming. A row whose sampling fails (a value the sampler cannot compute) fails alone with its
-own error; the other rows of its batch go on.
+own error; the other rows of its batch go on. Likewise a prompt whose prefill fails: the arrivals of
+that pass are prefilled again one by one, so only the one that breaks it fails and the running batch
+goes on. A failed decode step (no request value is known to cause one) fails the rows it advanced.
 
 The batch's key/value cache (left-padded, growing in place) is in :mod:`tuneloop.serve.batch_cache`.
 """
@@ -44,6 +46,7 @@ class Generation:
     temperature: float = 0.0
     top_p: float = 1.0
     on_text: Callable[[str], None] | None = None  # called with each new piece of text
+    on_end: Callable[[], None] | None = None  # called once when the request ends (answered or failed), after its last on_text
     prompt_ids: list[int] | None = None  # the prompt already tokenised (else ``prompt`` is encoded as raw text)
     stop: tuple[str, ...] = ()  # the answer ends before the first of these strings
     token_ids: list[int] = field(default_factory=list)
@@ -51,6 +54,13 @@ class Generation:
     finished: threading.Event = field(default_factory=threading.Event)
     finish_reason: str = "stop"
     error: Exception | None = None
+    abandoned: bool = False  # set when the client has gone away: generation stops at the next step
+
+    def end(self) -> None:
+        """Mark the request done (``finished``), then tell ``on_end``."""
+        self.finished.set()
+        if self.on_end is not None:
+            self.on_end()
     text: str = ""  # generated text so far (never ends inside a multi-byte character)
 
 
@@ -119,20 +129,34 @@ class Engine:
         batch = RunningBatch()
         while True:
             arrivals = self._arrivals(idle=not batch.rows)
-            try:
-                with self._model_lock:
-                    started = time.perf_counter()
-                    if arrivals:
-                        self._admit(batch, arrivals)
-                    if batch.rows:
+            with self._model_lock:
+                started = time.perf_counter()
+                if arrivals:
+                    self._admit_each_failing_alone(batch, arrivals)
+                if batch.rows:
+                    try:
                         self._step(batch)
-                    self.stats.busy_seconds += time.perf_counter() - started
-            except Exception as err:  # a failed pass fails its requests, never the worker
-                for row in batch.rows + [Row(generation) for generation in arrivals]:
-                    row.generation.error = err
-                    row.generation.finished.set()
-                batch = RunningBatch()
+                    except Exception as err:  # a failed decode pass fails the rows it advanced, never the worker
+                        failed(batch.rows, err)
+                        batch = RunningBatch()
+                self.stats.busy_seconds += time.perf_counter() - started
             self._release_finished(batch)
+
+    def _admit_each_failing_alone(self, batch, arrivals: list[Generation]) -> None:
+        """Admit the arrivals together; if their prefill fails, admit each alone, so a request that breaks a
+        forward pass fails by itself, and neither the other arrivals nor the running batch notice."""
+        try:
+            self._admit(batch, arrivals)  # (the running batch changes only once the pass has succeeded)
+            return
+        except Exception as err:
+            if len(arrivals) == 1:
+                failed([Row(arrivals[0])], err)
+                return
+        for generation in arrivals:
+            try:
+                self._admit(batch, [generation])
+            except Exception as err:
+                failed([Row(generation)], err)
 
     def _arrivals(self, idle: bool) -> list[Generation]:
         """Requests to admit now: all that are waiting, up to the free rows. An idle engine blocks for
@@ -236,6 +260,9 @@ class Engine:
         A row whose sampling raises is finished with that error; the others are unaffected."""
         greedy = logits.argmax(dim=-1).tolist()
         for index, row in enumerate(rows):
+            if row.generation.abandoned:  # nobody reads it any more: free its row for others
+                row.done = True
+                continue
             try:
                 token = sample_token(logits[index], row.generation) if samples(row.generation) else greedy[index]
             except Exception as err:  # this row's values broke its sampling: it alone fails
@@ -255,10 +282,18 @@ class Engine:
         final = len(generation.token_ids) >= generation.max_tokens
         if self._show(generation, text, final):
             generation.finish_reason = "stop"
+            self._drop_tokens_past_the_text(generation)
             return True
         if final:
             generation.finish_reason = "length"
         return final
+
+    def _drop_tokens_past_the_text(self, generation: Generation) -> None:
+        """After a stop string: keep the tokens that spell the answer's text, not those of the stop string, so
+        ``completion_tokens`` counts what the client got (a token the stop string starts inside stays)."""
+        ids = generation.token_ids
+        while ids and self.encoder.decode(ids[:-1]).startswith(generation.text):
+            ids.pop()
 
     @staticmethod
     def _show(generation: Generation, text: str, final: bool) -> bool:
@@ -275,8 +310,15 @@ class Engine:
     def _release_finished(self, batch) -> None:
         for row in batch.drop_finished():
             self.stats.requests_finished += 1
-            row.generation.finished.set()
+            row.generation.end()
         self._running = len(batch.rows)
+
+
+def failed(rows: list["Row"], err: Exception) -> None:
+    """End these rows' requests with ``err``."""
+    for row in rows:
+        row.generation.error = err
+        row.generation.end()
 
 
 @dataclass

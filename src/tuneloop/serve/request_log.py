@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import json
+import threading
 from typing import Callable
 
 from tuneloop.data.pii import PiiDetector, RowScrubber
@@ -31,7 +32,13 @@ def request_log_texts(mode: str) -> LogTexts:
     if mode == "none":
         return lambda prompt, answer: ("", "")
     detector = PiiDetector()  # loads the NER model now, at start-up, not on the first request
-    return lambda prompt, answer: scrubbed_exchange(detector, prompt, answer)
+    one_at_a_time = threading.Lock()  # requests finish in pool threads; the detector's cache and pipeline are not shared safely
+
+    def scrubbed(prompt: str, answer: str) -> tuple[str, str]:
+        with one_at_a_time:
+            return scrubbed_exchange(detector, prompt, answer)
+
+    return scrubbed
 
 
 def checked_log_mode(mode: str) -> str:

@@ -8,6 +8,7 @@ from tuneloop.models.load import load_causal_lm
 from tuneloop.progress import console
 from tuneloop.serve.app import Limits, create_app
 from tuneloop.serve.engine import Engine
+from tuneloop.serve.malloc import cap_malloc_arenas
 from tuneloop.serve.packed_linear import pack_linear_weights
 from tuneloop.serve.request_log import checked_log_mode
 from tuneloop.store.db import Store
@@ -30,7 +31,9 @@ def serve(base: str, host: str, port: int, store_path: Path | None, max_batch: i
           log_prompts: str = "scrubbed", max_request_bytes: int = 1_000_000, api_docs: bool = False) -> None:  # fmt: skip
     import uvicorn
 
+    cap_malloc_arenas()  # before the model and the engine's threads allocate
     app = build_server(base, store_path, max_batch, max_prompt_tokens, max_tokens, log_prompts, max_request_bytes, api_docs)
     console().print(f"serving {base} at http://{host}:{port}/  (API under /v1, key required; web page at /; "
                     f"request log: {log_prompts} prompts and answers)")  # fmt: skip
     uvicorn.run(app, host=host, port=port, log_level="warning")
+

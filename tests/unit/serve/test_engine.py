@@ -103,3 +103,40 @@ def test_stop_strings_end_the_answer_and_stream_only_text_before_them(engine):
     pieces: list[str] = []
     cut = engine.generate(Generation(PROMPTS[2], max_tokens=12, stop=(stop,), on_text=pieces.append), timeout=60)
     assert (cut.text, cut.finish_reason, "".join(pieces)) == (full[: full.index(stop)], "stop", full[: full.index(stop)])
+
+
+def test_a_prompt_that_breaks_its_prefill_fails_alone_and_the_running_batch_goes_on(engine, monkeypatch):
+    poison = len(engine.tokenizer) - 1  # a token no prompt here encodes to; a prefill holding it raises
+    assert all(poison not in engine.encoder.encode(prompt) for prompt in PROMPTS)
+    real_forward = engine.model.forward
+
+    def failing_on_the_poison(*args, **kwargs):
+        if (kwargs["input_ids"] == poison).any():
+            raise RuntimeError("simulated failure of one prompt's prefill")
+        return real_forward(*args, **kwargs)
+
+    monkeypatch.setattr(engine.model, "forward", failing_on_the_poison)
+    running = engine.submit(Generation(PROMPTS[0], max_tokens=24))
+    while len(running.token_ids) < 2:  # mid-flight when the poisoned prompt and its fellow arrivals join
+        time.sleep(0.001)
+    poisoned = Generation("", prompt_ids=engine.encoder.encode(PROMPTS[1]) + [poison], max_tokens=6)
+    mates = [Generation(prompt, max_tokens=6) for prompt in PROMPTS[2:]]
+    for generation in [poisoned, *mates]:
+        engine.submit(generation)
+    for generation in [running, poisoned, *mates]:
+        assert generation.finished.wait(60)
+    assert isinstance(poisoned.error, RuntimeError)
+    assert running.error is None and running.token_ids == alone(engine, PROMPTS[0], 24)
+    for generation, prompt in zip(mates, PROMPTS[2:]):
+        assert generation.error is None and generation.token_ids == alone(engine, prompt, 6)
+
+
+def test_after_a_stop_string_the_tokens_counted_are_those_of_the_text_returned(engine):
+    full = engine.generate(Generation(PROMPTS[2], max_tokens=12), timeout=60)
+    ids = full.token_ids
+    stop = engine.encoder.decode(ids[-3:-1])  # two whole tokens: the answer stops before them
+    assert stop.strip() and stop in full.text, (full.text, stop)
+    cut = engine.generate(Generation(PROMPTS[2], max_tokens=12, stop=(stop,)), timeout=60)
+    spelled = next(k for k in range(len(ids) + 1) if engine.encoder.decode(ids[:k]).startswith(cut.text))
+    assert cut.text == full.text[: full.text.index(stop)] and cut.finish_reason == "stop"
+    assert cut.token_ids == ids[:spelled] and len(cut.token_ids) < len(ids) - 1
