@@ -1,4 +1,4 @@
-"""Server reliability under load (issue 18, part 4, the long variant): a real ``tuneloop serve`` on the tiny
+"""Server reliability under load (the long variant of tests/reliability/test_server_load.py): a real ``tuneloop serve`` on the tiny
 random Llama with a LoRA version in production, 16 clients for 60 s mixing valid and hostile requests, then a
 SIGKILL during 200 feedback posts and a restart on the same store.
 
