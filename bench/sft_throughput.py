@@ -774,10 +774,11 @@ def tuneloop_worker(spec: dict, fused_kernels: bool = True, precision: str = "au
     validation rows live in their own file); the trained adapter is then loaded back for scoring.
     ``fused_kernels=False`` measures what the fused LoRA layers and per-example attention add."""
     from tuneloop.config import load_config
-    from tuneloop.train.run import mixed_precision, train
+    from tuneloop.train.precision import choose_precision
+    from tuneloop.train.run import train
 
     run_dir = Path(spec["workdir"]) / f"{spec['trainer']}-run"
-    resolved = "bf16" if mixed_precision(precision)["bf16"] else "fp32"  # what "auto" means here
+    resolved = choose_precision(precision).name  # what "auto" means here
     settings = {
         "project": "bench", "out": str(run_dir), "model.name": spec["model"],
         "data.path": [spec["train_path"]], "data.format": "alpaca", "data.val_fraction": 0.0,

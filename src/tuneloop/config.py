@@ -236,7 +236,9 @@ class TrainConfig(_Section):
         "example (false: peft's and transformers' own paths, e.g. to measure the difference).",
     )
     precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
-        "auto", description="Mixed precision: auto = bf16 on GPUs that support it, fp32 on CPU (bf16 is slow without AMX)."
+        "auto",
+        description="Mixed precision (autocast; weights stay fp32): auto = bf16 where the hardware computes it natively "
+        "(a GPU that supports it, a CPU with AMX-BF16 or AVX512-BF16), else fp32 (bf16 is emulated and slow on other CPUs).",
     )
     nproc: int = Field(
         1, ge=1, description="Training processes (on each node), launched through accelerate (DDP: gloo on CPU, NCCL on GPUs)."

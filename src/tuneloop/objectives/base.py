@@ -24,6 +24,7 @@ class Task:
     packs: bool = True  # several examples may share a row (causal LMs with position_ids)
     perplexity: bool = True  # the loss is a per-token cross-entropy of text, so exp(loss) is a perplexity
     trains_itself: bool = False  # True: the task runs its own training loop (:meth:`fit`), not the Trainer's (ppo, grpo)
+    follows_precision: bool = True  # False: its own loop trains in fp32 whatever train.precision says (ppo)
     dp_trainable: bool = False  # True: :meth:`per_example_losses` gives each row's own loss, so DP-SGD can clip it per example
 
     # --- checks before anything is written --------------------------------------------------

@@ -128,7 +128,8 @@ def grpo_arguments(config, out: Path):
     (per ``grpo.iterations_per_step``), gradient accumulated over ``grpo.completions_per_pass``."""
     from trl import GRPOConfig
 
-    from tuneloop.train.run import _cuda_available, mixed_precision
+    from tuneloop.train.precision import choose_precision
+    from tuneloop.train.run import _cuda_available
 
     g, t = config.grpo, config.train
     answers = g.prompts_per_step * g.group_size
@@ -160,7 +161,7 @@ def grpo_arguments(config, out: Path):
         gradient_checkpointing=False,
         use_cpu=not _cuda_available(),
         dataloader_num_workers=0,
-        **mixed_precision(t.precision),
+        **choose_precision(t.precision).trainer_flags(),
     )
 
 

@@ -56,6 +56,7 @@ class PpoTask(Task):
     formats = PROMPT_FORMATS
     default_primary = "mean_reward"
     trains_itself = True
+    follows_precision = False
     perplexity = False
     packs = False
 

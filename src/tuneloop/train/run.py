@@ -45,6 +45,7 @@ from tuneloop.train.launch import (
     threads_per_process,
     world_size,
 )
+from tuneloop.train.precision import Precision, bf16_warning, choose_precision
 from tuneloop.train.prepare import PreparedData, prepare_dataset
 from tuneloop.train.segmented_attention import use_segmented_attention
 from tuneloop.train.trainer import TuneloopTrainer
@@ -82,6 +83,7 @@ def train(config: RunConfig, resume: bool = False, callbacks: tuple = ()) -> Pat
         )
     task.check_config(config)
     task.check_model(config.model)
+    precision = run_precision(config, task, private)
     packs = get_method(config.method.name).packs_with(task)
     check_curriculum(config, packs)
     check_unsharded(config)
@@ -94,9 +96,11 @@ def train(config: RunConfig, resume: bool = False, callbacks: tuple = ()) -> Pat
     if launched(config) and not inside_launch():
         run_launched(config.model_copy(update={"out": str(out)}), resume, checkpoint)
         return out
+    if is_main_process():
+        say_precision(precision, config)
     model = load_model_with_method(task, config, data.labels)
     if private:
-        return train_privately(task, model, tokenizer, data, config, out, packs)
+        return train_privately(task, model, tokenizer, data, config, out, packs, precision)
     if config.train.fused_kernels:
         use_fused_kernels(model, packs)
     scorer = validation_scorer(task, tokenizer, data, config)
@@ -105,26 +109,26 @@ def train(config: RunConfig, resume: bool = False, callbacks: tuple = ()) -> Pat
     if is_main_process():
         write_run_header(out, config, data, resume)
     if task.trains_itself:
-        return train_in_task_loop(task, model, tokenizer, data, config, out)
+        return train_in_task_loop(task, model, tokenizer, data, config, out, precision)
     trainer = build_trainer(model, tokenizer, data, config, out, task, scorer, callbacks)
     trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
     if is_main_process():
         save_trained(trainer.accelerator.unwrap_model(trainer.model), tokenizer, config, out)
-        write_train_summary(out, trainer)
+        write_train_summary(out, trainer, precision)
     return out
 
 
-def train_in_task_loop(task, model, tokenizer, data: PreparedData, config: RunConfig, out: Path) -> Path:
+def train_in_task_loop(task, model, tokenizer, data: PreparedData, config: RunConfig, out: Path, precision: Precision) -> Path:
     """A task with a training loop of its own (ppo, grpo): its loop, then the same saving and summary."""
     started = time.perf_counter()
     summary = task.fit(model, tokenizer, data, config, out)
     seconds = time.perf_counter() - started
     save_trained(model, tokenizer, config, out)
-    write_loop_summary(out, model, summary, seconds)
+    write_loop_summary(out, model, {**summary, "precision": precision.record()}, seconds)
     return out
 
 
-def train_privately(task, model, tokenizer, data: PreparedData, config: RunConfig, out: Path, packs: bool) -> Path:
+def train_privately(task, model, tokenizer, data: PreparedData, config: RunConfig, out: Path, packs: bool, precision: Precision) -> Path:
     """DP-SGD (:mod:`tuneloop.train.dp_sgd`): the plan, the memory check and the per-example gradient
     hooks before the run folder is written (a refusal leaves nothing), then its loop, saving and summary."""
     check_one_piece_per_row(data, task, tokenizer, config.data.max_length)
@@ -144,8 +148,25 @@ def train_privately(task, model, tokenizer, data: PreparedData, config: RunConfi
     private.close()
     save_trained(model, tokenizer, config, out)
     summary["dp"]["switched_off"] = switched_off
-    write_loop_summary(out, model, summary, seconds)
+    write_loop_summary(out, model, {**summary, "precision": precision.record()}, seconds)
     return out
+
+
+def run_precision(config: RunConfig, task, private: bool) -> Precision:
+    """What the run trains in and why: ``train.precision`` resolved (:mod:`tuneloop.train.precision`), or fp32
+    where the loop has no other (DP-SGD; a task whose own loop does not follow the setting)."""
+    if private:
+        return Precision("fp32", "DP-SGD trains in fp32 (per-example gradients and noise)")
+    if not task.follows_precision:
+        return Precision("fp32", f"task {task.name} trains in fp32 in its own loop")
+    return choose_precision(config.train.precision)
+
+
+def say_precision(precision: Precision, config: RunConfig) -> None:
+    console().print(f"precision {precision.name}: {precision.why}")
+    warning = bf16_warning(precision) if config.train.precision == "bf16" else None
+    if warning:
+        console().print(f"[yellow]warning:[/yellow] {warning}")
 
 
 def write_loop_summary(out: Path, model, summary: dict, seconds: float) -> None:
@@ -403,18 +424,9 @@ def training_arguments(config: RunConfig, out: Path, rows_per_step: int, train_r
         disable_tqdm=True,
         remove_unused_columns=False,
         use_cpu=not _cuda_available(),
-        **mixed_precision(t.precision),
+        **choose_precision(t.precision).trainer_flags(),
         dataloader_num_workers=0,
     )
-
-
-def mixed_precision(precision: str) -> dict:
-    """TrainingArguments flags for ``train.precision`` (weights stay fp32; autocast does the rest)."""
-    import torch
-
-    if precision == "auto":
-        precision = "bf16" if _cuda_available() and torch.cuda.is_bf16_supported() else "fp32"
-    return {"bf16": precision == "bf16", "fp16": precision == "fp16"}
 
 
 def _cuda_available() -> bool:
@@ -437,7 +449,7 @@ def save_trained(model, tokenizer, config: RunConfig, out: Path) -> None:
         tokenizer.save_pretrained(tmp)
 
 
-def write_train_summary(out: Path, trainer) -> None:
+def write_train_summary(out: Path, trainer, precision: Precision) -> None:
     """``train.json``: steps, best checkpoint, and tokens and seconds of the whole run, across resumes."""
     state = trainer.state
     seconds = trainer.training_seconds()
@@ -454,5 +466,6 @@ def write_train_summary(out: Path, trainer) -> None:
             "trainable_parameters": sum(p.numel() for p in trainer.model.parameters() if p.requires_grad),
             "total_parameters": sum(p.numel() for p in trainer.model.parameters()),
             "curriculum": getattr(trainer, "curriculum", None),
+            "precision": precision.record(),
         },
     )
