@@ -479,14 +479,12 @@ def tuneloop_worker(spec: dict, fast: bool = True, precision: str = "auto") -> d
     from tuneloop.config import load_config
     from tuneloop.models.load import load_tokenizer
     from tuneloop.objectives.dpo import DpoRow
-    from tuneloop.train.precision import choose_precision
     from tuneloop.train.run import train
 
     tokenizer = load_tokenizer(spec["model"])
     longest = max(len(DpoRow(p.prompt_ids, p.chosen_ids, p.rejected_ids)) for p in
                   (tokenized_pair(tokenizer, row) for row in read_jsonl(spec["train_path"])))  # fmt: skip
     run_dir = Path(spec["workdir"]) / f"{spec['trainer']}-run"
-    resolved = choose_precision(precision).name
     settings = {
         "project": "bench", "out": str(run_dir), "model.name": spec["model"], "task": "dpo", "dpo.beta": spec["beta"],
         "data.path": [spec["train_path"]], "data.format": "pairs", "data.val_fraction": 0.0, "data.test_fraction": 0.0,
@@ -516,7 +514,7 @@ def tuneloop_worker(spec: dict, fast: bool = True, precision: str = "auto") -> d
         "steps": summary["steps"],
         "train_losses": losses,
         "final_train_loss": statistics.mean(losses[-LAST_STEPS:]),
-        "settings": {"precision": resolved, "fused_kernels": fast, "precompute_reference": fast,
+        "settings": {"precision": summary["precision"]["name"], "fused_kernels": fast, "precompute_reference": fast,
                      "tokens_per_batch": settings["train.tokens_per_batch"], "train_json_seconds": summary["seconds"]},  # fmt: skip
         "model": model,
         "tokenizer": tokenizer,

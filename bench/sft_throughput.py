@@ -774,11 +774,9 @@ def tuneloop_worker(spec: dict, fused_kernels: bool = True, precision: str = "au
     validation rows live in their own file); the trained adapter is then loaded back for scoring.
     ``fused_kernels=False`` measures what the fused LoRA layers and per-example attention add."""
     from tuneloop.config import load_config
-    from tuneloop.train.precision import choose_precision
     from tuneloop.train.run import train
 
     run_dir = Path(spec["workdir"]) / f"{spec['trainer']}-run"
-    resolved = choose_precision(precision).name  # what "auto" means here
     settings = {
         "project": "bench", "out": str(run_dir), "model.name": spec["model"],
         "data.path": [spec["train_path"]], "data.format": "alpaca", "data.val_fraction": 0.0,
@@ -805,7 +803,7 @@ def tuneloop_worker(spec: dict, fused_kernels: bool = True, precision: str = "au
         "fed_tokens": None,
         "steps": summary["steps"],
         "settings": {"tokens_per_batch": spec["tokens_per_batch"], "pack_length": spec["max_length"], "packing": True,
-                     "fused_kernels": fused_kernels, "precision": resolved, "train_json_seconds": summary["seconds"]},  # fmt: skip
+                     "fused_kernels": fused_kernels, "precision": summary["precision"]["name"], "train_json_seconds": summary["seconds"]},  # fmt: skip
         "model": model,
         "tokenizer": tokenizer,
     }

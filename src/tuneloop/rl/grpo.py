@@ -36,6 +36,7 @@ from tuneloop.rl.prompts import PROMPT_FORMATS, prompt_turns
 from tuneloop.rl.reward_model import RewardScorer, check_reward_run
 from tuneloop.runs.folder import RunDir
 from tuneloop.train.callbacks import JsonlLogCallback, RichProgressCallback
+from tuneloop.train.precision import choose_precision, model_width
 
 SETTING = "grpo.reward_run"
 REWARD_NAME = "reward_model"  # TRL logs the reward function's scores as rewards/<its name>/mean
@@ -76,7 +77,7 @@ class GrpoTask(Task):
         trainer = GRPOTrainer(
             model=model,
             reward_funcs=reward_function(scorer),
-            args=grpo_arguments(config, out),
+            args=grpo_arguments(config, out, model_width(model)),
             train_dataset=Dataset.from_dict({"prompt": prompts}),
             processing_class=tokenizer,
             callbacks=[StepTokens(), JsonlLogCallback(RunDir(out).log_file), RichProgressCallback()],
@@ -123,12 +124,12 @@ def drop_if_empty(folder: Path) -> None:
         folder.rmdir()
 
 
-def grpo_arguments(config, out: Path):
+def grpo_arguments(config, out: Path, width: int | None = None):
     """TRL's GRPOConfig for the run: one optimiser step per batch of prompts_per_step x group_size answers
-    (per ``grpo.iterations_per_step``), gradient accumulated over ``grpo.completions_per_pass``."""
+    (per ``grpo.iterations_per_step``), gradient accumulated over ``grpo.completions_per_pass``; ``width``: the
+    model's hidden size, which ``train.precision auto`` probes (:mod:`tuneloop.train.precision`)."""
     from trl import GRPOConfig
 
-    from tuneloop.train.precision import choose_precision
     from tuneloop.train.run import _cuda_available
 
     g, t = config.grpo, config.train
@@ -161,7 +162,7 @@ def grpo_arguments(config, out: Path):
         gradient_checkpointing=False,
         use_cpu=not _cuda_available(),
         dataloader_num_workers=0,
-        **choose_precision(t.precision).trainer_flags(),
+        **choose_precision(t.precision, width=width).trainer_flags(),
     )
 
 

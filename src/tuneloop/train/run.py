@@ -45,7 +45,7 @@ from tuneloop.train.launch import (
     threads_per_process,
     world_size,
 )
-from tuneloop.train.precision import Precision, bf16_warning, choose_precision
+from tuneloop.train.precision import Precision, bf16_warning, choose_precision, model_width
 from tuneloop.train.prepare import PreparedData, prepare_dataset
 from tuneloop.train.segmented_attention import use_segmented_attention
 from tuneloop.train.trainer import TuneloopTrainer
@@ -83,7 +83,6 @@ def train(config: RunConfig, resume: bool = False, callbacks: tuple = ()) -> Pat
         )
     task.check_config(config)
     task.check_model(config.model)
-    precision = run_precision(config, task, private)
     packs = get_method(config.method.name).packs_with(task)
     check_curriculum(config, packs)
     check_unsharded(config)
@@ -96,9 +95,10 @@ def train(config: RunConfig, resume: bool = False, callbacks: tuple = ()) -> Pat
     if launched(config) and not inside_launch():
         run_launched(config.model_copy(update={"out": str(out)}), resume, checkpoint)
         return out
+    model = load_model_with_method(task, config, data.labels)
+    precision = run_precision(config, task, private, model)
     if is_main_process():
         say_precision(precision, config)
-    model = load_model_with_method(task, config, data.labels)
     if private:
         return train_privately(task, model, tokenizer, data, config, out, packs, precision)
     if config.train.fused_kernels:
@@ -110,7 +110,7 @@ def train(config: RunConfig, resume: bool = False, callbacks: tuple = ()) -> Pat
         write_run_header(out, config, data, resume)
     if task.trains_itself:
         return train_in_task_loop(task, model, tokenizer, data, config, out, precision)
-    trainer = build_trainer(model, tokenizer, data, config, out, task, scorer, callbacks)
+    trainer = build_trainer(model, tokenizer, data, config, out, task, precision, scorer, callbacks)
     trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
     if is_main_process():
         save_trained(trainer.accelerator.unwrap_model(trainer.model), tokenizer, config, out)
@@ -152,14 +152,14 @@ def train_privately(task, model, tokenizer, data: PreparedData, config: RunConfi
     return out
 
 
-def run_precision(config: RunConfig, task, private: bool) -> Precision:
+def run_precision(config: RunConfig, task, private: bool, model) -> Precision:
     """What the run trains in and why: ``train.precision`` resolved (:mod:`tuneloop.train.precision`), or fp32
     where the loop has no other (DP-SGD; a task whose own loop does not follow the setting)."""
     if private:
         return Precision("fp32", "DP-SGD trains in fp32 (per-example gradients and noise)")
     if not task.follows_precision:
         return Precision("fp32", f"task {task.name} trains in fp32 in its own loop")
-    return choose_precision(config.train.precision)
+    return choose_precision(config.train.precision, width=model_width(model))
 
 
 def say_precision(precision: Precision, config: RunConfig) -> None:
@@ -325,7 +325,7 @@ def greater_is_better(metric: str, direction: str) -> bool:
     return direction == "maximize" or (direction == "auto" and metric not in LOWER_IS_BETTER)
 
 
-def build_trainer(model, tokenizer, data: PreparedData, config: RunConfig, out: Path, task, scorer=None, extra_callbacks=()):
+def build_trainer(model, tokenizer, data: PreparedData, config: RunConfig, out: Path, task, precision: Precision, scorer=None, extra_callbacks=()):
     from transformers import EarlyStoppingCallback
     from transformers.integrations import TensorBoardCallback
     from torch.utils.tensorboard import SummaryWriter
@@ -340,7 +340,7 @@ def build_trainer(model, tokenizer, data: PreparedData, config: RunConfig, out: 
     if t.curriculum != "none":
         train_rows, curriculum = curriculum_rows(model, data.train_tokens, config, packs, rows_per_step, rows_per_pass)
     args = training_arguments(
-        config, out, rows_per_process(rows_per_step), rows_per_pass, has_validation=bool(val_rows), ordered=curriculum is not None
+        config, out, rows_per_process(rows_per_step), rows_per_pass, precision, has_validation=bool(val_rows), ordered=curriculum is not None
     )
     callbacks = [JsonlLogCallback(RunDir(out).log_file), RichProgressCallback(), CheckpointManifestCallback()]
     if is_main_process():  # only the main process writes into the run folder
@@ -383,7 +383,9 @@ def remove_default_printers(trainer) -> None:
     trainer.remove_callback(PrinterCallback)
 
 
-def training_arguments(config: RunConfig, out: Path, rows_per_step: int, train_rows: int, has_validation: bool, ordered: bool = False):
+def training_arguments(
+    config: RunConfig, out: Path, rows_per_step: int, train_rows: int, precision: Precision, has_validation: bool, ordered: bool = False
+):
     """transformers' arguments for the run; ``train_rows`` is one pass's rows.
 
     ``ordered``: the training rows are a curriculum stream that already holds every pass, read in order.
@@ -424,7 +426,7 @@ def training_arguments(config: RunConfig, out: Path, rows_per_step: int, train_r
         disable_tqdm=True,
         remove_unused_columns=False,
         use_cpu=not _cuda_available(),
-        **choose_precision(t.precision).trainer_flags(),
+        **precision.trainer_flags(),
         dataloader_num_workers=0,
     )
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tuneloop.train.precision import bf16_warning, choose_precision, cpu_flags, native_bf16_instructions
+from tuneloop.train.precision import PAYS, bf16_speedup, bf16_warning, choose_precision, cpu_choice, cpu_flags, native_bf16_instructions
 
 AVX2_ONLY = {"fpu", "sse2", "avx", "avx2", "fma"}
 SAPPHIRE_RAPIDS = AVX2_ONLY | {"avx512f", "avx512_bf16", "amx_tile", "amx_bf16"}
@@ -42,3 +42,15 @@ def test_cpu_flags_are_read_from_cpuinfo(tmp_path):
     cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu avx2 avx512_bf16\n\nprocessor\t: 1\nflags\t\t: fpu avx2 avx512_bf16\n")
     assert native_bf16_instructions(cpu_flags(cpuinfo)) == "AVX512-BF16"
     assert cpu_flags(tmp_path / "missing") == set()
+
+
+def test_on_a_native_bf16_cpu_auto_follows_the_probe_at_the_models_width():
+    assert cpu_choice("AMX-BF16", 576, 7.0) == (
+        "bf16", "auto: the CPU computes bf16 natively (AMX-BF16) and a bf16 matmul at this model's width (576) ran 7.0x as fast as fp32")
+    narrow = cpu_choice("AMX-BF16", 64, 1.0)
+    assert narrow.name == "fp32" and "less than autocast's casts cost" in narrow.why
+    assert cpu_choice("AVX512-BF16", 256, PAYS).name == "bf16"
+
+
+def test_the_probe_measures_a_positive_speedup():
+    assert bf16_speedup(32, tokens=16, repeats=2) > 0
