@@ -48,6 +48,21 @@ def status_of(call) -> int:
 # --- one request cannot fail another -------------------------------------------------------------
 
 
+def post_while_probing_healthz(url: str, key: str, body: dict):
+    """POST ``body`` to the chat route in a thread and call /healthz until it is answered:
+    (its response, the slowest /healthz meanwhile in seconds)."""
+    result = {}
+    chat = f"{url}/v1/chat/completions"
+    asker = threading.Thread(target=lambda: result.update(r=requests.post(chat, json=body, headers={"Authorization": f"Bearer {key}"}, timeout=60)))
+    asker.start()
+    slowest = 0.0
+    while asker.is_alive():
+        started = time.perf_counter()
+        requests.get(f"{url}/healthz", timeout=30)
+        slowest = max(slowest, time.perf_counter() - started)
+    return result["r"], slowest
+
+
 def test_a_tiny_temperature_fails_no_request_of_its_batch(client):
     def chat(temperature: float):
         return lambda: client.chat.completions.create(model="base", messages=ASK, max_tokens=8, temperature=temperature)
@@ -104,15 +119,8 @@ def test_a_body_over_the_limit_is_refused_before_it_is_read(server):
 def test_a_10_mb_prompt_is_refused_while_healthz_keeps_answering(server):
     url, key, _ = server
     huge = {"model": "base", "messages": [{"role": "user", "content": "x" * 10_000_000}]}
-    result = {}
-    sender = threading.Thread(target=lambda: result.update(r=requests.post(f"{url}/v1/chat/completions", json=huge, headers={"Authorization": f"Bearer {key}"}, timeout=60)))
-    sender.start()
-    slowest = 0.0
-    while sender.is_alive():
-        started = time.perf_counter()
-        requests.get(f"{url}/healthz", timeout=30)
-        slowest = max(slowest, time.perf_counter() - started)
-    assert result["r"].status_code == 413 and result["r"].json()["error"]["code"] == "request_too_large"
+    answer, slowest = post_while_probing_healthz(url, key, huge)
+    assert answer.status_code == 413 and answer.json()["error"]["code"] == "request_too_large"
     assert slowest < 1.0
 
 
@@ -248,15 +256,8 @@ def test_loading_an_adapter_on_first_use_holds_no_other_request(server, tiny_mod
 
     monkeypatch.setattr(engine, "ensure_adapter", from_a_slow_disk)
     body = {"model": version, "messages": ASK, "max_tokens": 2}
-    result = {}
-    asker = threading.Thread(target=lambda: result.update(r=requests.post(f"{url}/v1/chat/completions", json=body, headers={"Authorization": f"Bearer {key}"}, timeout=60)))
-    asker.start()
-    slowest = 0.0
-    while asker.is_alive():
-        started = time.perf_counter()
-        requests.get(f"{url}/healthz", timeout=30)
-        slowest = max(slowest, time.perf_counter() - started)
-    assert result["r"].status_code == 200 and result["r"].json()["system_fingerprint"] == version
+    answer, slowest = post_while_probing_healthz(url, key, body)
+    assert answer.status_code == 200 and answer.json()["system_fingerprint"] == version
     assert slowest < 0.5
 
 
@@ -273,15 +274,8 @@ def test_a_slow_write_to_the_request_log_holds_no_other_request(server, monkeypa
 
     monkeypatch.setattr(app_module, "log_request", on_a_busy_store)
     body = {"model": "base", "messages": ASK, "max_tokens": 2, "stream": stream}
-    result = {}
-    asker = threading.Thread(target=lambda: result.update(r=requests.post(f"{url}/v1/chat/completions", json=body, headers={"Authorization": f"Bearer {key}"}, timeout=60)))
-    asker.start()
-    slowest = 0.0
-    while asker.is_alive():
-        started = time.perf_counter()
-        requests.get(f"{url}/healthz", timeout=30)
-        slowest = max(slowest, time.perf_counter() - started)
-    assert result["r"].status_code == 200 and "error" not in result["r"].text
+    answer, slowest = post_while_probing_healthz(url, key, body)
+    assert answer.status_code == 200 and "error" not in answer.text
     assert slowest < 0.5
 
 
