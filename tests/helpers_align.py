@@ -101,3 +101,24 @@ def log_answers(conn, run: Path, version_id: str, project: str, tickets: range) 
         i: log_request(conn, model=version_id, prompt=json.dumps(conversation(i)), response=answer, latency_ms=1.0, version_id=version_id, project=project)
         for i, answer in zip(tickets, answers)
     }  # fmt: skip
+
+
+def align_scenario(model_dir: Path, folder: Path) -> Path:
+    """A store where triage:v1 (rude answers) is production and style:v1 (polite) beside it, with 24 A/B
+    choices of style's answer over triage's; returns the store file."""
+    import contextlib
+
+    from tuneloop.store.db import connect
+    from tuneloop.store.feedback import record_preference
+    from tuneloop.store.versions import promote, register
+
+    store = folder / "store.sqlite3"
+    v1, style = train_versions(model_dir, folder)
+    with contextlib.closing(connect(store)) as conn:
+        promote(conn, register(conn, v1).id, "first release")
+        register(conn, style)
+        tickets = range(3000, 3024)
+        rude, polite = log_answers(conn, v1, "triage:v1", "triage", tickets), log_answers(conn, style, "style:v1", "style", tickets)
+        for i in tickets:
+            record_preference(conn, polite[i], rude[i])
+    return store

@@ -9,27 +9,14 @@ import json
 import pytest
 
 from helpers import run_cli
-from helpers_align import ALIGN_ARGS, log_answers, train_versions
+from helpers_align import ALIGN_ARGS, align_scenario
 
 
 @pytest.fixture(scope="module")
 def scenario(tiny_model_dir, tmp_path_factory):
     """(store file, folder): triage:v1 in production, style:v1 beside it, 24 A/B choices of style's answer."""
-    from tuneloop.store.db import connect
-    from tuneloop.store.feedback import record_preference
-    from tuneloop.store.versions import promote, register
-
     folder = tmp_path_factory.mktemp("align")
-    store = folder / "store.sqlite3"
-    v1, style = train_versions(tiny_model_dir, folder)
-    with contextlib.closing(connect(store)) as conn:
-        promote(conn, register(conn, v1).id, "first release")
-        register(conn, style)
-        tickets = range(3000, 3024)
-        rude, polite = log_answers(conn, v1, "triage:v1", "triage", tickets), log_answers(conn, style, "style:v1", "style", tickets)
-        for i in tickets:
-            record_preference(conn, polite[i], rude[i])
-    return store, folder
+    return align_scenario(tiny_model_dir, folder), folder
 
 
 @pytest.mark.timeout(600)

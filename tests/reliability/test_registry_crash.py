@@ -1,5 +1,5 @@
-"""``models promote``, ``models rollback`` and ``retrain`` SIGKILLed while they change the registry: the store
-is left as it was before the change or as it is after it, never in between."""
+"""``models promote``, ``models rollback``, ``retrain`` and ``align`` SIGKILLed while they change the registry:
+the store is left as it was before the change or as it is after it, never in between."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import sqlite3
 import pytest
 
 from helpers import run_cli
+from helpers_align import ALIGN_ARGS, align_scenario
 from reliability.test_crash_resume import kill_at
 
 TRAIN = ("--format", "prompt_completion", "--prompt-template", "Subject: {subject}\n\n{body}",
@@ -17,10 +18,10 @@ TRAIN = ("--format", "prompt_completion", "--prompt-template", "Subject: {subjec
          "--max-length", "256", "--early-stopping-patience", "0")  # fmt: skip
 
 
-def registry(store) -> tuple[list, list]:
-    """Every version row and every stage event, in order: the whole state a change may touch."""
+def registry(store) -> tuple[list, ...]:
+    """Every version row, stage event and align round, in order: the whole state a change may touch."""
     with sqlite3.connect(store) as conn:
-        return list(conn.execute("SELECT * FROM versions ORDER BY id")), list(conn.execute("SELECT * FROM stage_events ORDER BY rowid"))
+        return tuple(list(conn.execute(f"SELECT * FROM {table} ORDER BY rowid")) for table in ("versions", "stage_events", "align_rounds"))
 
 
 @pytest.fixture
@@ -67,3 +68,13 @@ def test_retrain_killed_in_its_decision_changes_nothing(store_with_two_versions,
     kill_at("store-event@2", [*retrain, "--out", str(tmp_path / "killed")])
     assert registry(store) == before
     assert not (tmp_path / "killed" / "retrain.json").exists()
+
+
+@pytest.mark.timeout(600)
+def test_align_killed_in_its_decision_records_no_candidate_and_no_round(tiny_model_dir, tmp_path):
+    store = align_scenario(tiny_model_dir, tmp_path)
+    before = registry(store)
+    # the candidate registered (event 1) and the gate's stage change begun (event 2); the round not yet recorded
+    kill_at("store-event@2", ["align", "triage", "--out", str(tmp_path / "killed"), "--store", str(store), *ALIGN_ARGS])
+    assert registry(store) == before
+    assert not (tmp_path / "killed" / "align.json").exists()
